@@ -1,0 +1,81 @@
+"""Array -> backend.
+
+The array's library is recognised from ``sys.modules`` and its type, without
+importing any framework: an array of a library can only exist once that
+library has been imported.  The answer is cached per type; a backend module is
+imported the first time one of its arrays is seen.
+
+Adding a backend is adding one module under ``subpixel/backends`` and one line
+to ``_REGISTRY``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ._spec import unsupported_array
+from .backends._base import Backend
+
+
+class _Entry(NamedTuple):
+    name: str  # the backend's public name
+    framework: str  # the top-level module whose presence in sys.modules we look for
+    array_types: Callable[[Any], tuple]  # framework module -> the array types it owns
+
+
+_REGISTRY: tuple[_Entry, ...] = (_Entry("numpy", "numpy", lambda np: (np.ndarray, np.generic)),)
+
+BACKEND_NAMES: tuple[str, ...] = tuple(e.name for e in _REGISTRY)
+
+_by_type: dict[type, Backend] = {}
+_by_name: dict[str, Backend] = {}
+
+
+def _load(name: str) -> Backend:
+    backend = _by_name.get(name)
+    if backend is None:
+        module = importlib.import_module(f"subpixel.backends.{name}")
+        backend = _by_name[name] = module.backend
+    return backend
+
+
+def backend_for(x: Any, argname: str = "x") -> Backend:
+    """The backend that handles ``x``; ``TypeError`` if none does."""
+    backend = _by_type.get(type(x))
+    if backend is not None:
+        return backend
+    for entry in _REGISTRY:
+        framework = sys.modules.get(entry.framework)
+        if framework is None:
+            continue
+        try:
+            types = entry.array_types(framework)
+        except AttributeError:  # a framework still being imported
+            continue
+        if isinstance(x, types):
+            backend = _load(entry.name)
+            _by_type[type(x)] = backend
+            return backend
+    raise unsupported_array(argname, x, BACKEND_NAMES)
+
+
+def backend_by_name(name: str) -> Backend:
+    """The backend called ``name`` (importing its framework)."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(
+            f"`backend` must be one of {', '.join(BACKEND_NAMES)}. Received: backend={name!r}"
+        )
+    return _load(name)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends whose framework is installed (nothing is imported)."""
+    found = []
+    for entry in _REGISTRY:
+        if entry.framework in sys.modules or importlib.util.find_spec(entry.framework):
+            found.append(entry.name)
+    return found

@@ -1,0 +1,359 @@
+"""The contract: argument normalisation, shape rules and every error message.
+
+Pure Python, imports no array library.  Every public operation calls in here
+first; backends receive a :class:`Plan` and only move data, they never
+re-validate.
+
+A shuffle is always one reshape, one transpose and one reshape::
+
+    y = x.reshape(plan.src_shape).transpose(plan.perm).reshape(plan.out_shape)
+
+``src_shape``/``perm`` are the *smallest* such description: batch dimensions
+are collapsed into one, axes of size 1 are dropped and axes that stay adjacent
+through the transpose are merged.  Unshuffle is described the same way.
+
+Shapes may hold unknown (``None``) dimensions, as in a ``tf.function`` traced
+with a ``None`` batch size, or symbolic ones (``torch.SymInt``, scalar
+tensors).  Checks that need a value run where the value is known.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+LAYOUTS = ("channels_first", "channels_last")
+ORDERS = ("CRD", "DCR")
+OPS = ("shuffle", "unshuffle")
+
+__all__ = [
+    "LAYOUTS",
+    "ORDERS",
+    "Plan",
+    "check_out",
+    "make_plan",
+    "normalize_factor",
+    "normalize_layout",
+    "normalize_order",
+    "normalize_spatial_dims",
+    "out_not_supported",
+    "out_wrong_type",
+    "unsupported_array",
+]
+
+
+# ---------------------------------------------------------------------------
+# argument normalisation
+# ---------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
+def normalize_spatial_dims(spatial_dims: Any, factor: Any) -> int:
+    """``spatial_dims`` as a positive int; ``None`` means ``len(factor)`` or 2."""
+    if spatial_dims is None:
+        if isinstance(factor, (tuple, list)):
+            if len(factor) == 0:
+                raise ValueError(
+                    "`factor` must be a positive integer or a non-empty tuple of "
+                    f"positive integers. Received: factor={factor!r}"
+                )
+            return len(factor)
+        return 2
+    if not _is_int(spatial_dims) or operator.index(spatial_dims) < 1:
+        raise ValueError(
+            "`spatial_dims` must be a positive integer (1, 2, 3, ...). "
+            f"Received: spatial_dims={spatial_dims!r}"
+        )
+    return operator.index(spatial_dims)
+
+
+def normalize_factor(factor: Any, spatial_dims: int) -> tuple[int, ...]:
+    """``factor`` as a tuple of ``spatial_dims`` positive ints."""
+    if isinstance(factor, (tuple, list)):
+        items = tuple(factor)
+        if len(items) != spatial_dims:
+            raise ValueError(
+                f"`factor` must have one entry per spatial dimension ({spatial_dims} "
+                f"for spatial_dims={spatial_dims}). Received: factor={factor!r}"
+            )
+    else:
+        items = (factor,) * spatial_dims
+    for item in items:
+        if not _is_int(item) or operator.index(item) < 1:
+            raise ValueError(
+                "`factor` must be a positive integer or a tuple of positive "
+                f"integers. Received: factor={factor!r}"
+            )
+    return tuple(operator.index(item) for item in items)
+
+
+def normalize_layout(layout: Any) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(
+            f"`layout` must be 'channels_first' or 'channels_last'. Received: layout={layout!r}"
+        )
+    return layout
+
+
+def normalize_order(order: Any) -> str:
+    if order not in ORDERS:
+        raise ValueError(
+            "`order` must be 'CRD' (PyTorch pixel_shuffle) or 'DCR' (TensorFlow "
+            f"depth_to_space). Received: order={order!r}"
+        )
+    return order
+
+
+# ---------------------------------------------------------------------------
+# the plan
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a backend needs to move the data of one shuffle/unshuffle."""
+
+    op: str  # "shuffle" or "unshuffle"
+    factor: tuple[int, ...]
+    layout: str
+    order: str
+    in_shape: tuple
+    out_shape: tuple
+    src_shape: tuple  # minimal view of the input ...
+    perm: tuple[int, ...]  # ... transposed by perm ...
+    dst_shape: tuple  # ... is this minimal view of the output
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.factor)
+
+    @property
+    def batch_ndim(self) -> int:
+        return len(self.in_shape) - self.spatial_dims - 1
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the data moves nowhere (a copy is all it takes)."""
+        return self.perm == tuple(range(len(self.perm)))
+
+
+def _known(dim: Any) -> bool:
+    return dim is not None
+
+
+def _static_int(dim: Any) -> bool:
+    return type(dim) is int
+
+
+def _checkable(dim: Any) -> bool:
+    """A dimension whose value a check may read (an int, or a torch SymInt guard)."""
+    return type(dim) is int or type(dim).__name__ == "SymInt"
+
+
+def _prod(dims: Sequence[Any]) -> Any:
+    result: Any = 1
+    for d in dims:
+        if d is None:
+            return None
+        result = result * d
+    return result
+
+
+def _shape_str(shape: Sequence[Any]) -> str:
+    inner = ", ".join("None" if d is None else str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def make_plan(
+    op: str,
+    shape: Sequence[Any],
+    factor: Any,
+    spatial_dims: Any = None,
+    layout: Any = "channels_first",
+    order: Any = "CRD",
+) -> Plan:
+    """Validate the arguments of ``shuffle``/``unshuffle`` for an input shape.
+
+    ``shape`` is a sequence of ints (``None`` for an unknown dimension).  Plans
+    for fully static shapes are cached.
+    """
+    shape = tuple(shape)
+    # Cache only exact ints: 2.0 == 2 and True == 1 hash alike but must be refused.
+    if (
+        all(type(d) is int for d in shape)
+        and (type(factor) is int or (type(factor) is tuple and all(type(f) is int for f in factor)))
+        and (spatial_dims is None or type(spatial_dims) is int)
+        and type(layout) is str
+        and type(order) is str
+    ):
+        return _cached_plan(op, shape, factor, spatial_dims, layout, order)
+    return _build_plan(op, shape, factor, spatial_dims, layout, order)
+
+
+@lru_cache(maxsize=1024)
+def _cached_plan(op, shape, factor, spatial_dims, layout, order) -> Plan:
+    return _build_plan(op, shape, factor, spatial_dims, layout, order)
+
+
+def _build_plan(op, shape, factor, spatial_dims, layout, order) -> Plan:
+    d = normalize_spatial_dims(spatial_dims, factor)
+    r = normalize_factor(factor, d)
+    layout = normalize_layout(layout)
+    order = normalize_order(order)
+    R = math.prod(r)
+
+    ndim = len(shape)
+    if ndim < d + 1:
+        raise ValueError(
+            f"`x` must have at least {d + 1} dimensions (a channel axis and "
+            f"{d} spatial) for spatial_dims={d}. Received: x.shape={_shape_str(shape)}"
+        )
+    nbatch = ndim - d - 1
+    batch = shape[:nbatch]
+    if layout == "channels_first":
+        channels, spatial = shape[nbatch], shape[nbatch + 1 :]
+        channel_axis = nbatch
+    else:
+        spatial, channels = shape[nbatch:-1], shape[-1]
+        channel_axis = ndim - 1
+
+    if channels is None:
+        raise ValueError(
+            f"`x` must have a known number of channels (axis {channel_axis}). "
+            f"Received: x.shape={_shape_str(shape)}"
+        )
+
+    if op == "shuffle":
+        if _checkable(channels) and channels % R != 0:
+            raise ValueError(
+                f"`x` has {channels} channels (axis {channel_axis}), which is not "
+                f"divisible by prod(factor)={R} for factor={r}. "
+                f"Received: x.shape={_shape_str(shape)}"
+            )
+        lo_channels = channels // R
+        lo_spatial = tuple(spatial)
+        hi_spatial = tuple(None if s is None else s * f for s, f in zip(spatial, r))
+        out_channels, out_spatial = lo_channels, hi_spatial
+    elif op == "unshuffle":
+        first_spatial_axis = nbatch + 1 if layout == "channels_first" else nbatch
+        for k, (s, f) in enumerate(zip(spatial, r)):
+            if _checkable(s) and s % f != 0:
+                raise ValueError(
+                    f"`x` has spatial size {s} on axis {first_spatial_axis + k}, "
+                    f"which is not divisible by its factor {f} for factor={r}. "
+                    f"Received: x.shape={_shape_str(shape)}"
+                )
+        lo_channels = channels
+        lo_spatial = tuple(None if s is None else s // f for s, f in zip(spatial, r))
+        hi_spatial = tuple(spatial)
+        out_channels, out_spatial = channels * R, lo_spatial
+    else:  # pragma: no cover - internal misuse
+        raise ValueError(f"`op` must be one of {OPS}. Received: op={op!r}")
+
+    if layout == "channels_first":
+        out_shape = (*tuple(batch), out_channels, *tuple(out_spatial))
+    else:
+        out_shape = tuple(batch) + tuple(out_spatial) + (out_channels,)
+
+    # Label the axes of the expanded low-resolution and high-resolution views.
+    # ("B",) batch, ("C",) channels, ("S", k) low-res spatial k, ("R", k) factor k.
+    sizes: dict[Any, Any] = {("B",): _prod(batch) if nbatch else 1, ("C",): lo_channels}
+    for k in range(d):
+        sizes[("S", k)] = lo_spatial[k]
+        sizes[("R", k)] = r[k]
+    split = [("C",)] + [("R", k) for k in range(d)]
+    if order == "DCR":
+        split = split[1:] + split[:1]
+    interleaved = [ax for k in range(d) for ax in (("S", k), ("R", k))]
+    if layout == "channels_first":
+        lo_axes = [("B",)] + split + [("S", k) for k in range(d)]
+        hi_axes = [("B",), ("C",), *interleaved]
+    else:
+        lo_axes = [("B",)] + [("S", k) for k in range(d)] + split
+        hi_axes = [("B",), *interleaved, ("C",)]
+    src_axes, dst_axes = (lo_axes, hi_axes) if op == "shuffle" else (hi_axes, lo_axes)
+    src_shape, perm = _minimal_transpose(src_axes, dst_axes, sizes)
+    dst_shape = tuple(src_shape[p] for p in perm)
+    return Plan(
+        op=op,
+        factor=r,
+        layout=layout,
+        order=order,
+        in_shape=shape,
+        out_shape=out_shape,
+        src_shape=src_shape,
+        perm=perm,
+        dst_shape=dst_shape,
+    )
+
+
+def _minimal_transpose(src_axes, dst_axes, sizes):
+    """Drop size-1 axes and merge runs adjacent in both orders."""
+    src = [a for a in src_axes if not (_static_int(sizes[a]) and sizes[a] == 1)]
+    dst = [a for a in dst_axes if a in src]
+    # group src axes into runs that also appear consecutively in dst
+    groups: list[list[Any]] = []
+    for a in src:
+        if groups:
+            prev = groups[-1][-1]
+            j = dst.index(prev)
+            if j + 1 < len(dst) and dst[j + 1] == a:
+                groups[-1].append(a)
+                continue
+        groups.append([a])
+    src_shape = tuple(_prod([sizes[a] for a in g]) for g in groups)
+    first = {g[0]: i for i, g in enumerate(groups)}
+    perm = tuple(first[a] for a in dst if a in first)
+    return src_shape, perm
+
+
+def _type_name(obj: Any) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def out_not_supported(backend: str, out: Any) -> TypeError:
+    return TypeError(
+        f"`out` is not supported by the {backend} backend: its arrays are immutable, "
+        f"use the returned array. Received: out of type {_type_name(out)}"
+    )
+
+
+def out_wrong_type(backend: str, out: Any) -> TypeError:
+    return TypeError(
+        f"`out` must be an array of the input's library ({backend}). "
+        f"Received: out of type {_type_name(out)}"
+    )
+
+
+def unsupported_array(argname: str, x: Any, supported: Sequence[str]) -> TypeError:
+    return TypeError(
+        f"`{argname}` must be an array of a supported library ({', '.join(supported)}). "
+        f"Received: {argname} of type {_type_name(x)}"
+    )
+
+
+def check_out(plan: Plan, out_shape: Sequence[Any], out_dtype: Any, x_dtype: Any) -> None:
+    """Validate a preallocated ``out``'s shape and dtype against a plan."""
+    if tuple(out_shape) != tuple(plan.out_shape):
+        raise ValueError(
+            f"`out` must have shape {_shape_str(plan.out_shape)} for this {plan.op}. "
+            f"Received: out.shape={_shape_str(tuple(out_shape))}"
+        )
+    if out_dtype != x_dtype:
+        raise ValueError(
+            f"`out` must have the input's dtype {x_dtype}. Received: out.dtype={out_dtype}"
+        )

@@ -1,0 +1,33 @@
+"""What a backend provides."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .._spec import Plan
+
+
+class Backend(Protocol):
+    """Moves data for a :class:`~subpixel._spec.Plan`; never validates arguments."""
+
+    name: str
+    mutable: bool  # whether arrays can be written in place (``out=``)
+
+    def shape(self, x: Any) -> tuple:
+        """The shape of ``x``, ``None`` (or a symbolic size) where unknown."""
+
+    def dtype(self, x: Any) -> Any:
+        """The dtype of ``x``, comparable with ``==`` to another of the same backend."""
+
+    def is_array(self, obj: Any) -> bool:
+        """Whether ``obj`` is an array of this backend (to vet ``out``)."""
+
+    def from_numpy(self, a: Any, like: Any = None) -> Any:
+        """A new array of this backend holding ``a`` (on ``like``'s device if given)."""
+
+    def to_numpy(self, x: Any) -> Any:
+        """``x``'s values as a NumPy array on the host."""
+
+    def rearrange(self, x: Any, plan: Plan, out: Any = None) -> Any:
+        """``x.reshape(src_shape).transpose(perm).reshape(out_shape)``, always a new
+        array (or ``out``, filled)."""

@@ -1,0 +1,233 @@
+"""Per-backend test helpers: build a backend's array from NumPy data and read it back.
+
+Each adapter knows its library's dtypes, whether it accepts ``out=``, how to make a
+non-contiguous array, and on which device it puts data.  The conformance suite
+is written once against this interface.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+
+# NumPy dtype names every adapter may be asked for; bfloat16 has no NumPy dtype:
+# its data travels as float32 (values chosen exactly representable).
+ALL_DTYPES = (
+    "bool",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+)
+
+
+def host_dtype(name: str) -> np.dtype:
+    return np.dtype("float32" if name == "bfloat16" else name)
+
+
+class Adapter:
+    name: str
+    framework: str
+    dtypes: tuple[str, ...]
+    supports_out = True
+    device = "cpu"
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+
+    def __repr__(self) -> str:
+        return f"{self.name}-{self.device}"
+
+    def asarray(self, a: np.ndarray, dtype: str | None = None):
+        raise NotImplementedError
+
+    def to_numpy(self, x) -> np.ndarray:
+        raise NotImplementedError
+
+    def empty(self, shape, dtype: str):
+        raise NotImplementedError
+
+    def noncontiguous(self, a: np.ndarray, dtype: str | None = None):
+        """A non-contiguous array of the backend holding ``a``'s values."""
+        big = np.repeat(a, 2, axis=-1)  # every other element is the original
+        return self._slice_last(self.asarray(big, dtype))
+
+    def _slice_last(self, x):
+        return x[..., ::2]
+
+    def same_device(self, x) -> bool:
+        return True
+
+
+class NumpyAdapter(Adapter):
+    name = framework = "numpy"
+    dtypes = tuple(d for d in ALL_DTYPES if d != "bfloat16")
+
+    def asarray(self, a, dtype=None):
+        return np.asarray(a, dtype=dtype or a.dtype).copy()
+
+    def to_numpy(self, x):
+        assert isinstance(x, np.ndarray), type(x)
+        return x
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+
+class TorchAdapter(Adapter):
+    name = framework = "torch"
+    dtypes = (
+        "bool",
+        "int8",
+        "uint8",
+        "int16",
+        "int32",
+        "int64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
+
+    def __init__(self, device="cpu"):
+        super().__init__(device)
+        import torch
+
+        self.torch = torch
+
+    def _dtype(self, name):
+        return getattr(self.torch, name)
+
+    def asarray(self, a, dtype=None):
+        dtype = dtype or a.dtype.name
+        t = self.torch.from_numpy(np.ascontiguousarray(a.astype(host_dtype(dtype))))
+        return t.to(device=self.device, dtype=self._dtype(dtype))
+
+    def to_numpy(self, x):
+        assert isinstance(x, self.torch.Tensor), type(x)
+        x = x.detach().cpu()
+        if x.dtype == self.torch.bfloat16:
+            x = x.float()
+        return x.numpy()
+
+    def empty(self, shape, dtype):
+        return self.torch.empty(shape, dtype=self._dtype(dtype), device=self.device)
+
+    def same_device(self, x):
+        return str(x.device).startswith(self.device)
+
+
+class TensorflowAdapter(Adapter):
+    name = framework = "tensorflow"
+    dtypes = ALL_DTYPES
+    supports_out = False
+
+    def __init__(self, device="cpu"):
+        super().__init__(device)
+        import tensorflow as tf
+
+        self.tf = tf
+
+    def asarray(self, a, dtype=None):
+        dtype = dtype or a.dtype.name
+        with self.tf.device(self.device):
+            t = self.tf.constant(a.astype(host_dtype(dtype)))
+            return self.tf.cast(t, dtype) if dtype == "bfloat16" else t
+
+    def to_numpy(self, x):
+        tf = self.tf
+        assert isinstance(x, (tf.Tensor, tf.Variable)), type(x)
+        if x.dtype == tf.bfloat16:
+            x = tf.cast(x, tf.float32)
+        return x.numpy()
+
+    def _slice_last(self, x):
+        # tf tensors are always dense; a strided slice is the closest thing
+        return x[..., ::2]
+
+
+class JaxAdapter(Adapter):
+    name = framework = "jax"
+    supports_out = False
+
+    def __init__(self, device="cpu"):
+        super().__init__(device)
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        x64 = jax.config.read("jax_enable_x64")
+        self.dtypes = tuple(
+            d for d in ALL_DTYPES if x64 or d not in ("int64", "uint64", "float64", "complex128")
+        )
+
+    def asarray(self, a, dtype=None):
+        dtype = dtype or a.dtype.name
+        dev = self.jax.devices(self.device)[0]
+        host = a.astype(host_dtype(dtype))
+        return self.jax.device_put(self.jnp.asarray(host, dtype=dtype), dev)
+
+    def to_numpy(self, x):
+        assert isinstance(x, self.jax.Array), type(x)
+        if x.dtype == self.jnp.bfloat16:
+            x = x.astype(self.jnp.float32)
+        return np.asarray(x)
+
+    def same_device(self, x):
+        return all(d.platform == self.device for d in x.devices())
+
+
+ADAPTERS = {
+    "numpy": NumpyAdapter,
+    "torch": TorchAdapter,
+    "tensorflow": TensorflowAdapter,
+    "jax": JaxAdapter,
+}
+
+
+def requested_backends() -> list[str]:
+    """Backends named in ``SUBPIXEL_TEST_BACKENDS`` (default: numpy)."""
+    raw = os.environ.get("SUBPIXEL_TEST_BACKENDS", "numpy")
+    return [n.strip() for n in raw.split(",") if n.strip()]
+
+
+def devices_for(name: str) -> list[str]:
+    """Devices the matrix runs on for a backend: the CPU, plus a GPU where present."""
+    if name == "torch":
+        import torch
+
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if name == "jax":
+        import jax
+
+        platforms = {d.platform for d in jax.devices()}
+        return ["cpu"] + (["gpu"] if "gpu" in platforms else [])
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return ["cpu"] + (["gpu"] if tf.config.list_physical_devices("GPU") else [])
+    return ["cpu"]
+
+
+def check_installed(name: str) -> None:
+    """Raise unless the backend and its framework import."""
+    if name not in ADAPTERS:
+        raise ValueError(
+            f"unknown backend {name!r} in SUBPIXEL_TEST_BACKENDS; known: {', '.join(ADAPTERS)}"
+        )
+    importlib.import_module(ADAPTERS[name].framework)
+    importlib.import_module(f"subpixel.backends.{name}")

@@ -1,0 +1,128 @@
+"""Independent oracles for shuffle/unshuffle, written from the index formula in
+SEED_NOTES (never via reshape/transpose):
+
+    CRD: input channel = c * R + b        DCR: input channel = b * C + c
+
+where ``R = prod(factor)``, ``C`` is the number of output channels and ``b`` the
+row-major position of ``(y_1 mod r_1, ..., y_d mod r_d)`` in the block.
+
+``shuffle_loops``/``unshuffle_loops`` walk every output element in Python (slow,
+for small arrays and to check the others); ``shuffle_gather``/``unshuffle_gather``
+evaluate the same formula on index arrays.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+
+def _norm(x, factor, spatial_dims, layout):
+    d = (
+        spatial_dims
+        if spatial_dims is not None
+        else (len(factor) if isinstance(factor, tuple) else 2)
+    )
+    r = tuple(factor) if isinstance(factor, tuple) else (factor,) * d
+    return d, r
+
+
+def _input_channel(c, block, C, R, order):
+    return c * R + block if order == "CRD" else block * C + c
+
+
+def _block_index(phases, r):
+    b = 0
+    for p, f in zip(phases, r):
+        b = b * f + p
+    return b
+
+
+def _to_channels_first(x, d, layout):
+    return x if layout == "channels_first" else np.moveaxis(x, -1, x.ndim - d - 1)
+
+
+def _from_channels_first(x, d, layout):
+    return x if layout == "channels_first" else np.moveaxis(x, x.ndim - d - 1, -1)
+
+
+def shuffle_loops(x, factor, *, spatial_dims=None, layout="channels_first", order="CRD"):
+    d, r = _norm(x, factor, spatial_dims, layout)
+    x = _to_channels_first(np.asarray(x), d, layout)
+    R = math.prod(r)
+    batch = x.shape[: x.ndim - d - 1]
+    C = x.shape[x.ndim - d - 1] // R
+    lo = x.shape[x.ndim - d :]
+    out = np.empty((*batch, C, *tuple(s * f for s, f in zip(lo, r))), dtype=x.dtype)
+    for bidx in itertools.product(*map(range, batch)):
+        for c in range(C):
+            for y in itertools.product(*(range(s * f) for s, f in zip(lo, r))):
+                phases = tuple(yk % f for yk, f in zip(y, r))
+                src = tuple(yk // f for yk, f in zip(y, r))
+                ch = _input_channel(c, _block_index(phases, r), C, R, order)
+                out[(*bidx, c, *y)] = x[(*bidx, ch, *src)]
+    return _from_channels_first(out, d, layout)
+
+
+def unshuffle_loops(y, factor, *, spatial_dims=None, layout="channels_first", order="CRD"):
+    d, r = _norm(y, factor, spatial_dims, layout)
+    y = _to_channels_first(np.asarray(y), d, layout)
+    R = math.prod(r)
+    batch = y.shape[: y.ndim - d - 1]
+    C = y.shape[y.ndim - d - 1]
+    hi = y.shape[y.ndim - d :]
+    out = np.empty((*batch, C * R, *tuple(s // f for s, f in zip(hi, r))), dtype=y.dtype)
+    for bidx in itertools.product(*map(range, batch)):
+        for c in range(C):
+            for yy in itertools.product(*map(range, hi)):
+                phases = tuple(yk % f for yk, f in zip(yy, r))
+                dst = tuple(yk // f for yk, f in zip(yy, r))
+                ch = _input_channel(c, _block_index(phases, r), C, R, order)
+                out[(*bidx, ch, *dst)] = y[(*bidx, c, *yy)]
+    return _from_channels_first(out, d, layout)
+
+
+def _hr_gather_index(batch, C, hi, r, order):
+    """For every HR element (batch..., c, y...): the LR (channel, *spatial) it comes from."""
+    R = math.prod(r)
+    grids = np.indices((*batch, C, *tuple(hi)), sparse=True)
+    nb = len(batch)
+    c = grids[nb]
+    ys = grids[nb + 1 :]
+    block = 0
+    for yk, f in zip(ys, r):
+        block = block * f + yk % f
+    ch = c * R + block if order == "CRD" else block * C + c
+    src = tuple(yk // f for yk, f in zip(ys, r))
+    return (*tuple(grids[:nb]), ch, *src)
+
+
+def shuffle_gather(x, factor, *, spatial_dims=None, layout="channels_first", order="CRD"):
+    d, r = _norm(x, factor, spatial_dims, layout)
+    x = _to_channels_first(np.asarray(x), d, layout)
+    R = math.prod(r)
+    nb = x.ndim - d - 1
+    batch = x.shape[:nb]
+    C = x.shape[nb] // R
+    hi = tuple(s * f for s, f in zip(x.shape[nb + 1 :], r))
+    out = x[_hr_gather_index(batch, C, hi, r, order)]
+    return _from_channels_first(out, d, layout)
+
+
+def unshuffle_gather(y, factor, *, spatial_dims=None, layout="channels_first", order="CRD"):
+    d, r = _norm(y, factor, spatial_dims, layout)
+    y = _to_channels_first(np.asarray(y), d, layout)
+    R = math.prod(r)
+    nb = y.ndim - d - 1
+    batch = y.shape[:nb]
+    C = y.shape[nb]
+    hi = y.shape[nb + 1 :]
+    out = np.empty((*batch, C * R, *tuple(s // f for s, f in zip(hi, r))), dtype=y.dtype)
+    out[_hr_gather_index(batch, C, hi, r, order)] = y
+    return _from_channels_first(out, d, layout)
+
+
+def reference(op, x, factor, **kw):
+    return (shuffle_gather if op == "shuffle" else unshuffle_gather)(x, factor, **kw)

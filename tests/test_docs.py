@@ -1,0 +1,36 @@
+"""The examples in docstrings and in docs/*.md run and print what they say."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+MODULES = ["subpixel.ops"]
+PAGES = ["conventions.md"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_examples(page):
+    result = doctest.testfile(str(DOCS / page), module_relative=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_readme_tour_runs():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})

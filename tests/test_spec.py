@@ -1,0 +1,69 @@
+"""The spec module on its own: plans and argument normalisation (pure Python)."""
+
+from __future__ import annotations
+
+import pytest
+
+from subpixel import _spec
+
+
+def test_plan_is_minimal_for_pixel_shuffle():
+    plan = _spec.make_plan("shuffle", (2, 8, 3, 5), 2)
+    # batch and channel merge; (r, r) split; interleave with (H, W)
+    assert plan.src_shape == (4, 2, 2, 3, 5)
+    assert plan.perm == (0, 3, 1, 4, 2)
+    assert plan.dst_shape == (4, 3, 2, 5, 2)
+    assert plan.out_shape == (2, 2, 6, 10)
+
+
+def test_plan_drops_unit_factors_and_merges():
+    # factor 1 on H: H and W stay adjacent on both sides and merge
+    plan = _spec.make_plan("shuffle", (6, 4, 5), (1, 3), layout="channels_first")
+    assert plan.out_shape == (2, 4, 15)
+    assert plan.src_shape == (2, 3, 20)
+    assert plan.perm == (0, 2, 1)
+
+
+def test_factor_one_is_identity_plan():
+    plan = _spec.make_plan("unshuffle", (2, 3, 4, 4), 1)
+    assert plan.is_identity and plan.out_shape == (2, 3, 4, 4)
+
+
+def test_dcr_channels_last_2d_is_depth_to_space():
+    plan = _spec.make_plan("shuffle", (2, 3, 4, 12), 2, layout="channels_last", order="DCR")
+    assert plan.out_shape == (2, 6, 8, 3)
+    # (N*H, W, r, r*C) -> (N*H, r, W, r*C)
+    assert plan.src_shape == (6, 4, 2, 6) and plan.perm == (0, 2, 1, 3)
+
+
+def test_unknown_batch_dimension():
+    plan = _spec.make_plan("shuffle", (None, 8, 3, 5), 2)
+    assert plan.out_shape == (None, 2, 6, 10)
+    assert plan.src_shape[0] is None
+
+
+def test_unknown_spatial_dimension_skips_divisibility():
+    plan = _spec.make_plan("unshuffle", (1, 2, None, 4), 2)
+    assert plan.out_shape == (1, 8, None, 2)
+
+
+def test_unknown_channels_refused():
+    with pytest.raises(ValueError, match="known number of channels"):
+        _spec.make_plan("shuffle", (1, None, 4, 4), 2)
+
+
+def test_spatial_dims_default():
+    assert _spec.normalize_spatial_dims(None, 2) == 2
+    assert _spec.normalize_spatial_dims(None, (2, 3, 1)) == 3
+    assert _spec.normalize_factor([2, 3], 2) == (2, 3)
+
+
+def test_lists_and_numpy_ints_accepted():
+    np = pytest.importorskip("numpy")
+    plan = _spec.make_plan("shuffle", (1, 6, 2, 2), [np.int64(2), 3])
+    assert plan.factor == (2, 3) and type(plan.factor[0]) is int
+
+
+def test_plans_are_cached():
+    a = _spec.make_plan("shuffle", (1, 4, 2, 2), 2)
+    assert _spec.make_plan("shuffle", (1, 4, 2, 2), 2) is a
