@@ -27,7 +27,12 @@ class _Entry(NamedTuple):
     array_types: Callable[[Any], tuple]  # framework module -> the array types it owns
 
 
-_REGISTRY: tuple[_Entry, ...] = (_Entry("numpy", "numpy", lambda np: (np.ndarray, np.generic)),)
+_REGISTRY: tuple[_Entry, ...] = (
+    _Entry("numpy", "numpy", lambda np: (np.ndarray, np.generic)),
+    _Entry("torch", "torch", lambda torch: (torch.Tensor,)),
+    _Entry("tensorflow", "tensorflow", lambda tf: (tf.Tensor, tf.Variable)),
+    _Entry("jax", "jax", lambda jax: (jax.Array,)),
+)
 
 BACKEND_NAMES: tuple[str, ...] = tuple(e.name for e in _REGISTRY)
 

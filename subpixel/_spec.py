@@ -184,16 +184,20 @@ def make_plan(
     spatial_dims: Any = None,
     layout: Any = "channels_first",
     order: Any = "CRD",
+    *,
+    cache: bool = True,
 ) -> Plan:
     """Validate the arguments of ``shuffle``/``unshuffle`` for an input shape.
 
     ``shape`` is a sequence of ints (``None`` for an unknown dimension).  Plans
-    for fully static shapes are cached.
+    for fully static shapes are cached unless ``cache`` is false (a tracer such as
+    TorchDynamo, which would trace through the cache anyway, asks for that).
     """
     shape = tuple(shape)
     # Cache only exact ints: 2.0 == 2 and True == 1 hash alike but must be refused.
     if (
-        all(type(d) is int for d in shape)
+        cache
+        and all(type(d) is int for d in shape)
         and (type(factor) is int or (type(factor) is tuple and all(type(f) is int for f in factor)))
         and (spatial_dims is None or type(spatial_dims) is int)
         and type(layout) is str

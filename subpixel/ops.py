@@ -16,7 +16,9 @@ __all__ = ["backend_name", "shuffle", "unshuffle"]
 
 def _run(op: str, x, factor, spatial_dims, layout, order, out):
     backend = backend_for(x)
-    plan = _spec.make_plan(op, backend.shape(x), factor, spatial_dims, layout, order)
+    plan = _spec.make_plan(
+        op, backend.shape(x), factor, spatial_dims, layout, order, cache=backend.cache_plans()
+    )
     if out is not None:
         if not backend.mutable:
             raise _spec.out_not_supported(backend.name, out)

@@ -13,6 +13,9 @@ class Backend(Protocol):
     name: str
     mutable: bool  # whether arrays can be written in place (``out=``)
 
+    def cache_plans(self) -> bool:
+        """Whether plans may come from the cache now (false while a tracer runs)."""
+
     def shape(self, x: Any) -> tuple:
         """The shape of ``x``, ``None`` (or a symbolic size) where unknown."""
 

@@ -178,6 +178,9 @@ class NumpyBackend:
     name = "numpy"
     mutable = True
 
+    def cache_plans(self) -> bool:
+        return True
+
     def shape(self, x: Any) -> tuple:
         return np.shape(x)
 

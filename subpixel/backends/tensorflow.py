@@ -1,0 +1,121 @@
+"""TensorFlow backend.
+
+* ``reshape -> transpose -> reshape`` from the plan.  channels_first never uses
+  ``data_format="NCHW"``, which has no CPU kernel.
+* ``order="DCR"``, ``channels_last``, 2-D, square factor, one batch axis, small
+  tensor: TensorFlow's own ``depth_to_space``/``space_to_depth`` (the same
+  function, one op instead of three).  On large tensors its CPU kernel is slower
+  than the transpose (docs/benchmarks.md), so it is not used there.
+* Unknown dimensions (a ``None`` batch in a ``tf.function`` signature, unknown
+  spatial sizes) are read from ``tf.shape`` at run time.
+
+Tensors are immutable: ``out=`` is refused by :mod:`subpixel.ops`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from .._spec import Plan, make_plan
+
+_NATIVE_MAX_ELEMENTS = 1 << 18  # above this, transpose beats depth_to_space on CPU
+# ops are placed on a GPU whenever one exists: then pin them to the input's device
+_HAS_GPU = bool(tf.config.list_logical_devices("GPU"))
+
+# dtypes TensorFlow's depth_to_space/space_to_depth have CPU kernels for
+_NATIVE_DTYPES = frozenset(
+    {
+        tf.float16,
+        tf.bfloat16,
+        tf.float32,
+        tf.float64,
+        tf.int8,
+        tf.uint8,
+        tf.int16,
+        tf.int32,
+        tf.int64,
+        tf.uint16,
+        tf.complex64,
+        tf.complex128,
+        tf.bool,
+    }
+)
+
+
+def _is_native(plan: Plan, dtype) -> bool:
+    f = plan.factor
+    return (
+        plan.order == "DCR"
+        and plan.layout == "channels_last"
+        and len(f) == 2
+        and f[0] == f[1]
+        and f[0] > 1
+        and plan.batch_ndim == 1
+        and dtype in _NATIVE_DTYPES
+    )
+
+
+def _small(plan: Plan) -> bool:
+    n = 1
+    for d in plan.in_shape:
+        if d is None:
+            return False
+        n *= d
+    return n <= _NATIVE_MAX_ELEMENTS
+
+
+class TensorflowBackend:
+    name = "tensorflow"
+    mutable = False
+
+    def cache_plans(self) -> bool:
+        return True
+
+    def shape(self, x: Any) -> tuple:
+        return tuple(x.shape.as_list())
+
+    def dtype(self, x: Any) -> Any:
+        return x.dtype
+
+    def is_array(self, obj: Any) -> bool:
+        return isinstance(obj, (tf.Tensor, tf.Variable))
+
+    def from_numpy(self, a: Any, like: Any = None) -> tf.Tensor:
+        if like is not None and getattr(like, "device", ""):
+            with tf.device(like.device):
+                return tf.identity(tf.constant(a))
+        return tf.constant(a)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if x.dtype == tf.bfloat16:
+            x = tf.cast(x, tf.float32)
+        return x.numpy()
+
+    def rearrange(self, x: Any, plan: Plan, out: Any = None) -> tf.Tensor:
+        device = getattr(x, "device", "") if _HAS_GPU and tf.executing_eagerly() else ""
+        if device:
+            with tf.device(device):
+                return self._rearrange(x, plan)
+        return self._rearrange(x, plan)
+
+    def _rearrange(self, x, plan: Plan) -> tf.Tensor:
+        if _is_native(plan, x.dtype) and _small(plan):
+            r = plan.factor[0]
+            if plan.op == "shuffle":
+                return tf.nn.depth_to_space(x, r)
+            return tf.nn.space_to_depth(x, r)
+        if any(d is None for d in plan.in_shape):
+            # re-plan with run-time sizes (scalar tensors) where static ones are unknown
+            dynamic = tf.shape(x)
+            shape = [dynamic[i] if d is None else d for i, d in enumerate(plan.in_shape)]
+            plan = make_plan(plan.op, shape, plan.factor, None, plan.layout, plan.order)
+        if plan.is_identity:
+            return tf.reshape(x, plan.out_shape)
+        y = tf.transpose(tf.reshape(x, plan.src_shape), plan.perm)
+        return tf.reshape(y, plan.out_shape)
+
+
+backend = TensorflowBackend()

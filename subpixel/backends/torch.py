@@ -1,0 +1,166 @@
+"""PyTorch backend.
+
+* Graph path (autograd, ``torch.compile``, ``torch.onnx.export``, GPUs): one
+  ``reshape -> permute -> reshape`` from the plan, a single copy.  PyTorch's own
+  ``pixel_shuffle`` computes the same for CRD channels_first 2-D; it is used
+  where it is not slower: small tensors (lower overhead) and inputs in
+  ``channels_last`` memory format.  On large contiguous CPU tensors its kernel
+  is slower than one copy (docs/benchmarks.md).
+* CPU fast path, when nothing records the operation (no autograd, no tracer)
+  and the tensor is large: the NumPy backend's scheduled copy (cache-blocked,
+  threaded) runs on the tensors' own memory, which beats PyTorch's strided
+  ``copy_`` for these permutations.  Any dtype travels as raw bytes.
+* A 4-D/5-D input in ``channels_last``/``channels_last_3d`` memory format is
+  shuffled through its dense NHWC view, so the result keeps that format.
+* ``out=``: the data is written straight into ``out``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._spec import Plan, make_plan
+from .numpy import strided_copy
+
+_MEMORY_FORMAT_BY_NDIM = {4: torch.channels_last, 5: torch.channels_last_3d}
+_FAST_MIN_BYTES = 1 << 20  # below this the graph path's lower overhead wins
+# dtypes moved as raw bytes of the same size by the NumPy fast path
+_RAW_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+def _is_native(plan: Plan) -> bool:
+    """PyTorch's pixel_shuffle/pixel_unshuffle compute exactly this plan."""
+    f = plan.factor
+    return (
+        plan.order == "CRD"
+        and plan.layout == "channels_first"
+        and len(f) == 2
+        and f[0] == f[1]
+        and f[0] > 1
+    )
+
+
+def _native(x: torch.Tensor, plan: Plan) -> torch.Tensor:
+    r = plan.factor[0]
+    return F.pixel_shuffle(x, r) if plan.op == "shuffle" else F.pixel_unshuffle(x, r)
+
+
+def _nothing_records(x: torch.Tensor) -> bool:
+    return not (x.requires_grad and torch.is_grad_enabled())
+
+
+def _fast_path_ok(*tensors: torch.Tensor) -> bool:
+    """True where the NumPy copy may stand in for PyTorch's (call when not tracing)."""
+    for t in tensors:
+        if (
+            type(t) not in _PLAIN_TYPES
+            or t.device.type != "cpu"
+            or t.layout != torch.strided
+            or not t.is_contiguous()
+            or t.is_conj()
+            or t.is_neg()
+            or t.element_size() not in _RAW_VIEW
+        ):
+            return False
+    return _nothing_records(tensors[0])
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """The tensor's memory as a NumPy array of same-size integers (no copy)."""
+    return t.detach().view(_RAW_VIEW[t.element_size()]).numpy()
+
+
+def _fast_into(x: torch.Tensor, plan: Plan, dst: torch.Tensor) -> None:
+    src = _as_numpy(x).reshape(plan.src_shape)
+    strided_copy(_as_numpy(dst).reshape(plan.dst_shape), src, plan.perm)
+
+
+def _channels_last_format(x: torch.Tensor) -> bool:
+    fmt = _MEMORY_FORMAT_BY_NDIM.get(x.dim())
+    return (
+        fmt is not None
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=fmt)
+        and x.numel() > 0
+    )
+
+
+def _via_channels_last(x: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """Shuffle an NCHW tensor stored NHWC through its dense NHWC view."""
+    nhwc = x.movedim(1, -1)  # a contiguous view
+    alt = make_plan(plan.op, tuple(nhwc.shape), plan.factor, None, "channels_last", plan.order)
+    y = _rearrange(nhwc, alt)
+    return y.movedim(-1, 1)  # NCHW logical shape, channels_last memory format
+
+
+def _rearrange(x: torch.Tensor, plan: Plan) -> torch.Tensor:
+    if not torch.compiler.is_compiling():
+        nbytes = x.numel() * x.element_size()
+        if nbytes >= _FAST_MIN_BYTES and _fast_path_ok(x):
+            y = torch.empty(plan.out_shape, dtype=x.dtype)
+            _fast_into(x, plan, y)
+            return y
+        # PyTorch's op is faster on small tensors (but wrong on empty ones: it returns
+        # the input's shape from pixel_unshuffle)
+        if 0 < nbytes < _FAST_MIN_BYTES and _is_native(plan):
+            return _native(x, plan)
+    if plan.is_identity:  # nothing moves, but the result must be a new tensor
+        return x.clone(memory_format=torch.contiguous_format).view(plan.out_shape)
+    y = x.reshape(plan.src_shape).permute(plan.perm)
+    return y.reshape(plan.out_shape)
+
+
+class TorchBackend:
+    name = "torch"
+    mutable = True
+
+    def cache_plans(self) -> bool:
+        # TorchDynamo traces through functools.lru_cache (with a warning); let it
+        # trace the plain function instead
+        return not torch.compiler.is_compiling()
+
+    def shape(self, x: Any) -> tuple:
+        return tuple(x.shape)
+
+    def dtype(self, x: Any) -> Any:
+        return x.dtype
+
+    def is_array(self, obj: Any) -> bool:
+        return isinstance(obj, torch.Tensor)
+
+    def from_numpy(self, a: Any, like: Any = None) -> torch.Tensor:
+        t = torch.from_numpy(np.array(a, copy=True))
+        return t if like is None else t.to(like.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            x = x.float()
+        return x.numpy()
+
+    def rearrange(self, x: Any, plan: Plan, out: Any = None) -> torch.Tensor:
+        if out is not None:
+            return self._into(x, plan, out)
+        if plan.layout == "channels_first" and plan.batch_ndim == 1 and _channels_last_format(x):
+            # PyTorch's CRD kernel for this memory format is the fastest measured
+            return _native(x, plan) if _is_native(plan) else _via_channels_last(x, plan)
+        return _rearrange(x, plan)
+
+    def _into(self, x: torch.Tensor, plan: Plan, out: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling() and _fast_path_ok(x, out):
+            _fast_into(x, plan, out)
+            return out
+        src = x.reshape(plan.src_shape).permute(plan.perm)
+        if out.is_contiguous():
+            out.view(plan.dst_shape).copy_(src)
+        else:
+            out.copy_(src.reshape(plan.out_shape))
+        return out
+
+
+backend = TorchBackend()

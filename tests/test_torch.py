@@ -1,0 +1,260 @@
+"""PyTorch specifics: native-op oracle, autograd adjoint, torch.compile, memory
+formats, ONNX export.  Runs when ``torch`` is in SUBPIXEL_TEST_BACKENDS."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from adapters import devices_for, requested_backends
+
+if "torch" not in requested_backends():
+    pytest.skip("torch is not in SUBPIXEL_TEST_BACKENDS", allow_module_level=True)
+
+import torch
+import torch.nn.functional as F
+
+import subpixel
+
+from reference import reference
+
+DEVICES = devices_for("torch")
+LAYOUTS = ["channels_first", "channels_last"]
+ORDERS = ["CRD", "DCR"]
+# (factor, low-res spatial) with several output channels each
+GEOMETRIES = [(2, (3, 4)), (3, (2, 3)), ((2, 3), (3, 2)), (2, (5,)), ((1, 2, 3), (2, 2, 1))]
+
+
+def _lr(batch, channels, spatial, layout):
+    return (
+        (*batch, channels, *spatial) if layout == "channels_first" else (*batch, *spatial, channels)
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("r", [2, 3])
+@pytest.mark.parametrize("batch", [(), (2,), (2, 3)])
+def test_equals_pixel_shuffle(device, r, batch):
+    x = torch.randn(*batch, 3 * r * r, 4, 5, device=device)
+    torch.testing.assert_close(subpixel.shuffle(x, r), F.pixel_shuffle(x, r), rtol=0, atol=0)
+    y = torch.randn(*batch, 3, 4 * r, 5 * r, device=device)
+    torch.testing.assert_close(subpixel.unshuffle(y, r), F.pixel_unshuffle(y, r), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_dcr_equals_pixel_shuffle_after_channel_permutation(device):
+    """DCR channel b*C + c is CRD channel c*R + b: permute the channels, then PyTorch's op."""
+    C, r = 3, 2
+    R = r * r
+    x = torch.randn(2, C * R, 4, 5, device=device)
+    crd_index = torch.tensor([b * C + c for c in range(C) for b in range(R)], device=device)
+    expected = F.pixel_shuffle(x[:, crd_index], r)
+    torch.testing.assert_close(subpixel.shuffle(x, r, order="DCR"), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("factor,spatial", GEOMETRIES)
+def test_gradient_is_the_adjoint(device, factor, spatial, layout, order):
+    """d<shuffle(x), g>/dx == unshuffle(g), and the other way round."""
+    d = len(spatial)
+    R = math.prod(factor if isinstance(factor, tuple) else (factor,) * d)
+    kw = dict(spatial_dims=d, layout=layout, order=order)
+    x = torch.randn(
+        _lr((2,), 2 * R, spatial, layout), device=device, dtype=torch.float64, requires_grad=True
+    )
+    y = subpixel.shuffle(x, factor, **kw)
+    g = torch.randn_like(y)
+    (grad,) = torch.autograd.grad(y, x, g)
+    torch.testing.assert_close(grad, subpixel.unshuffle(g, factor, **kw), rtol=0, atol=0)
+
+    y2 = y.detach().requires_grad_(True)
+    x2 = subpixel.unshuffle(y2, factor, **kw)
+    h = torch.randn_like(x2)
+    (grad2,) = torch.autograd.grad(x2, y2, h)
+    torch.testing.assert_close(grad2, subpixel.shuffle(h, factor, **kw), rtol=0, atol=0)
+
+
+def test_gradcheck():
+    x = torch.randn(1, 12, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: subpixel.shuffle(t, (2, 3), order="DCR"), (x,))
+    assert torch.autograd.gradgradcheck(
+        lambda t: subpixel.unshuffle(t, 2, layout="channels_last"), (x,)
+    )
+
+
+def _compile_cases():
+    return [
+        ("channels_first", "CRD", 2),
+        ("channels_first", "DCR", (2, 3)),
+        ("channels_last", "DCR", 2),
+        ("channels_last", "CRD", 3),
+    ]
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+@pytest.mark.parametrize("layout,order,factor", _compile_cases())
+def test_compile_fullgraph(layout, order, factor, dynamic):
+    torch._dynamo.reset()
+    R = math.prod(factor if isinstance(factor, tuple) else (factor, factor))
+
+    def f(x):
+        y = subpixel.shuffle(x, factor, layout=layout, order=order)
+        return subpixel.unshuffle(y * 2, factor, layout=layout, order=order)
+
+    compiled = torch.compile(f, fullgraph=True, dynamic=dynamic, backend="eager")
+    for n, h in ((2, 4), (3, 6), (5, 2)):  # new shapes: recompiles (static) or reuses (dynamic)
+        x = torch.randn(_lr((n,), 2 * R, (h, h + 1), layout))
+        a = x.numpy()
+        expected = reference(
+            "unshuffle",
+            2 * reference("shuffle", a, factor, layout=layout, order=order),
+            factor,
+            layout=layout,
+            order=order,
+        )
+        np.testing.assert_array_equal(compiled(x).numpy(), expected)
+
+
+def test_compile_inductor_dynamic():
+    """A real compiler backend, dynamic shapes, no graph break, and the bad-input contract."""
+    torch._dynamo.reset()
+
+    @torch.compile(fullgraph=True, dynamic=True)
+    def f(x):
+        return subpixel.shuffle(x, (2, 3), order="DCR", layout="channels_last") + 1
+
+    for n in (2, 3):
+        x = torch.randn(n, 3, 4, 12)
+        expected = reference("shuffle", x.numpy(), (2, 3), order="DCR", layout="channels_last") + 1
+        np.testing.assert_allclose(f(x).numpy(), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("op", ["shuffle", "unshuffle"])
+def test_channels_last_memory_format(op, order):
+    r = 2
+    shape = (2, 3 * 4, 5, 6) if op == "shuffle" else (2, 3, 10, 12)
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    x = torch.from_numpy(a).to(memory_format=torch.channels_last)
+    y = getattr(subpixel, op)(x, r, order=order)
+    np.testing.assert_array_equal(y.numpy(), reference(op, a, r, order=order))
+    # keeps the format where PyTorch's own op does (and for DCR too)
+    native = getattr(F, f"pixel_{op}")(x, r)
+    assert y.is_contiguous(memory_format=torch.channels_last) == native.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    if order == "DCR":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_3d_memory_format():
+    a = np.random.default_rng(0).standard_normal((2, 16, 2, 3, 4)).astype(np.float32)
+    x = torch.from_numpy(a).to(memory_format=torch.channels_last_3d)
+    for order in ORDERS:
+        y = subpixel.shuffle(x, 2, spatial_dims=3, order=order)
+        np.testing.assert_array_equal(
+            y.numpy(), reference("shuffle", a, 2, spatial_dims=3, order=order)
+        )
+        assert y.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_out_with_autograd():
+    x = torch.randn(1, 8, 2, 2, requires_grad=True)
+    out = torch.empty(1, 2, 4, 4)
+    y = subpixel.shuffle(x, 2, out=out)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones_like(x))
+
+
+def test_parameter_and_subclass_inputs():
+    p = torch.nn.Parameter(torch.randn(1, 8, 2, 2))
+    assert subpixel.backend_name(p) == "torch"
+    torch.testing.assert_close(subpixel.shuffle(p, 2), F.pixel_shuffle(p, 2))
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_onnx_export_runs_in_onnxruntime(tmp_path, order):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            y = subpixel.shuffle(x, 2, order=order)
+            return subpixel.unshuffle(y, (1, 2), order=order) * 3
+
+    model = Model().eval()
+    x = torch.randn(2, 12, 3, 4)
+    path = tmp_path / f"shuffle_{order}.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=True)
+    graph = onnx.load(str(path)).graph
+    ops = {node.op_type for node in graph.node}
+    if order == "CRD":  # PyTorch's pixel_shuffle becomes DepthToSpace(mode="CRD")
+        modes = [
+            a.s.decode()
+            for n in graph.node
+            if n.op_type == "DepthToSpace"
+            for a in n.attribute
+            if a.name == "mode"
+        ]
+        assert "DepthToSpace" not in ops or modes == ["CRD"], modes
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": x.numpy()})
+    np.testing.assert_array_equal(got, model(x).numpy())
+    expected = 3 * reference(
+        "unshuffle", reference("shuffle", x.numpy(), 2, order=order), (1, 2), order=order
+    )
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_result_on_input_device():
+    for device in DEVICES:
+        x = torch.randn(1, 8, 2, 2, device=device)
+        for order in ORDERS:
+            assert subpixel.shuffle(x, 2, order=order).device == x.device
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        torch.bool,
+        torch.int8,
+        torch.bfloat16,
+        torch.float16,
+        torch.float32,
+        torch.float64,
+        torch.complex64,
+        torch.complex128,
+        torch.int64,
+    ],
+)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_large_tensors_every_dtype(dtype, layout, order):
+    """Tensors above 1 MiB take the CPU fast path (raw bytes through NumPy): values must not change."""
+    shape = (2, 36, 96, 64) if layout == "channels_first" else (2, 96, 64, 36)
+    a = np.random.default_rng(0).permutation(np.prod(shape)).reshape(shape) % 251
+    x = torch.from_numpy(a).to(dtype)
+
+    def host(t):
+        return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+    for op, factor in (("shuffle", (2, 3)), ("unshuffle", 2)):
+        expected = reference(op, host(x), factor, layout=layout, order=order)
+        y = getattr(subpixel, op)(x, factor, layout=layout, order=order)
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(host(y), expected)
+        out = torch.empty(y.shape, dtype=dtype)
+        assert getattr(subpixel, op)(x, factor, layout=layout, order=order, out=out) is out
+        assert torch.equal(out, y)
+
+
+def test_large_tensor_with_autograd_takes_the_graph_path():
+    x = torch.randn(2, 36, 96, 64, requires_grad=True)
+    y = subpixel.shuffle(x, (2, 3), order="DCR")
+    assert y.grad_fn is not None
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, torch.ones_like(x))
