@@ -126,3 +126,68 @@ def unshuffle_gather(y, factor, *, spatial_dims=None, layout="channels_first", o
 
 def reference(op, x, factor, **kw):
     return (shuffle_gather if op == "shuffle" else unshuffle_gather)(x, factor, **kw)
+
+
+# ---------------------------------------------------------------------------
+# convolutions, straight from their definitions (channels_first, PyTorch layouts)
+# ---------------------------------------------------------------------------
+
+
+def conv_ref(x, w, bias=None, padding=None, groups=1):
+    """Cross-correlation ``out[n, o, m] = sum_{i, q} xpad[n, i, m + q] w[o, i, q]``.
+
+    ``w``: (C_out, C_in // groups, *k); ``padding``: ((before, after), ...) zeros.
+    """
+    d = w.ndim - 2
+    padding = padding or [(0, 0)] * d
+    xp = np.pad(x, [(0, 0), (0, 0), *padding])
+    k = w.shape[2:]
+    lout = tuple(xp.shape[2 + i] - k[i] + 1 for i in range(d))
+    c_out, g_in = w.shape[:2]
+    g_out = c_out // groups
+    out = np.zeros((x.shape[0], c_out, *lout), dtype=np.result_type(x, w))
+    for q in itertools.product(*map(range, k)):
+        window = xp[(slice(None), slice(None), *(slice(q[i], q[i] + lout[i]) for i in range(d)))]
+        for g in range(groups):
+            xs = window[:, g * g_in : (g + 1) * g_in]
+            ws = w[(slice(g * g_out, (g + 1) * g_out), slice(None), *q)]
+            out[:, g * g_out : (g + 1) * g_out] += np.einsum("ni...,oi->no...", xs, ws)
+    if bias is not None:
+        out += bias.reshape((1, -1) + (1,) * d)
+    return out
+
+
+def conv_transpose_ref(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1):
+    """PyTorch's ConvTranspose semantics from the definition: every input pixel
+    scatters ``x[n, i, l] * w[i, o, k]`` to full-output position ``l * s + k``; the
+    output is the full output cropped by ``padding`` on both sides and extended by
+    ``output_padding`` at the end.  ``w``: (C_in, C_out // groups, *k)."""
+    d = w.ndim - 2
+    s = (stride,) * d if np.isscalar(stride) else tuple(stride)
+    p = (padding,) * d if np.isscalar(padding) else tuple(padding)
+    op = (output_padding,) * d if np.isscalar(output_padding) else tuple(output_padding)
+    n, c_in = x.shape[:2]
+    L = x.shape[2:]
+    k = w.shape[2:]
+    g_in = c_in // groups
+    g_out = w.shape[1]
+    full_len = tuple((L[i] - 1) * s[i] + k[i] + op[i] for i in range(d))
+    full = np.zeros((n, g_out * groups, *full_len), dtype=np.result_type(x, w))
+    for q in itertools.product(*map(range, k)):
+        dst = tuple(slice(q[i], q[i] + (L[i] - 1) * s[i] + 1, s[i]) for i in range(d))
+        for g in range(groups):
+            xs = x[:, g * g_in : (g + 1) * g_in]
+            ws = w[(slice(g * g_in, (g + 1) * g_in), slice(None), *q)]
+            full[(slice(None), slice(g * g_out, (g + 1) * g_out), *dst)] += np.einsum(
+                "ni...,io->no...", xs, ws
+            )
+    out_len = tuple((L[i] - 1) * s[i] - 2 * p[i] + k[i] + op[i] for i in range(d))
+    out = full[(slice(None), slice(None), *(slice(p[i], p[i] + out_len[i]) for i in range(d)))]
+    if bias is not None:
+        out = out + bias.reshape((1, -1) + (1,) * d)
+    return out
+
+
+def crop_ref(x, crop):
+    d = len(crop)
+    return x[(Ellipsis, *(slice(a, x.shape[x.ndim - d + i] - b) for i, (a, b) in enumerate(crop)))]

@@ -11,8 +11,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-MODULES = ["subpixel.ops"]
-PAGES = ["conventions.md"]
+MODULES = ["subpixel.ops", "subpixel.weights"]
+PAGES = ["conventions.md", "weights.md"]
 
 
 @pytest.mark.parametrize("name", MODULES)
