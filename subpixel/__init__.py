@@ -10,16 +10,33 @@ Importing this package imports no array framework.
 
 from ._dispatch import available_backends
 from ._spec import LAYOUTS, ORDERS
-from .ops import backend_name, shuffle, unshuffle
+from .ops import backend_name, blur, shuffle, sub_pixel_conv, unshuffle
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # NumPy-backed parts load on first use, so that `import subpixel` imports nothing
+    if name == "SubPixelConv":
+        from .layer import SubPixelConv
+
+        return SubPixelConv
+    if name in ("weights", "layer", "layers"):
+        import importlib
+
+        return importlib.import_module(f"subpixel.{name}")
+    raise AttributeError(f"module 'subpixel' has no attribute {name!r}")
+
 
 __all__ = [
     "LAYOUTS",
     "ORDERS",
+    "SubPixelConv",
     "__version__",
     "available_backends",
     "backend_name",
+    "blur",
     "shuffle",
+    "sub_pixel_conv",
     "unshuffle",
 ]

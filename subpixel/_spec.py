@@ -33,12 +33,16 @@ OPS = ("shuffle", "unshuffle")
 __all__ = [
     "LAYOUTS",
     "ORDERS",
+    "ConvPlan",
     "Plan",
     "check_out",
+    "make_conv_plan",
     "make_plan",
+    "normalize_crop",
     "normalize_factor",
     "normalize_layout",
     "normalize_order",
+    "normalize_padding",
     "normalize_spatial_dims",
     "out_not_supported",
     "out_wrong_type",
@@ -322,6 +326,173 @@ def _minimal_transpose(src_axes, dst_axes, sizes):
     first = {g[0]: i for i, g in enumerate(groups)}
     perm = tuple(first[a] for a in dst if a in first)
     return src_shape, perm
+
+
+# ---------------------------------------------------------------------------
+# sub-pixel convolution
+# ---------------------------------------------------------------------------
+
+
+def normalize_padding(padding: Any, kernel: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """An LR convolution's padding as ``((before, after), ...)`` per spatial dim.
+
+    ``"same"`` (the extra pixel of an even kernel after, as PyTorch and TensorFlow
+    do), ``"valid"``, an int, one int per dim, or ``(before, after)`` pairs.
+    """
+    d = len(kernel)
+    if isinstance(padding, str):
+        if padding == "same":
+            return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+        if padding == "valid":
+            return ((0, 0),) * d
+    else:
+        items = tuple(padding) if isinstance(padding, (tuple, list)) else (padding,) * d
+        if len(items) == d:
+            pairs = [tuple(p) if isinstance(p, (tuple, list)) else (p, p) for p in items]
+            flat = [v for p in pairs for v in p]
+            if all(len(p) == 2 for p in pairs) and all(
+                _is_int(v) and operator.index(v) >= 0 for v in flat
+            ):
+                return tuple((operator.index(a), operator.index(b)) for a, b in pairs)
+    raise ValueError(
+        "`padding` must be 'same', 'valid', a non-negative int, one per spatial dimension, "
+        f"or (before, after) pairs. Received: padding={padding!r}"
+    )
+
+
+def normalize_crop(crop: Any, d: int) -> tuple[tuple[int, int], ...]:
+    """``crop`` (removed from the HR output) as ``((before, after), ...)``."""
+    if crop is None:
+        return ((0, 0),) * d
+    items = tuple(crop) if isinstance(crop, (tuple, list)) else (crop,) * d
+    if len(items) == d:
+        pairs = [tuple(p) if isinstance(p, (tuple, list)) else (p, p) for p in items]
+        flat = [v for p in pairs for v in p]
+        if all(len(p) == 2 for p in pairs) and all(
+            _is_int(v) and operator.index(v) >= 0 for v in flat
+        ):
+            return tuple((operator.index(a), operator.index(b)) for a, b in pairs)
+    raise ValueError(
+        "`crop` must be None, a non-negative int, one per spatial dimension, or "
+        f"(before, after) pairs. Received: crop={crop!r}"
+    )
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """A validated sub-pixel convolution: LR conv, then :attr:`shuffle`, then crop."""
+
+    padding: tuple[tuple[int, int], ...]
+    kernel: tuple[int, ...]
+    in_channels: int
+    lr_shape: tuple  # the LR conv's output, in the input's layout
+    shuffle: Plan
+    crop: tuple[tuple[int, int], ...] = ()
+    out_shape: tuple = ()
+
+    @property
+    def has_crop(self) -> bool:
+        return any(a or b for a, b in self.crop)
+
+    @property
+    def layout(self) -> str:
+        return self.shuffle.layout
+
+    @property
+    def factor(self) -> tuple[int, ...]:
+        return self.shuffle.factor
+
+
+def make_conv_plan(
+    x_shape: Sequence[Any],
+    w_shape: Sequence[int],
+    b_shape: Sequence[int] | None,
+    factor: Any,
+    padding: Any = "same",
+    spatial_dims: Any = None,
+    layout: Any = "channels_first",
+    order: Any = "CRD",
+    *,
+    crop: Any = None,
+    check_channels: bool = True,
+) -> ConvPlan:
+    """Validate ``sub_pixel_conv``'s arguments; the weight is ``(C_out * R, C_in, *k)``.
+
+    ``check_channels=False`` skips matching ``x``'s channels against the weight's
+    (for shape inference before a layer has built its weight)."""
+    w_shape = tuple(w_shape)
+    if spatial_dims is None:
+        spatial_dims = len(w_shape) - 2 if len(w_shape) >= 3 else None
+    d = normalize_spatial_dims(spatial_dims, factor)
+    r = normalize_factor(factor, d)
+    layout = normalize_layout(layout)
+    normalize_order(order)
+    if len(w_shape) != d + 2:
+        raise ValueError(
+            f"`weight` must have shape (C_out * prod(factor), C_in, *kernel) with {d} kernel "
+            f"dimensions for spatial_dims={d}. Received: weight.shape={_shape_str(w_shape)}"
+        )
+    R = math.prod(r)
+    if w_shape[0] % R:
+        raise ValueError(
+            f"`weight` has {w_shape[0]} output channels, which is not divisible by "
+            f"prod(factor)={R} for factor={r}. Received: weight.shape={_shape_str(w_shape)}"
+        )
+    if b_shape is not None and tuple(b_shape) != (w_shape[0],):
+        raise ValueError(
+            f"`bias` must have shape ({w_shape[0]},), one value per LR output channel. "
+            f"Received: bias.shape={_shape_str(tuple(b_shape))}"
+        )
+    x_shape = tuple(x_shape)
+    ndim = len(x_shape)
+    if ndim < d + 1:
+        raise ValueError(
+            f"`x` must have at least {d + 1} dimensions (a channel axis and "
+            f"{d} spatial) for spatial_dims={d}. Received: x.shape={_shape_str(x_shape)}"
+        )
+    nbatch = ndim - d - 1
+    channel_axis = nbatch if layout == "channels_first" else ndim - 1
+    spatial = x_shape[nbatch + 1 :] if layout == "channels_first" else x_shape[nbatch:-1]
+    if check_channels and x_shape[channel_axis] != w_shape[1]:
+        raise ValueError(
+            f"`x` has {x_shape[channel_axis]} channels (axis {channel_axis}) but `weight` "
+            f"expects {w_shape[1]} input channels. Received: x.shape={_shape_str(x_shape)}, "
+            f"weight.shape={_shape_str(w_shape)}"
+        )
+    kernel = w_shape[2:]
+    pads = normalize_padding(padding, kernel)
+    lr_spatial = []
+    for s, k, (a, b) in zip(spatial, kernel, pads):
+        if s is None:
+            lr_spatial.append(None)
+            continue
+        n = s + a + b - k + 1
+        if _checkable(s) and n < 1:
+            raise ValueError(
+                f"`x` is too small for the kernel: spatial size {s} with padding ({a}, {b}) "
+                f"and kernel {k} leaves no output. Received: x.shape={_shape_str(x_shape)}"
+            )
+        lr_spatial.append(n)
+    batch = x_shape[:nbatch]
+    if layout == "channels_first":
+        lr_shape = (*batch, w_shape[0], *lr_spatial)
+    else:
+        lr_shape = (*batch, *lr_spatial, w_shape[0])
+    plan = make_plan("shuffle", lr_shape, r, d, layout, order)
+    crops = normalize_crop(crop, d)
+    out = list(plan.out_shape)
+    first = nbatch + 1 if layout == "channels_first" else nbatch
+    for k, (a, b) in enumerate(crops):
+        size = out[first + k]
+        if size is None:
+            continue
+        if _checkable(size) and a + b >= size:
+            raise ValueError(
+                f"`crop` removes {a + b} of the {size} output pixels on spatial axis {k}. "
+                f"Received: crop={crop!r}"
+            )
+        out[first + k] = size - a - b
+    return ConvPlan(pads, tuple(kernel), x_shape[channel_axis], lr_shape, plan, crops, tuple(out))
 
 
 def _type_name(obj: Any) -> str:

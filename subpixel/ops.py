@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -97,6 +98,130 @@ def unshuffle(
         True
     """
     return _run("unshuffle", x, factor, spatial_dims, layout, order, out)
+
+
+def _as_backend_array(a: Any, backend: Any, like: Any, argname: str) -> Any:
+    """``a`` as an array of ``like``'s backend, dtype and device (NumPy arrays convert)."""
+    if a is None or backend.is_array(a):
+        return a
+    if type(a).__module__ == "numpy" and hasattr(a, "shape"):
+        return backend.from_numpy(a, like=like)
+    raise TypeError(
+        f"`{argname}` must be an array of the input's library ({backend.name}) or a NumPy "
+        f"array. Received: {argname} of type {type(a).__module__}.{type(a).__qualname__}"
+    )
+
+
+def sub_pixel_conv(
+    x: Array,
+    weight: Any,
+    bias: Any = None,
+    *,
+    factor: Factor,
+    padding: Any = "same",
+    spatial_dims: int | None = None,
+    layout: str = "channels_first",
+    order: str = "CRD",
+    blur: bool = False,
+    crop: Any = None,
+) -> Array:
+    """Sub-pixel convolution: an LR convolution, then :func:`shuffle`.
+
+    ``weight`` is always in PyTorch layout, ``(C_out * prod(factor), C_in, *kernel)``,
+    whatever ``layout`` the data has; its output channels are in ``order``.  It may
+    be an array of ``x``'s library or a NumPy array (converted to ``x``'s dtype and
+    device).  ``bias``: ``(C_out * prod(factor),)`` or None.
+
+    Args:
+        padding: the LR convolution's zero padding: ``"same"`` (default),
+            ``"valid"``, an int, one per spatial dim, or ``(before, after)`` pairs.
+        spatial_dims: default ``weight.ndim - 2``.
+        blur: follow the shuffle with a replication pad and a 2x...x2 average
+            (fastai's ``PixelShuffle_ICNR(blur=True)``) against checkerboards.
+        crop: pixels removed from the HR output, ``(before, after)`` per spatial
+            dim (as produced by :func:`subpixel.weights.conv_transpose_to_sub_pixel`).
+
+    Example:
+        >>> import numpy as np, subpixel
+        >>> x = np.ones((1, 2, 4, 4), np.float32)
+        >>> w = np.ones((3 * 4, 2, 3, 3), np.float32)   # 3 output channels, factor 2
+        >>> subpixel.sub_pixel_conv(x, w, factor=2).shape
+        (1, 3, 8, 8)
+    """
+    backend = backend_for(x)
+    weight = _as_backend_array(weight, backend, x, "weight")
+    bias = _as_backend_array(bias, backend, x, "bias")
+    cplan = _spec.make_conv_plan(
+        backend.shape(x),
+        backend.shape(weight),
+        None if bias is None else backend.shape(bias),
+        factor,
+        padding,
+        spatial_dims,
+        layout,
+        order,
+        crop=crop,
+    )
+    if hasattr(backend, "sub_pixel_conv"):  # a backend with a faster combined path
+        y = backend.sub_pixel_conv(x, weight, bias, cplan)
+    else:
+        y = backend.rearrange(backend.conv(x, weight, bias, cplan), cplan.shuffle)
+    if blur:
+        y = _blur(backend, y, cplan.shuffle)
+    if cplan.has_crop:
+        y = y[_crop_key(cplan)]
+    return y
+
+
+def _crop_key(cplan: _spec.ConvPlan) -> tuple:
+    plan = cplan.shuffle
+    d = plan.spatial_dims
+    ndim = len(plan.out_shape)
+    first = ndim - d if plan.layout == "channels_first" else ndim - d - 1
+    key: list[Any] = [slice(None)] * ndim
+    for k, (a, b) in enumerate(cplan.crop):
+        key[first + k] = slice(a, -b if b else None)
+    return tuple(key)
+
+
+def blur(x: Array, *, spatial_dims: int = 2, layout: str = "channels_first") -> Array:
+    """Replication-pad one pixel before each spatial axis, then average every
+    2x...x2 window: a stride-1 box blur that keeps the shape.
+
+    >>> import numpy as np, subpixel
+    >>> subpixel.blur(np.array([[[0.0, 4.0], [8.0, 0.0]]]))
+    array([[[0., 2.],
+            [4., 3.]]])
+    """
+    backend = backend_for(x)
+    d = _spec.normalize_spatial_dims(spatial_dims, None)
+    layout = _spec.normalize_layout(layout)
+    shape = backend.shape(x)
+    if len(shape) < d + 1:
+        raise ValueError(
+            f"`x` must have at least {d + 1} dimensions (a channel axis and {d} spatial) "
+            f"for spatial_dims={d}. Received: x.shape={_spec._shape_str(shape)}"
+        )
+    plan = _spec.make_plan("shuffle", shape, 1, d, layout, "CRD")
+    return _blur(backend, x, plan)
+
+
+def _blur(backend: Any, y: Any, plan: _spec.Plan) -> Any:
+    d = plan.spatial_dims
+    ndim = len(plan.out_shape)
+    first = ndim - d if plan.layout == "channels_first" else ndim - d - 1
+    axes = range(first, first + d)
+    for axis in axes:  # replication pad, one before
+        head = (slice(None),) * axis + (slice(0, 1),)
+        y = backend.concat([y[head], y], axis)
+    total = None
+    for offsets in itertools.product((0, 1), repeat=d):
+        key = [slice(None)] * ndim
+        for axis, o in zip(axes, offsets):
+            key[axis] = slice(1, None) if o else slice(0, -1)
+        part = y[tuple(key)]
+        total = part if total is None else total + part
+    return total / (2**d)
 
 
 def backend_name(x: Any) -> str:

@@ -355,36 +355,6 @@ def conv_transpose_to_sub_pixel(
 # ---------------------------------------------------------------------------
 
 
-def _lr_pads(padding: Any, kp: tuple[int, ...], d: int) -> list[tuple[int, int]]:
-    if padding == "same":
-        return [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kp]
-    if padding == "valid":
-        return [(0, 0)] * d
-    if (
-        isinstance(padding, (tuple, list))
-        and len(padding) == d
-        and all(isinstance(p, (tuple, list)) for p in padding)
-    ):
-        pairs = [tuple(p) for p in padding]
-        flat = [v for p in pairs for v in p]
-        if any(len(p) != 2 for p in pairs) or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in flat
-        ):
-            raise ValueError(
-                "`padding` must be 'same', 'valid', a non-negative int, one per spatial "
-                f"dimension, or (before, after) pairs. Received: padding={padding!r}"
-            )
-        return [(int(a), int(b)) for a, b in pairs]
-    try:
-        p = _per_dim(padding, d, "padding", 0)
-    except ValueError:
-        raise ValueError(
-            "`padding` must be 'same', 'valid', a non-negative int, one per spatial "
-            f"dimension, or (before, after) pairs. Received: padding={padding!r}"
-        ) from None
-    return [(v, v) for v in p]
-
-
 def sub_pixel_to_conv_transpose(
     weight: Any,
     bias: Any = None,
@@ -448,7 +418,7 @@ def sub_pixel_to_conv_transpose(
         ct_bias = per_phase[:, 0].copy()
 
     kp = w.shape[2:]
-    pads = _lr_pads(padding, kp, d)
+    pads = _spec.normalize_padding(padding, kp)
     # balance the padding with zero taps: prepend a (kernel and left pad grow),
     # append b (kernel and right pad grow) until left == right <= kernel - 1
     pre, post = [], []

@@ -191,3 +191,33 @@ def conv_transpose_ref(x, w, bias=None, stride=1, padding=0, output_padding=0, g
 def crop_ref(x, crop):
     d = len(crop)
     return x[(Ellipsis, *(slice(a, x.shape[x.ndim - d + i] - b) for i, (a, b) in enumerate(crop)))]
+
+
+def blur_ref(y, spatial_dims=2, layout="channels_first"):
+    """Replication pad one before each spatial axis, then the mean of each 2^d window."""
+    d = spatial_dims
+    y = _to_channels_first(np.asarray(y), d, layout)
+    first = y.ndim - d
+    padded = np.pad(y, [(0, 0)] * first + [(1, 0)] * d, mode="edge")
+    out = np.zeros(y.shape, dtype=np.result_type(y.dtype, np.float32))
+    for offsets in itertools.product((0, 1), repeat=d):
+        key = (Ellipsis, *(slice(o, o + y.shape[first + i]) for i, o in enumerate(offsets)))
+        out = out + padded[key]
+    return _from_channels_first(out / 2**d, d, layout)
+
+
+def sub_pixel_conv_ref(
+    x, w, b, factor, padding, layout="channels_first", order="CRD", crop=None, blur=False
+):
+    """LR conv (reference) + shuffle (reference) + blur + crop, any batch dims."""
+    d = w.ndim - 2
+    x = _to_channels_first(np.asarray(x), d, layout)
+    batch = x.shape[: x.ndim - d - 1]
+    flat = x.reshape((-1, *x.shape[x.ndim - d - 1 :]))
+    y = shuffle_gather(conv_ref(flat, w, b, padding), factor, spatial_dims=d, order=order)
+    if blur:
+        y = blur_ref(y, d)
+    if crop:
+        y = crop_ref(y, crop)
+    y = y.reshape(batch + y.shape[1:])
+    return _from_channels_first(y, d, layout)

@@ -32,5 +32,28 @@ def test_readme_tour_runs():
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks
+    namespace: dict = {}  # the tour's blocks continue each other
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})
+        exec(compile(block, "README.md", "exec"), namespace)
+
+
+def test_layers_page_examples():
+    """Run the docs/layers.md blocks whose framework this environment has."""
+    import os
+
+    from adapters import requested_backends
+
+    wanted = {
+        "numpy": "numpy",
+        "torch": "torch",
+        "flax": "jax",
+        "keras": os.environ.get("KERAS_BACKEND"),
+    }
+    text = (DOCS / "layers.md").read_text()
+    ran = 0
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        framework = re.match(r"# framework: (\w+)", block).group(1)
+        if wanted[framework] in requested_backends():
+            exec(compile(block, "docs/layers.md", "exec"), {})
+            ran += 1
+    assert ran > 0

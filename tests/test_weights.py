@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import subpixel
-from subpixel import weights
+from subpixel import _spec, weights
 
 from adapters import requested_backends
 from reference import conv_ref, conv_transpose_ref, crop_ref, shuffle_gather
@@ -123,7 +123,7 @@ def test_sub_pixel_equals_conv_transpose_reference(cfg):
     bias = np.repeat(RNG.standard_normal(c_out), R)
     if order == "DCR":
         bias = weights.reorder_channels(bias, s, src="CRD", dst="DCR")
-    pads = weights._lr_pads(padding, k, d)
+    pads = _spec.normalize_padding(padding, k)
     x = RNG.standard_normal((2, c_in, *L))
     expected = shuffle_gather(conv_ref(x, lr, bias, pads), s, spatial_dims=d, order=order)
     ct = weights.sub_pixel_to_conv_transpose(lr, bias, factor=s, order=order, padding=padding)
@@ -418,7 +418,7 @@ def test_sub_pixel_to_keras_conv_transpose(k, padding):
     s = 2
     lr = RNG.standard_normal((3 * 4, 2, k, k)).astype(np.float32)
     x = RNG.standard_normal((1, 2, 5, 5)).astype(np.float32)
-    pads = weights._lr_pads(padding, (k, k), 2)
+    pads = _spec.normalize_padding(padding, (k, k))
     expected = shuffle_gather(conv_ref(x, lr, None, pads), s)
     ct = weights.sub_pixel_to_conv_transpose(lr, factor=s, padding=padding, target="tensorflow")
     layer = keras.layers.Conv2DTranspose(
@@ -472,7 +472,7 @@ def test_flax_layouts_against_flax_modules(transpose_kernel):
         transpose_kernel=transpose_kernel,
         rngs=nnx.Rngs(0),
     )
-    layer.kernel.value = jnp.asarray(
+    layer.kernel[...] = jnp.asarray(
         weights.convert_layout(
             w_t, src="torch", dst="flax", transposed=True, transpose_kernel=transpose_kernel
         )
@@ -481,7 +481,7 @@ def test_flax_layouts_against_flax_modules(transpose_kernel):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     w = RNG.standard_normal((c_out, c_in, *k)).astype(np.float32)
     conv = nnx.Conv(c_in, c_out, k, padding="VALID", use_bias=False, rngs=nnx.Rngs(0))
-    conv.kernel.value = jnp.asarray(weights.convert_layout(w, src="torch", dst="flax"))
+    conv.kernel[...] = jnp.asarray(weights.convert_layout(w, src="torch", dst="flax"))
     got = np.moveaxis(np.asarray(conv(jnp.asarray(np.moveaxis(x, 1, -1)))), -1, 1)
     np.testing.assert_allclose(got, conv_ref(x, w), rtol=1e-4, atol=1e-4)
     del jax

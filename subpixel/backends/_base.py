@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .._spec import Plan
+from .._spec import ConvPlan, Plan
 
 
 class Backend(Protocol):
@@ -30,6 +30,15 @@ class Backend(Protocol):
 
     def to_numpy(self, x: Any) -> Any:
         """``x``'s values as a NumPy array on the host."""
+
+    def concat(self, arrays: list, axis: int) -> Any:
+        """Concatenate along ``axis`` (used by blur)."""
+
+    def conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> Any:
+        """The LR convolution of a sub-pixel conv, output in ``x``'s layout.
+
+        A backend may also define ``sub_pixel_conv(x, weight, bias, cplan)`` for a
+        faster combined conv + shuffle; :func:`subpixel.sub_pixel_conv` then uses it."""
 
     def rearrange(self, x: Any, plan: Plan, out: Any = None) -> Any:
         """``x.reshape(src_shape).transpose(perm).reshape(out_shape)``, always a new

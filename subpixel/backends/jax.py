@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._spec import Plan
+from .._spec import ConvPlan, Plan
+
+_SPATIAL = "DHW"
 
 
 @partial(jax.jit, static_argnums=1)
@@ -24,6 +26,27 @@ def _rearrange(x: jax.Array, plan: Plan) -> jax.Array:
         return jnp.reshape(jnp.array(x, copy=True), plan.out_shape)
     y = jnp.transpose(jnp.reshape(x, plan.src_shape), plan.perm)
     return jnp.reshape(y, plan.out_shape)
+
+
+@partial(jax.jit, static_argnums=3)
+def _conv(x: jax.Array, weight: jax.Array, bias: Any, cplan: ConvPlan) -> jax.Array:
+    d = len(cplan.kernel)
+    nbatch = x.ndim - d - 1
+    spatial = _SPATIAL[-d:] if d <= 3 else "".join(chr(ord("a") + i) for i in range(d))
+    lhs = "NC" + spatial if cplan.layout == "channels_first" else "N" + spatial + "C"
+    batch = x.shape[:nbatch]
+    x = jnp.reshape(x, (-1, *x.shape[nbatch:]))
+    lr = jax.lax.conv_general_dilated(
+        x,
+        weight.astype(x.dtype),
+        window_strides=(1,) * d,
+        padding=cplan.padding,
+        dimension_numbers=(lhs, "OI" + spatial, lhs),
+    )
+    if bias is not None:
+        shape = (-1,) + (1,) * d if cplan.layout == "channels_first" else (-1,)
+        lr = lr + jnp.reshape(bias.astype(lr.dtype), shape)
+    return jnp.reshape(lr, (*batch, *lr.shape[1:]))
 
 
 class JaxBackend:
@@ -43,9 +66,18 @@ class JaxBackend:
         return isinstance(obj, jax.Array)
 
     def from_numpy(self, a: Any, like: Any = None) -> jax.Array:
-        if like is not None and not isinstance(like, jax.core.Tracer):
-            return jax.device_put(a, like.sharding)
-        return jnp.asarray(a)
+        if like is None:
+            return jnp.asarray(a)
+        a = np.asarray(a, dtype=like.dtype)
+        if isinstance(like, jax.core.Tracer):
+            return jnp.asarray(a)
+        return jax.device_put(a, next(iter(like.devices())))
+
+    def concat(self, arrays: list, axis: int) -> jax.Array:
+        return jnp.concatenate(arrays, axis=axis)
+
+    def conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> jax.Array:
+        return _conv(x, weight, bias, cplan)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         if x.dtype == jnp.bfloat16:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from .._spec import Plan, make_plan
+from .._spec import ConvPlan, Plan, make_plan
 
 _NATIVE_MAX_ELEMENTS = 1 << 18  # above this, transpose beats depth_to_space on CPU
 # ops are placed on a GPU whenever one exists: then pin them to the input's device
@@ -84,10 +84,38 @@ class TensorflowBackend:
         return isinstance(obj, (tf.Tensor, tf.Variable))
 
     def from_numpy(self, a: Any, like: Any = None) -> tf.Tensor:
-        if like is not None and getattr(like, "device", ""):
+        if like is None:
+            return tf.constant(a)
+        t = tf.cast(tf.constant(a), like.dtype)
+        if getattr(like, "device", "") and tf.executing_eagerly():
             with tf.device(like.device):
-                return tf.identity(tf.constant(a))
-        return tf.constant(a)
+                return tf.identity(t)
+        return t
+
+    def concat(self, arrays: list, axis: int) -> tf.Tensor:
+        return tf.concat(arrays, axis=axis)
+
+    def conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> tf.Tensor:
+        """LR convolution with ``tf.nn.convolution`` in NHWC (channels_first is
+        transposed there and back: TensorFlow's NCHW conv has no CPU kernel)."""
+        d = len(cplan.kernel)
+        rank = len(x.shape)
+        nbatch = rank - d - 1
+        if cplan.layout == "channels_first":
+            x = tf.transpose(x, [*range(nbatch), *range(nbatch + 1, rank), nbatch])
+        shape = tf.shape(x)
+        x = tf.reshape(x, tf.concat([[-1], shape[nbatch:]], axis=0))
+        if any(a or b for a, b in cplan.padding):
+            x = tf.pad(x, [[0, 0], *[list(p) for p in cplan.padding], [0, 0]])
+        kernel = tf.transpose(weight, [*range(2, d + 2), 1, 0])  # (O, I, *k) -> (*k, I, O)
+        lr = tf.nn.convolution(x, tf.cast(kernel, x.dtype), padding="VALID")
+        if bias is not None:
+            lr = lr + tf.cast(bias, lr.dtype)
+        lr_shape = tf.shape(lr)
+        lr = tf.reshape(lr, tf.concat([shape[:nbatch], lr_shape[1:]], axis=0))
+        if cplan.layout == "channels_first":
+            lr = tf.transpose(lr, [*range(nbatch), rank - 1, *range(nbatch, rank - 1)])
+        return lr
 
     def to_numpy(self, x: Any) -> np.ndarray:
         if x.dtype == tf.bfloat16:

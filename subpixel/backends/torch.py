@@ -17,32 +17,32 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._spec import Plan, make_plan
+from .._spec import ConvPlan, Plan, make_plan
 from .numpy import strided_copy
 
 _MEMORY_FORMAT_BY_NDIM = {4: torch.channels_last, 5: torch.channels_last_3d}
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _FAST_MIN_BYTES = 1 << 20  # below this the graph path's lower overhead wins
 # dtypes moved as raw bytes of the same size by the NumPy fast path
 _RAW_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
+def _is_native_shape(plan: Plan) -> bool:
+    f = plan.factor
+    return plan.layout == "channels_first" and len(f) == 2 and f[0] == f[1] and f[0] > 1
+
+
 def _is_native(plan: Plan) -> bool:
     """PyTorch's pixel_shuffle/pixel_unshuffle compute exactly this plan."""
-    f = plan.factor
-    return (
-        plan.order == "CRD"
-        and plan.layout == "channels_first"
-        and len(f) == 2
-        and f[0] == f[1]
-        and f[0] > 1
-    )
+    return plan.order == "CRD" and _is_native_shape(plan)
 
 
 def _native(x: torch.Tensor, plan: Plan) -> torch.Tensor:
@@ -135,7 +135,49 @@ class TorchBackend:
 
     def from_numpy(self, a: Any, like: Any = None) -> torch.Tensor:
         t = torch.from_numpy(np.array(a, copy=True))
-        return t if like is None else t.to(like.device)
+        return t if like is None else t.to(device=like.device, dtype=like.dtype)
+
+    def concat(self, arrays: list, axis: int) -> torch.Tensor:
+        return torch.cat(arrays, dim=axis)
+
+    def sub_pixel_conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> torch.Tensor:
+        """LR conv + shuffle.  A 2-D DCR layer on the CPU runs as the equivalent CRD
+        one (its output channels permuted): PyTorch's channels_last CRD shuffle is
+        the fastest path there, and the numbers are the same."""
+        plan = cplan.shuffle
+        if plan.order == "DCR" and _is_native_shape(plan) and x.device.type == "cpu":
+            R = math.prod(plan.factor)
+            C = weight.shape[0] // R
+            # CRD position c*R + b holds DCR channel b*C + c
+            index = torch.arange(weight.shape[0], device=weight.device).view(R, C).t().reshape(-1)
+            weight = weight.index_select(0, index)
+            bias = None if bias is None else bias.index_select(0, index)
+            plan = make_plan("shuffle", cplan.lr_shape, plan.factor, None, plan.layout, "CRD")
+        return self.rearrange(self.conv(x, weight, bias, cplan), plan)
+
+    def conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> torch.Tensor:
+        """LR convolution with PyTorch's conv; 2-D/3-D on CPU run in channels_last
+        memory format (faster there, and PyTorch's shuffle for that format is too)."""
+        d = len(cplan.kernel)
+        nbatch = x.dim() - d - 1
+        if cplan.layout == "channels_last":
+            x = x.movedim(-1, nbatch)
+        batch = x.shape[:nbatch]
+        x = x.reshape(-1, *x.shape[nbatch:])
+        fmt = _MEMORY_FORMAT_BY_NDIM.get(d + 2) if x.device.type == "cpu" else None
+        if fmt is not None:
+            x = x.contiguous(memory_format=fmt)
+            weight = weight.contiguous(memory_format=fmt)
+        if all(a == b for a, b in cplan.padding):
+            padding: Any = tuple(a for a, _ in cplan.padding)
+        else:
+            x = F.pad(x, [v for pair in reversed(cplan.padding) for v in pair])
+            padding = 0
+        lr = _CONV[d](x, weight, bias, padding=padding)
+        lr = lr.reshape(*batch, *lr.shape[1:]) if nbatch != 1 else lr
+        if cplan.layout == "channels_last":
+            lr = lr.movedim(nbatch, -1)
+        return lr
 
     def to_numpy(self, x: Any) -> np.ndarray:
         x = x.detach().cpu()

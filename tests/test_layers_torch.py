@@ -1,0 +1,226 @@
+"""subpixel.layers.torch: values, ICNR, training, gradients, ONNX, compile, DDP."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+
+from adapters import requested_backends
+
+if "torch" not in requested_backends():
+    pytest.skip("torch is not in SUBPIXEL_TEST_BACKENDS", allow_module_level=True)
+
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+import subpixel
+from subpixel.layers.torch import (
+    PixelShuffle,
+    PixelUnshuffle,
+    SubPixelConv1d,
+    SubPixelConv2d,
+    SubPixelConv3d,
+)
+
+from reference import sub_pixel_conv_ref
+
+
+@pytest.mark.parametrize("order", ["CRD", "DCR"])
+@pytest.mark.parametrize(
+    "cls,spatial,kernel,factor,padding",
+    [
+        (SubPixelConv1d, (7,), 3, 3, "same"),
+        (SubPixelConv2d, (5, 6), (3, 2), (2, 3), "same"),
+        (SubPixelConv2d, (5, 6), 3, 2, "valid"),
+        (SubPixelConv3d, (3, 4, 2), 3, (1, 2, 2), 1),
+    ],
+)
+def test_values(cls, spatial, kernel, factor, padding, order):
+    torch.manual_seed(0)
+    layer = cls(3, 2, kernel, factor, order=order, padding=padding, init="default").double()
+    x = torch.randn(2, 3, *spatial, dtype=torch.float64)
+    w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    from subpixel import _spec
+
+    expected = sub_pixel_conv_ref(
+        x.numpy(), w, b, layer.factor, _spec.normalize_padding(padding, w.shape[2:]), order=order
+    )
+    np.testing.assert_allclose(layer(x).detach().numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("order", ["CRD", "DCR"])
+def test_icnr_starts_as_nearest_neighbour_upsampling(order):
+    torch.manual_seed(0)
+    layer = SubPixelConv2d(4, 3, 3, (2, 3), order=order)
+    y = layer(torch.randn(2, 4, 5, 5)).detach()
+    for i in range(2):
+        for j in range(3):
+            torch.testing.assert_close(y[..., i::2, j::3], y[..., ::2, ::3])
+
+
+def test_pixel_shuffle_modules():
+    x = torch.randn(2, 3 * 8, 2, 3, 4)
+    shuffle = PixelShuffle(2, spatial_dims=3, order="DCR")
+    y = shuffle(x)
+    assert y.shape == (2, 3, 4, 6, 8)
+    torch.testing.assert_close(PixelUnshuffle(2, spatial_dims=3, order="DCR")(y), x)
+    torch.testing.assert_close(PixelShuffle(2)(x[:, :, 0]), F.pixel_shuffle(x[:, :, 0], 2))
+    assert "order='DCR'" in repr(shuffle)
+
+
+def test_optimizer_step_decreases_loss():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), SubPixelConv2d(8, 1, 3, 2)
+    )
+    x, target = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 16, 16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("order", ["CRD", "DCR"])
+def test_gradients_match_finite_differences(order):
+    torch.manual_seed(0)
+    layer = SubPixelConv2d(2, 2, 3, (2, 1), order=order, blur=True, init="default").double()
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda t, w, b: subpixel.sub_pixel_conv(t, w, b, factor=(2, 1), order=order, blur=True),
+        (x, layer.weight, layer.bias),
+    )
+
+
+def test_onnx_export(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    for order in ("CRD", "DCR"):
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), SubPixelConv2d(8, 3, 3, 3, order=order)
+        ).eval()
+        x = torch.randn(1, 3, 6, 5)
+        path = str(tmp_path / f"espcn_{order}.onnx")
+        torch.onnx.export(model, (x,), path, input_names=["x"], dynamo=True)
+        (got,) = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
+            None, {"x": x.numpy()}
+        )
+        np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_compile_fullgraph():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = SubPixelConv2d(4, 2, 3, 2, order="DCR")
+    compiled = torch.compile(layer, fullgraph=True, dynamic=True, backend="eager")
+    for n in (1, 3):
+        x = torch.randn(n, 4, 5, 6)
+        torch.testing.assert_close(compiled(x), layer(x))
+
+
+def test_from_conv_transpose_equals_conv_transpose2d():
+    torch.manual_seed(0)
+    deconv = torch.nn.ConvTranspose2d(8, 3, kernel_size=5, stride=2, padding=2, output_padding=1)
+    layer = subpixel.SubPixelConv.from_conv_transpose(
+        deconv.weight.detach(), deconv.bias.detach(), stride=2, padding=2, output_padding=1
+    )
+    x = torch.randn(2, 8, 7, 6)
+    torch.testing.assert_close(layer(x), deconv(x), rtol=1e-5, atol=1e-5)
+    native = layer.to_torch()
+    torch.testing.assert_close(native(x), deconv(x), rtol=1e-5, atol=1e-5)
+    ct = layer.to_conv_transpose()
+    back = torch.nn.ConvTranspose2d(
+        8,
+        3,
+        ct.weight.shape[2:],
+        stride=ct.stride,
+        padding=ct.padding,
+        output_padding=ct.output_padding,
+    )
+    with torch.no_grad():
+        back.weight.copy_(torch.from_numpy(ct.weight))
+        back.bias.copy_(torch.from_numpy(ct.bias))
+    torch.testing.assert_close(back(x), deconv(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_port_through_a_file(tmp_path, suffix):
+    pytest.importorskip("safetensors") if suffix == ".safetensors" else None
+    torch.manual_seed(0)
+    layer = SubPixelConv3d(2, 3, (3, 1, 2), (2, 1, 3), order="DCR", init="default")
+    path = tmp_path / f"layer{suffix}"
+    subpixel.SubPixelConv.from_torch(layer).save(path)
+    back = subpixel.SubPixelConv.load(path).to_torch()
+    x = torch.randn(1, 2, 3, 4, 2)
+    torch.testing.assert_close(back(x), layer(x))
+    np.testing.assert_allclose(
+        subpixel.SubPixelConv.load(path)(x.numpy()), layer(x).detach().numpy(), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_from_plain_conv():
+    conv = torch.nn.Conv2d(3, 12, 3, padding=1)
+    layer = subpixel.SubPixelConv.from_torch(conv, factor=2, order="CRD")
+    x = torch.randn(1, 3, 4, 4)
+    torch.testing.assert_close(layer(x), F.pixel_shuffle(conv(x), 2))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, results) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = DDP(
+        torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), SubPixelConv2d(4, 1, 3, 2))
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(rank)
+    x, target = torch.rand(2, 1, 6, 6, generator=g), torch.rand(2, 1, 12, 12, generator=g)
+    losses = []
+    for _ in range(3):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    results[rank] = (losses, flat.numpy())
+    dist.destroy_process_group()
+
+
+def test_distributed_data_parallel_gloo():
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        results = manager.dict()
+        port = _free_port()
+        procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, results)) for r in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=180)
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                pytest.fail("DDP worker did not finish in 180 s")
+            assert p.exitcode == 0
+        (l0, p0), (l1, p1) = results[0], results[1]
+    assert l0[-1] < l0[0] and l1[-1] < l1[0]
+    np.testing.assert_allclose(p0, p1, rtol=1e-6)  # gradients were averaged: same parameters
+    assert math.isfinite(l0[-1])
