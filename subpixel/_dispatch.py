@@ -32,6 +32,7 @@ _REGISTRY: tuple[_Entry, ...] = (
     _Entry("torch", "torch", lambda torch: (torch.Tensor,)),
     _Entry("tensorflow", "tensorflow", lambda tf: (tf.Tensor, tf.Variable)),
     _Entry("jax", "jax", lambda jax: (jax.Array,)),
+    _Entry("cupy", "cupy", lambda cp: (cp.ndarray,)),
 )
 
 BACKEND_NAMES: tuple[str, ...] = tuple(e.name for e in _REGISTRY)

@@ -191,11 +191,45 @@ class JaxAdapter(Adapter):
         return all(d.platform == self.device for d in x.devices())
 
 
+class GPUUnavailable(Exception):
+    """The backend needs a GPU and this machine has none."""
+
+
+class CupyAdapter(Adapter):
+    name = framework = "cupy"
+    dtypes = tuple(d for d in ALL_DTYPES if d != "bfloat16")
+
+    def __init__(self, device="gpu"):
+        super().__init__(device)
+        import cupy
+
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:
+            raise GPUUnavailable(
+                f"CuPy cannot reach a CUDA GPU here: {type(exc).__name__}: {exc}"
+            ) from exc
+        if count == 0:
+            raise GPUUnavailable("CuPy sees no CUDA GPU here")
+        self.cp = cupy
+
+    def asarray(self, a, dtype=None):
+        return self.cp.asarray(np.asarray(a, dtype=dtype or a.dtype))
+
+    def to_numpy(self, x):
+        assert isinstance(x, self.cp.ndarray), type(x)
+        return self.cp.asnumpy(x)
+
+    def empty(self, shape, dtype):
+        return self.cp.empty(shape, dtype=dtype)
+
+
 ADAPTERS = {
     "numpy": NumpyAdapter,
     "torch": TorchAdapter,
     "tensorflow": TensorflowAdapter,
     "jax": JaxAdapter,
+    "cupy": CupyAdapter,
 }
 
 
@@ -220,6 +254,8 @@ def devices_for(name: str) -> list[str]:
         import tensorflow as tf
 
         return ["cpu"] + (["gpu"] if tf.config.list_physical_devices("GPU") else [])
+    if name == "cupy":
+        return ["gpu"]  # CuPy arrays live on a GPU; without one its cases skip, saying so
     return ["cpu"]
 
 

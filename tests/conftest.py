@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from adapters import ADAPTERS, check_installed, devices_for, requested_backends
+from adapters import ADAPTERS, GPUUnavailable, check_installed, devices_for, requested_backends
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,7 +42,12 @@ def adapter(request):
     """An :class:`adapters.Adapter` for every requested backend and device."""
     key = request.param
     if key not in _adapters:
-        _adapters[key] = ADAPTERS[key[0]](key[1])
+        try:
+            _adapters[key] = ADAPTERS[key[0]](key[1])
+        except GPUUnavailable as exc:
+            _adapters[key] = exc
+    if isinstance(_adapters[key], GPUUnavailable):
+        pytest.skip(f"needs a GPU: {_adapters[key]}")
     return _adapters[key]
 
 

@@ -53,7 +53,7 @@ def test_layers_page_examples():
     ran = 0
     for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
         framework = re.match(r"# framework: (\w+)", block).group(1)
-        if wanted[framework] in requested_backends():
+        if framework == "numpy" or wanted[framework] in requested_backends():
             exec(compile(block, "docs/layers.md", "exec"), {})
             ran += 1
     assert ran > 0

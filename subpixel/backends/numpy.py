@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._spec import ConvPlan, Plan
+from ._im2col import im2col_conv
 
 _BLOCK_BYTES = 2 << 20  # destination bytes per block (about one L2 cache)
 _SMALL_AXIS = 16  # innermost destination axes shorter than this are looped in Python
@@ -201,30 +202,7 @@ class NumpyBackend:
 
     def conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> np.ndarray:
         """LR convolution by im2col + one batched matrix product (BLAS)."""
-        d = len(cplan.kernel)
-        x = np.asarray(x)
-        nbatch = x.ndim - d - 1
-        if cplan.layout == "channels_last":
-            x = np.moveaxis(x, -1, nbatch)
-        batch = x.shape[:nbatch]
-        x = x.reshape((-1, *x.shape[nbatch:]))  # (B, C, *S)
-        if any(a or b for a, b in cplan.padding):
-            x = np.pad(x, [(0, 0), (0, 0), *cplan.padding])
-        spatial_axes = tuple(range(2, 2 + d))
-        windows = np.lib.stride_tricks.sliding_window_view(x, cplan.kernel, axis=spatial_axes)
-        lr_spatial = windows.shape[2 : 2 + d]
-        # (B, C, *L, *k) -> (B, C, *k, *L) -> columns (B, C*prod(k), prod(L)): one copy
-        perm = (0, 1, *range(2 + d, 2 + 2 * d), *range(2, 2 + d))
-        cols = windows.transpose(perm).reshape(windows.shape[0], -1, math.prod(lr_spatial))
-        w2 = np.asarray(weight, dtype=np.result_type(x.dtype, np.asarray(weight).dtype))
-        w2 = w2.reshape(w2.shape[0], -1)
-        lr = np.matmul(w2, cols)  # (B, C_lr, prod(L))
-        if bias is not None:
-            lr += np.asarray(bias, dtype=lr.dtype)[:, None]
-        lr = lr.reshape((*batch, w2.shape[0], *lr_spatial))
-        if cplan.layout == "channels_last":
-            lr = np.moveaxis(lr, nbatch, -1)
-        return lr
+        return im2col_conv(np, np.asarray(x), np.asarray(weight), bias, cplan)
 
     def rearrange(self, x: Any, plan: Plan, out: Any = None) -> np.ndarray:
         x = np.asarray(x)
