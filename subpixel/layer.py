@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _spec, ops, weights
+from . import _safetensors, _spec, ops, weights
 from ._dispatch import backend_for
 
 __all__ = ["SubPixelConv"]
@@ -138,8 +138,17 @@ class SubPixelConv:
         w = np.asarray(weights._to_numpy(weight, "weight"))
         config.pop("format", None)
         factor = config.pop("factor")
+        if w.ndim < 3:
+            raise ValueError(
+                f"`weight` must be a conv kernel (C_out * R, C_in, *k). Received: weight.shape={w.shape}"
+            )
         d = w.ndim - 2
         r = _spec.normalize_factor(factor, d)
+        if w.shape[0] % math.prod(r):
+            raise ValueError(
+                f"`weight` has {w.shape[0]} output channels, which is not divisible by "
+                f"prod(factor)={math.prod(r)} for factor={r}. Received: weight.shape={w.shape}"
+            )
         layer = cls(
             w.shape[1],
             w.shape[0] // math.prod(r),
@@ -204,16 +213,14 @@ class SubPixelConv:
     # -- files ---------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save to ``.safetensors`` (needs the ``safetensors`` package) or ``.npz``."""
+        """Save to ``.safetensors`` or ``.npz`` (plain data; no pickle)."""
         path = os.fspath(path)
         tensors = {"weight": np.ascontiguousarray(self.weight)}
         if self.bias is not None:
             tensors["bias"] = np.ascontiguousarray(self.bias)
         meta = json.dumps(self.config())
         if path.endswith(".safetensors"):
-            from safetensors.numpy import save_file
-
-            save_file(tensors, path, metadata={"subpixel": meta})
+            _safetensors.save(path, tensors, {"subpixel": meta})
         elif path.endswith(".npz"):
             with open(path, "wb") as f:
                 np.savez(f, config=np.array(meta), **tensors)

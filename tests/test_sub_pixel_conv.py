@@ -209,3 +209,31 @@ def test_layer_from_conv_transpose_is_exact(k, s, p, op):
         rtol=1e-10,
         atol=1e-10,
     )
+
+
+def test_safetensors_files_interoperate_with_the_reference_library(tmp_path):
+    """Our reader/writer and the `safetensors` package read each other's files."""
+    st = pytest.importorskip("safetensors.numpy")
+    from subpixel import _safetensors
+
+    tensors = {
+        "w": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        "b": np.array([1, -2], np.int64),
+        "h": np.ones(3, np.float16),
+        "m": np.array([True, False]),
+    }
+    ours = tmp_path / "ours.safetensors"
+    _safetensors.save(ours, tensors, {"k": "v"})
+    loaded = st.load_file(str(ours))
+    for k, v in tensors.items():
+        np.testing.assert_array_equal(loaded[k], v)
+    theirs = tmp_path / "theirs.safetensors"
+    st.save_file(tensors, str(theirs), metadata={"k": "v"})
+    back, meta = _safetensors.load(theirs)
+    assert meta == {"k": "v"}
+    for k, v in tensors.items():
+        np.testing.assert_array_equal(back[k], v)
+        assert back[k].dtype == v.dtype
+    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 16)
+    with pytest.raises(ValueError, match="is not a safetensors file"):
+        _safetensors.load(tmp_path / "bad.safetensors")

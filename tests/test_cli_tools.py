@@ -1,0 +1,165 @@
+"""`subpixel upscale`, `bench` and `convert`: exit codes, output, bad input in one line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from subpixel import SubPixelConv, image
+from subpixel.models import ESPCN, upscale_image, upscale_luma
+
+from adapters import requested_backends
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "subpixel", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def one_line_error(proc):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("subpixel: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "photo.png"
+    from subpixel.models.espcn import _DIR
+
+    img = image.read_png(_DIR / "sample.png")[:60, :75]
+    image.write_png(path, img)
+    return path, img
+
+
+def test_upscale_sample_prints_psnr(tmp_path):
+    out = tmp_path / "out.png"
+    proc = run("upscale", "sample", str(out), "--scale", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout and "PSNR" in proc.stdout
+    espcn, bicubic = (
+        float(v) for v in re.search(r"ESPCN ([\d.]+) dB, bicubic ([\d.]+) dB", proc.stdout).groups()
+    )
+    assert espcn > bicubic  # the bundled model beats bicubic on its (held-out) sample
+    assert image.read_png(out).shape == (300, 444, 3)
+
+
+def test_upscale_file_and_tiles_equal_untiled(photo, tmp_path):
+    path, img = photo
+    model = ESPCN.pretrained(2)
+    whole = upscale_image(img, model)
+    tiled = upscale_image(img, model, tile=16)
+    assert whole.shape == (120, 150, 3)
+    np.testing.assert_array_equal(tiled, whole)
+    y = img[..., 0] / 255.0
+    np.testing.assert_allclose(
+        upscale_luma(model, y, tile=7), upscale_luma(model, y), rtol=0, atol=1e-6
+    )
+    proc = run("upscale", str(path), str(tmp_path / "x2.png"), "--scale", "2", "--tile", "20")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(image.read_png(tmp_path / "x2.png"), whole)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+def test_upscale_is_the_same_on_every_backend(photo, backend):
+    if backend not in requested_backends():
+        pytest.skip(f"{backend} not requested")
+    _, img = photo
+    model = ESPCN.pretrained(3)
+    ref = upscale_luma(model, img[..., 1] / 255.0)
+    got = upscale_luma(model, img[..., 1] / 255.0, backend=backend, tile=32)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
+
+
+def test_upscale_errors(tmp_path, photo):
+    assert "no such file" in one_line_error(
+        run("upscale", str(tmp_path / "missing.png"), str(tmp_path / "o.png"))
+    )
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    one_line_error(run("upscale", str(bad), str(tmp_path / "o.png")))
+    path, _ = photo
+    msg = one_line_error(
+        run("upscale", str(path), str(tmp_path / "o.png"), "--reference", str(path))
+    )
+    assert "must match" in msg
+    assert run("upscale", str(path), str(tmp_path / "o.png"), "--scale", "5").returncode == 2
+    one_line_error(run("upscale", str(path), str(tmp_path / "o.png"), "--tile", "0"))
+    one_line_error(run("upscale", str(path), str(tmp_path / "no-such-dir" / "o.png")))
+
+
+def test_bench_prints_ratios(tmp_path):
+    proc = run("bench", "--backend", "numpy", "--shape", "1", "8", "16", "16", "--repeat", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "numpy" in proc.stdout and "/ copy" in proc.stdout
+    one_line_error(run("bench", "--backend", "numpy", "--shape", "1", "6", "4", "4"))
+
+
+def test_convert_round_trips_and_reorders(tmp_path):
+    layer = SubPixelConv(4, 3, 3, 2, seed=0)
+    layer.bias = np.arange(12, dtype=np.float32)
+    src = tmp_path / "head.safetensors"
+    layer.save(src)
+    dst = tmp_path / "head_dcr.npz"
+    proc = run("convert", str(src), str(dst), "--order", "DCR")
+    assert proc.returncode == 0, proc.stderr
+    assert "order DCR" in proc.stdout
+    dcr = SubPixelConv.load(dst)
+    x = np.random.default_rng(0).standard_normal((1, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(dcr(x), layer(x), rtol=1e-5, atol=1e-5)  # same numbers, other order
+
+
+def test_convert_plain_arrays_and_conv_transpose(tmp_path):
+    from reference import conv_transpose_ref
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 2, 4, 4)).astype(
+        np.float32
+    )  # ConvTranspose2d(3, 2, 4, stride 2, padding 1)
+    b = rng.standard_normal(2).astype(np.float32)
+    src = tmp_path / "deconv.npz"
+    np.savez(src, weight=w, bias=b)
+    dst = tmp_path / "sub.safetensors"
+    proc = run("convert", str(src), str(dst), "--from-conv-transpose", "2", "--padding", "1")
+    assert proc.returncode == 0, proc.stderr
+    x = rng.standard_normal((1, 3, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        SubPixelConv.load(dst)(x), conv_transpose_ref(x, w, b, 2, 1), rtol=1e-4, atol=1e-4
+    )
+    kernel = tmp_path / "kernel.npz"
+    np.savez(
+        kernel, k=rng.standard_normal((3, 3, 4, 12)).astype(np.float32)
+    )  # a Keras kernel, no bias
+    proc = run(
+        "convert", str(kernel), str(tmp_path / "k.npz"), "--factor", "2", "--src-layout", "keras"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "4 -> 3 channels" in proc.stdout
+
+
+def test_convert_errors(tmp_path):
+    one_line_error(run("convert", str(tmp_path / "none.npz"), str(tmp_path / "o.npz")))
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(b"\x80\x04pickle")
+    assert "--allow-pickle" in one_line_error(run("convert", str(pt), str(tmp_path / "o.npz")))
+    two = tmp_path / "two.npz"
+    np.savez(two, a=np.zeros((4, 1, 3, 3)), b=np.zeros((8, 1, 3, 3)))
+    assert "--weight-key" in one_line_error(
+        run("convert", str(two), str(tmp_path / "o.npz"), "--factor", "2")
+    )
+    odd = tmp_path / "odd.npz"
+    np.savez(odd, w=np.zeros((6, 1, 3, 3)))
+    assert "not divisible" in one_line_error(
+        run("convert", str(odd), str(tmp_path / "o.npz"), "--factor", "2")
+    )
+    one_line_error(run("convert", str(odd), str(tmp_path / "o.txt"), "--factor", "1"))
+    objs = tmp_path / "objs.npz"
+    np.savez(objs, w=np.array([{"x": 1}], dtype=object))
+    one_line_error(run("convert", str(objs), str(tmp_path / "o.npz"), "--factor", "1"))
