@@ -24,29 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from cases import BATCHES, FACTORS, LAYOUTS, ORDERS, make_data, op_shape  # noqa: E402
+
 import subpixel  # noqa: E402
 from subpixel import _spec  # noqa: E402
 
 from reference import conv_ref, reference, shuffle_gather  # noqa: E402
 
-FACTORS = [
-    (1, (5,)),
-    (2, (3,)),
-    (3, (4,)),
-    (5, (2,)),
-    (1, (3, 2)),
-    (2, (3, 4)),
-    (3, (2, 3)),
-    ((2, 3), (3, 2)),
-    ((1, 2), (2, 3)),
-    ((5, 2), (1, 2)),
-    (2, (2, 3, 2)),
-    ((1, 2, 3), (2, 2, 1)),
-    ((3, 1, 2), (1, 2, 2)),
-]
-BATCHES = [(), (2,), (2, 3)]
-LAYOUTS = ("channels_first", "channels_last")
-ORDERS = ("CRD", "DCR")
 DTYPES = [
     "bool",
     "int8",
@@ -65,29 +49,6 @@ DTYPES = [
 ]
 
 results: list[tuple[str, int, int, str]] = []  # (part, passed, total, note)
-
-
-def data(shape, dtype, seed=0):
-    n = math.prod(shape)
-    v = np.random.default_rng(seed).permutation(n)
-    if dtype == "bool":
-        a = v % 2
-    elif dtype in ("int8", "uint8"):
-        a = v % 127
-    elif dtype in ("int16", "float16"):
-        a = v % 2048
-    else:
-        a = v
-    a = np.asarray(a).astype(dtype).reshape(shape)
-    return a + 1j * a if dtype.startswith("complex") else a
-
-
-def shapes_for(op, factor, spatial, batch, layout, channels=3):
-    d = len(spatial)
-    r = factor if isinstance(factor, tuple) else (factor,) * d
-    c = channels * math.prod(r) if op == "shuffle" else channels
-    sp = spatial if op == "shuffle" else tuple(s * f for s, f in zip(spatial, r))
-    return (*batch, c, *sp) if layout == "channels_first" else (*batch, *sp, c)
 
 
 def matrix(name, to_dev, to_host, dtypes, quick, supports_out=True, empty=None):
@@ -111,7 +72,7 @@ def matrix(name, to_dev, to_host, dtypes, quick, supports_out=True, empty=None):
                 for order in ORDERS:
                     for op in ("shuffle", "unshuffle"):
                         kw = dict(spatial_dims=d, layout=layout, order=order)
-                        a = data(shapes_for(op, factor, spatial, batch, layout), "float32")
+                        a = make_data(op_shape(op, factor, spatial, batch, layout), "float32")
                         y = getattr(subpixel, op)(to_dev(a), factor, **kw)
                         check(
                             f"{op} {factor} {batch} {layout} {order}",
@@ -122,7 +83,7 @@ def matrix(name, to_dev, to_host, dtypes, quick, supports_out=True, empty=None):
         for factor, spatial in ((2, (3, 4)), ((2, 3), (2, 2)), ((1, 2, 3), (2, 1, 2))):
             for layout in LAYOUTS:
                 for op in ("shuffle", "unshuffle"):
-                    a = data(shapes_for(op, factor, spatial, (2,), layout), dtype)
+                    a = make_data(op_shape(op, factor, spatial, (2,), layout), dtype)
                     kw = dict(spatial_dims=len(spatial), layout=layout, order="DCR")
                     y = getattr(subpixel, op)(to_dev(a), factor, **kw)
                     check(
@@ -131,7 +92,7 @@ def matrix(name, to_dev, to_host, dtypes, quick, supports_out=True, empty=None):
                         reference(op, a, factor, **kw),
                     )
     # non-contiguous input, zero-size, out=, large (blocked) arrays
-    a = data((2, 12, 3, 8), "float32")
+    a = make_data((2, 12, 3, 8), "float32")
     dev = to_dev(a)
     check(
         "non-contiguous",
@@ -144,7 +105,7 @@ def matrix(name, to_dev, to_host, dtypes, quick, supports_out=True, empty=None):
         out = empty((2, 2, 6, 24))
         subpixel.shuffle(dev, (2, 3), order="DCR", out=out)
         check("out=", to_host(out), reference("shuffle", a, (2, 3), order="DCR"))
-    big = data((4, 36, 128, 96), "float32")
+    big = make_data((4, 36, 128, 96), "float32")
     for layout in LAYOUTS:
         for order in ORDERS:
             src = (

@@ -346,36 +346,41 @@ def normalize_padding(padding: Any, kernel: Sequence[int]) -> tuple[tuple[int, i
         if padding == "valid":
             return ((0, 0),) * d
     else:
-        items = tuple(padding) if isinstance(padding, (tuple, list)) else (padding,) * d
-        if len(items) == d:
-            pairs = [tuple(p) if isinstance(p, (tuple, list)) else (p, p) for p in items]
-            flat = [v for p in pairs for v in p]
-            if all(len(p) == 2 for p in pairs) and all(
-                _is_int(v) and operator.index(v) >= 0 for v in flat
-            ):
-                return tuple((operator.index(a), operator.index(b)) for a, b in pairs)
+        pairs = _int_pairs(padding, d)
+        if pairs is not None:
+            return pairs
     raise ValueError(
         "`padding` must be 'same', 'valid', a non-negative int, one per spatial dimension, "
         f"or (before, after) pairs. Received: padding={padding!r}"
     )
 
 
+def _int_pairs(value: Any, d: int) -> tuple[tuple[int, int], ...] | None:
+    """An int, ``d`` ints or ``d`` (before, after) pairs of non-negative ints as
+    pairs; None if ``value`` is none of those."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * d
+    if len(items) != d:
+        return None
+    pairs = [tuple(p) if isinstance(p, (tuple, list)) else (p, p) for p in items]
+    flat = [v for p in pairs for v in p]
+    if not all(len(p) == 2 for p in pairs) or not all(
+        _is_int(v) and operator.index(v) >= 0 for v in flat
+    ):
+        return None
+    return tuple((operator.index(a), operator.index(b)) for a, b in pairs)
+
+
 def normalize_crop(crop: Any, d: int) -> tuple[tuple[int, int], ...]:
     """``crop`` (removed from the HR output) as ``((before, after), ...)``."""
     if crop is None:
         return ((0, 0),) * d
-    items = tuple(crop) if isinstance(crop, (tuple, list)) else (crop,) * d
-    if len(items) == d:
-        pairs = [tuple(p) if isinstance(p, (tuple, list)) else (p, p) for p in items]
-        flat = [v for p in pairs for v in p]
-        if all(len(p) == 2 for p in pairs) and all(
-            _is_int(v) and operator.index(v) >= 0 for v in flat
-        ):
-            return tuple((operator.index(a), operator.index(b)) for a, b in pairs)
-    raise ValueError(
-        "`crop` must be None, a non-negative int, one per spatial dimension, or "
-        f"(before, after) pairs. Received: crop={crop!r}"
-    )
+    pairs = _int_pairs(crop, d)
+    if pairs is None:
+        raise ValueError(
+            "`crop` must be None, a non-negative int, one per spatial dimension, or "
+            f"(before, after) pairs. Received: crop={crop!r}"
+        )
+    return pairs
 
 
 @dataclass(frozen=True)

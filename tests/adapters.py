@@ -11,6 +11,7 @@ import importlib
 import os
 
 import numpy as np
+from cases import host_dtype
 
 # NumPy dtype names every adapter may be asked for; bfloat16 has no NumPy dtype:
 # its data travels as float32 (values chosen exactly representable).
@@ -31,10 +32,6 @@ ALL_DTYPES = (
     "complex64",
     "complex128",
 )
-
-
-def host_dtype(name: str) -> np.dtype:
-    return np.dtype("float32" if name == "bfloat16" else name)
 
 
 class Adapter:

@@ -11,64 +11,13 @@ import math
 
 import numpy as np
 import pytest
+from cases import BATCHES, FACTORS, LAYOUTS, ORDERS, factor_tuple, hr_shape, lr_shape, make_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import subpixel
 
-from adapters import host_dtype
 from reference import reference
-
-# (factor, spatial sizes at low resolution)
-FACTORS = [
-    (1, (5,)),
-    (2, (3,)),
-    (3, (4,)),
-    (5, (2,)),
-    (1, (3, 2)),
-    (2, (3, 4)),
-    (3, (2, 3)),
-    ((2, 3), (3, 2)),
-    ((1, 2), (2, 3)),
-    ((5, 2), (1, 2)),
-    (2, (2, 3, 2)),
-    ((1, 2, 3), (2, 2, 1)),
-    ((3, 1, 2), (1, 2, 2)),
-]
-BATCHES = [(), (2,), (2, 3)]
-LAYOUTS = ["channels_first", "channels_last"]
-ORDERS = ["CRD", "DCR"]
-
-
-def factor_tuple(factor, d):
-    return factor if isinstance(factor, tuple) else (factor,) * d
-
-
-def lr_shape(batch, channels, spatial, layout):
-    return batch + ((channels, *spatial) if layout == "channels_first" else (*spatial, channels))
-
-
-def hr_shape(batch, channels, spatial, r, layout):
-    hi = tuple(s * f for s, f in zip(spatial, r))
-    return batch + ((channels, *hi) if layout == "channels_first" else (*hi, channels))
-
-
-def make_data(shape, dtype: str, seed: int = 0) -> np.ndarray:
-    """Distinct values (modulo the dtype's exact range) in random positions."""
-    rng = np.random.default_rng(seed)
-    n = math.prod(shape)
-    v = rng.permutation(n)
-    if dtype == "bool":
-        a = rng.integers(0, 2, n).astype(bool)
-    elif dtype in ("int8", "uint8", "bfloat16"):
-        a = (v % 256) - (128 if dtype == "int8" else 0)
-    elif dtype in ("int16", "float16"):
-        a = v % 2048
-    elif dtype.startswith("complex"):
-        a = v + 1j * (n - v)
-    else:
-        a = v
-    return np.asarray(a).astype(host_dtype(dtype)).reshape(shape)
 
 
 def case_id(factor, spatial):

@@ -19,6 +19,8 @@ from adapters import requested_backends
 if "cupy" not in requested_backends():
     pytest.skip("cupy is not in SUBPIXEL_TEST_BACKENDS", allow_module_level=True)
 
+from cases import FACTORS
+
 from subpixel import _spec
 from subpixel.backends import _cuda_geometry as cg
 
@@ -82,18 +84,6 @@ def run_rearrange(host, x, plan, *, max_widen=16, bits=None, blocks=3, threads=3
     return out
 
 
-FACTORS = [
-    (1, (5,)),
-    (2, (3,)),
-    (3, (4,)),
-    (5, (2,)),
-    (2, (3, 4)),
-    ((2, 3), (3, 2)),
-    ((1, 2), (2, 3)),
-    ((5, 2), (1, 2)),
-    (2, (2, 3, 2)),
-    ((1, 2, 3), (2, 2, 1)),
-]
 DTYPES = ["bool", "uint8", "float16", "int32", "float32", "float64", "complex64", "complex128"]
 
 

@@ -11,7 +11,13 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-MODULES = ["subpixel.ops", "subpixel.weights", "subpixel.layer", "subpixel.image", "subpixel.models.espcn"]
+MODULES = [
+    "subpixel.ops",
+    "subpixel.weights",
+    "subpixel.layer",
+    "subpixel.image",
+    "subpixel.models.espcn",
+]
 PAGES = ["conventions.md", "weights.md"]
 
 

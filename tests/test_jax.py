@@ -15,22 +15,13 @@ if "jax" not in requested_backends():
 
 import jax
 import jax.numpy as jnp
+from cases import GEOMETRIES, LAYOUTS, ORDERS, lr_shape
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import subpixel
 
 from reference import reference
-
-LAYOUTS = ["channels_first", "channels_last"]
-ORDERS = ["CRD", "DCR"]
-GEOMETRIES = [(2, (3, 4)), (3, (2, 3)), ((2, 3), (3, 2)), (2, (5,)), ((1, 2, 3), (2, 2, 1))]
-
-
-def _lr(batch, channels, spatial, layout):
-    return (
-        (*batch, channels, *spatial) if layout == "channels_first" else (*batch, *spatial, channels)
-    )
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -41,7 +32,7 @@ def test_jit(layout, order):
     for n in (1, 2):
         a = (
             np.random.default_rng(n)
-            .standard_normal(_lr((n,), 12, (3, 4), layout))
+            .standard_normal(lr_shape((n,), 12, (3, 4), layout))
             .astype(np.float32)
         )
         np.testing.assert_array_equal(
@@ -54,7 +45,11 @@ def test_jit(layout, order):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_vmap(layout, order):
     """vmap over an extra leading axis equals a batch axis."""
-    a = np.random.default_rng(0).standard_normal(_lr((4, 2), 8, (3, 2), layout)).astype(np.float32)
+    a = (
+        np.random.default_rng(0)
+        .standard_normal(lr_shape((4, 2), 8, (3, 2), layout))
+        .astype(np.float32)
+    )
     f = jax.vmap(lambda x: subpixel.shuffle(x, 2, layout=layout, order=order))
     np.testing.assert_array_equal(
         np.asarray(f(jnp.asarray(a))), reference("shuffle", a, 2, layout=layout, order=order)
@@ -73,7 +68,7 @@ def test_vjp_is_the_adjoint(factor, spatial, layout, order):
     d = len(spatial)
     R = math.prod(factor if isinstance(factor, tuple) else (factor,) * d)
     kw = dict(spatial_dims=d, layout=layout, order=order)
-    x = jax.random.normal(jax.random.key(0), _lr((2,), 2 * R, spatial, layout))
+    x = jax.random.normal(jax.random.key(0), lr_shape((2,), 2 * R, spatial, layout))
     y, vjp = jax.vjp(lambda t: subpixel.shuffle(t, factor, **kw), x)
     g = jax.random.normal(jax.random.key(1), y.shape)
     (grad,) = vjp(g)
@@ -99,7 +94,9 @@ def test_batch_sharding_is_kept(op, layout, order):
             "needs XLA_FLAGS=--xla_force_host_platform_device_count=2 (set by conftest/tox)"
         )
     mesh = Mesh(np.array(devices[:2]), ("batch",))
-    shape = _lr((4,), 12, (2, 6), layout) if op == "shuffle" else _lr((4,), 3, (4, 6), layout)
+    shape = (
+        lr_shape((4,), 12, (2, 6), layout) if op == "shuffle" else lr_shape((4,), 3, (4, 6), layout)
+    )
     a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     sharding = NamedSharding(mesh, P("batch"))
     x = jax.device_put(a, sharding)

@@ -14,20 +14,11 @@ if "tensorflow" not in requested_backends():
     pytest.skip("tensorflow is not in SUBPIXEL_TEST_BACKENDS", allow_module_level=True)
 
 import tensorflow as tf
+from cases import GEOMETRIES, LAYOUTS, ORDERS, lr_shape
 
 import subpixel
 
 from reference import reference
-
-LAYOUTS = ["channels_first", "channels_last"]
-ORDERS = ["CRD", "DCR"]
-GEOMETRIES = [(2, (3, 4)), (3, (2, 3)), ((2, 3), (3, 2)), (2, (5,)), ((1, 2, 3), (2, 2, 1))]
-
-
-def _lr(batch, channels, spatial, layout):
-    return (
-        (*batch, channels, *spatial) if layout == "channels_first" else (*batch, *spatial, channels)
-    )
 
 
 @pytest.mark.parametrize("r", [2, 3])
@@ -87,7 +78,7 @@ def test_gradient_is_the_adjoint(factor, spatial, layout, order):
     d = len(spatial)
     R = math.prod(factor if isinstance(factor, tuple) else (factor,) * d)
     kw = dict(spatial_dims=d, layout=layout, order=order)
-    x = tf.Variable(tf.random.normal(_lr((2,), 2 * R, spatial, layout), dtype=tf.float64))
+    x = tf.Variable(tf.random.normal(lr_shape((2,), 2 * R, spatial, layout), dtype=tf.float64))
     with tf.GradientTape() as tape:
         y = subpixel.shuffle(x, factor, **kw)
         g = tf.random.normal(y.shape, dtype=tf.float64)

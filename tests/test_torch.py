@@ -15,22 +15,13 @@ if "torch" not in requested_backends():
 
 import torch
 import torch.nn.functional as F
+from cases import GEOMETRIES, LAYOUTS, ORDERS, lr_shape
 
 import subpixel
 
 from reference import reference
 
 DEVICES = devices_for("torch")
-LAYOUTS = ["channels_first", "channels_last"]
-ORDERS = ["CRD", "DCR"]
-# (factor, low-res spatial) with several output channels each
-GEOMETRIES = [(2, (3, 4)), (3, (2, 3)), ((2, 3), (3, 2)), (2, (5,)), ((1, 2, 3), (2, 2, 1))]
-
-
-def _lr(batch, channels, spatial, layout):
-    return (
-        (*batch, channels, *spatial) if layout == "channels_first" else (*batch, *spatial, channels)
-    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -64,7 +55,10 @@ def test_gradient_is_the_adjoint(device, factor, spatial, layout, order):
     R = math.prod(factor if isinstance(factor, tuple) else (factor,) * d)
     kw = dict(spatial_dims=d, layout=layout, order=order)
     x = torch.randn(
-        _lr((2,), 2 * R, spatial, layout), device=device, dtype=torch.float64, requires_grad=True
+        lr_shape((2,), 2 * R, spatial, layout),
+        device=device,
+        dtype=torch.float64,
+        requires_grad=True,
     )
     y = subpixel.shuffle(x, factor, **kw)
     g = torch.randn_like(y)
@@ -107,7 +101,7 @@ def test_compile_fullgraph(layout, order, factor, dynamic):
 
     compiled = torch.compile(f, fullgraph=True, dynamic=dynamic, backend="eager")
     for n, h in ((2, 4), (3, 6), (5, 2)):  # new shapes: recompiles (static) or reuses (dynamic)
-        x = torch.randn(_lr((n,), 2 * R, (h, h + 1), layout))
+        x = torch.randn(lr_shape((n,), 2 * R, (h, h + 1), layout))
         a = x.numpy()
         expected = reference(
             "unshuffle",

@@ -43,3 +43,20 @@ class Backend(Protocol):
     def rearrange(self, x: Any, plan: Plan, out: Any = None) -> Any:
         """``x.reshape(src_shape).transpose(perm).reshape(out_shape)``, always a new
         array (or ``out``, filled)."""
+
+
+class ArrayBackend:
+    """Defaults shared by the backends: arrays with ``.shape`` and ``.dtype``,
+    plans always cacheable.  Subclasses provide the rest of :class:`Backend`."""
+
+    name: str
+    mutable: bool
+
+    def cache_plans(self) -> bool:
+        return True
+
+    def shape(self, x: Any) -> tuple:
+        return tuple(x.shape)
+
+    def dtype(self, x: Any) -> Any:
+        return x.dtype

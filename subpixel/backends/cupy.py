@@ -25,6 +25,7 @@ import cupy as cp
 import numpy as np
 
 from .._spec import ConvPlan, Plan
+from ._base import ArrayBackend
 from ._cuda_geometry import FLOAT_TYPES, epilogue_name, geometry, kernel_name, launch_config
 from ._im2col import im2col_conv
 
@@ -73,18 +74,9 @@ def _launch(fn: Any, total: int, args: tuple) -> None:
     fn((blocks,), (threads,), args)
 
 
-class CupyBackend:
+class CupyBackend(ArrayBackend):
     name = "cupy"
     mutable = True
-
-    def cache_plans(self) -> bool:
-        return True
-
-    def shape(self, x: Any) -> tuple:
-        return tuple(x.shape)
-
-    def dtype(self, x: Any) -> Any:
-        return x.dtype
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, cp.ndarray)

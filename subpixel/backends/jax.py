@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._spec import ConvPlan, Plan
+from ._base import ArrayBackend
 
 _SPATIAL = "DHW"
 
@@ -49,18 +50,9 @@ def _conv(x: jax.Array, weight: jax.Array, bias: Any, cplan: ConvPlan) -> jax.Ar
     return jnp.reshape(lr, (*batch, *lr.shape[1:]))
 
 
-class JaxBackend:
+class JaxBackend(ArrayBackend):
     name = "jax"
     mutable = False
-
-    def cache_plans(self) -> bool:
-        return True
-
-    def shape(self, x: Any) -> tuple:
-        return tuple(x.shape)
-
-    def dtype(self, x: Any) -> Any:
-        return x.dtype
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, jax.Array)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._spec import ConvPlan, Plan
+from ._base import ArrayBackend
 from ._im2col import im2col_conv
 
 _BLOCK_BYTES = 2 << 20  # destination bytes per block (about one L2 cache)
@@ -175,18 +176,12 @@ def strided_copy(dst: np.ndarray, src: np.ndarray, perm: tuple) -> None:
         f.result()
 
 
-class NumpyBackend:
+class NumpyBackend(ArrayBackend):
     name = "numpy"
     mutable = True
 
-    def cache_plans(self) -> bool:
-        return True
-
     def shape(self, x: Any) -> tuple:
         return np.shape(x)
-
-    def dtype(self, x: Any) -> Any:
-        return x.dtype
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, np.ndarray)

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from .._spec import ConvPlan, Plan, make_plan
+from ._base import ArrayBackend
 
 _NATIVE_MAX_ELEMENTS = 1 << 18  # above this, transpose beats depth_to_space on CPU
 # ops are placed on a GPU whenever one exists: then pin them to the input's device
@@ -67,18 +68,12 @@ def _small(plan: Plan) -> bool:
     return n <= _NATIVE_MAX_ELEMENTS
 
 
-class TensorflowBackend:
+class TensorflowBackend(ArrayBackend):
     name = "tensorflow"
     mutable = False
 
-    def cache_plans(self) -> bool:
-        return True
-
     def shape(self, x: Any) -> tuple:
         return tuple(x.shape.as_list())
-
-    def dtype(self, x: Any) -> Any:
-        return x.dtype
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, (tf.Tensor, tf.Variable))

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .._spec import ConvPlan, Plan, make_plan
+from ._base import ArrayBackend
 from .numpy import strided_copy
 
 _MEMORY_FORMAT_BY_NDIM = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -115,7 +116,7 @@ def _rearrange(x: torch.Tensor, plan: Plan) -> torch.Tensor:
     return y.reshape(plan.out_shape)
 
 
-class TorchBackend:
+class TorchBackend(ArrayBackend):
     name = "torch"
     mutable = True
 
@@ -123,12 +124,6 @@ class TorchBackend:
         # TorchDynamo traces through functools.lru_cache (with a warning); let it
         # trace the plain function instead
         return not torch.compiler.is_compiling()
-
-    def shape(self, x: Any) -> tuple:
-        return tuple(x.shape)
-
-    def dtype(self, x: Any) -> Any:
-        return x.dtype
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, torch.Tensor)
