@@ -36,6 +36,7 @@ __all__ = [
     "ConvPlan",
     "Plan",
     "check_out",
+    "check_rank",
     "make_conv_plan",
     "make_plan",
     "normalize_crop",
@@ -154,8 +155,13 @@ class Plan:
         return self.perm == tuple(range(len(self.perm)))
 
 
-def _known(dim: Any) -> bool:
-    return dim is not None
+def check_rank(shape: Sequence[Any], d: int) -> None:
+    """``x`` needs a channel axis and ``d`` spatial axes (batch axes are optional)."""
+    if len(shape) < d + 1:
+        raise ValueError(
+            f"`x` must have at least {d + 1} dimensions (a channel axis and "
+            f"{d} spatial) for spatial_dims={d}. Received: x.shape={_shape_str(shape)}"
+        )
 
 
 def _static_int(dim: Any) -> bool:
@@ -224,11 +230,7 @@ def _build_plan(op, shape, factor, spatial_dims, layout, order) -> Plan:
     R = math.prod(r)
 
     ndim = len(shape)
-    if ndim < d + 1:
-        raise ValueError(
-            f"`x` must have at least {d + 1} dimensions (a channel axis and "
-            f"{d} spatial) for spatial_dims={d}. Received: x.shape={_shape_str(shape)}"
-        )
+    check_rank(shape, d)
     nbatch = ndim - d - 1
     batch = shape[:nbatch]
     if layout == "channels_first":
@@ -450,11 +452,7 @@ def make_conv_plan(
         )
     x_shape = tuple(x_shape)
     ndim = len(x_shape)
-    if ndim < d + 1:
-        raise ValueError(
-            f"`x` must have at least {d + 1} dimensions (a channel axis and "
-            f"{d} spatial) for spatial_dims={d}. Received: x.shape={_shape_str(x_shape)}"
-        )
+    check_rank(x_shape, d)
     nbatch = ndim - d - 1
     channel_axis = nbatch if layout == "channels_first" else ndim - 1
     spatial = x_shape[nbatch + 1 :] if layout == "channels_first" else x_shape[nbatch:-1]

@@ -197,11 +197,7 @@ def blur(x: Array, *, spatial_dims: int = 2, layout: str = "channels_first") -> 
     d = _spec.normalize_spatial_dims(spatial_dims, None)
     layout = _spec.normalize_layout(layout)
     shape = backend.shape(x)
-    if len(shape) < d + 1:
-        raise ValueError(
-            f"`x` must have at least {d + 1} dimensions (a channel axis and {d} spatial) "
-            f"for spatial_dims={d}. Received: x.shape={_spec._shape_str(shape)}"
-        )
+    _spec.check_rank(shape, d)
     plan = _spec.make_plan("shuffle", shape, 1, d, layout, "CRD")
     return _blur(backend, x, plan)
 

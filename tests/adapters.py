@@ -11,27 +11,7 @@ import importlib
 import os
 
 import numpy as np
-from cases import host_dtype
-
-# NumPy dtype names every adapter may be asked for; bfloat16 has no NumPy dtype:
-# its data travels as float32 (values chosen exactly representable).
-ALL_DTYPES = (
-    "bool",
-    "int8",
-    "uint8",
-    "int16",
-    "uint16",
-    "int32",
-    "uint32",
-    "int64",
-    "uint64",
-    "float16",
-    "bfloat16",
-    "float32",
-    "float64",
-    "complex64",
-    "complex128",
-)
+from cases import ALL_DTYPES, host_dtype
 
 
 class Adapter:

@@ -25,6 +25,25 @@ FACTORS = [
 # a smaller set with several output channels each, for framework-specific tests
 GEOMETRIES = [(2, (3, 4)), (3, (2, 3)), ((2, 3), (3, 2)), (2, (5,)), ((1, 2, 3), (2, 2, 1))]
 BATCHES = [(), (2,), (2, 3)]
+# dtype names every backend may be asked for; bfloat16 has no NumPy dtype: its data
+# travels as float32 (values chosen exactly representable)
+ALL_DTYPES = (
+    "bool",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+)
 LAYOUTS = ["channels_first", "channels_last"]
 ORDERS = ["CRD", "DCR"]
 
