@@ -487,7 +487,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
         torch.save(layer.to_torch().state_dict(), dst)
     elif name.endswith(".weights.h5"):
-        layer.to_keras("channels_last").save_weights(dst)
+        import keras
+
+        k = layer.to_keras("channels_last")
+        model = keras.Sequential(
+            [keras.Input((None,) * layer.spatial_dims + (layer.in_channels,)), k]
+        )
+        model.save_weights(dst)
     else:
         raise UserError(
             f"{dst}: unknown output format (use .safetensors, .npz, .pt or .weights.h5)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -163,3 +164,85 @@ def test_convert_errors(tmp_path):
     objs = tmp_path / "objs.npz"
     np.savez(objs, w=np.array([{"x": 1}], dtype=object))
     one_line_error(run("convert", str(objs), str(tmp_path / "o.npz"), "--factor", "1"))
+
+
+def test_convert_through_keras_weights_files(tmp_path):
+    """safetensors -> Keras .weights.h5 -> npz gives back the same layer (needs keras + h5py)."""
+    if os.environ.get("KERAS_BACKEND") not in requested_backends():
+        pytest.skip("Keras is not set up in this environment")
+    pytest.importorskip("h5py")
+    layer = SubPixelConv(3, 2, 3, (2, 3), order="DCR", seed=2, layout="channels_last")
+    layer.bias = np.arange(12, dtype=np.float32) / 10
+    src = tmp_path / "head.safetensors"
+    layer.save(src)
+    h5 = tmp_path / "head.weights.h5"
+    proc = run("convert", str(src), str(h5), "--order", "DCR")
+    assert proc.returncode == 0, proc.stderr
+    back = tmp_path / "back.npz"
+    proc = run(
+        "convert",
+        str(h5),
+        str(back),
+        "--src-layout",
+        "keras",
+        "--factor",
+        "2",
+        "3",
+        "--src-order",
+        "DCR",
+        "--order",
+        "DCR",
+    )
+    assert proc.returncode == 0, proc.stderr
+    restored = SubPixelConv.load(back)
+    np.testing.assert_array_equal(restored.weight, layer.weight)
+    np.testing.assert_array_equal(restored.bias, layer.bias)
+    # and from a whole .keras model file
+    import keras
+
+    model = keras.Sequential([keras.Input((None, None, 3)), layer.to_keras("channels_last")])
+    model.save(tmp_path / "model.keras")
+    proc = run(
+        "convert",
+        str(tmp_path / "model.keras"),
+        str(tmp_path / "m.npz"),
+        "--src-layout",
+        "keras",
+        "--factor",
+        "2",
+        "3",
+        "--src-order",
+        "DCR",
+        "--order",
+        "CRD",
+    )
+    assert proc.returncode == 0, proc.stderr
+    crd = SubPixelConv.load(tmp_path / "m.npz")
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 5)).astype(np.float32)
+    ref = SubPixelConv.from_weights(layer.weight, layer.bias, factor=(2, 3), order="DCR")
+    np.testing.assert_allclose(crd(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_convert_through_a_torch_state_dict(tmp_path):
+    if "torch" not in requested_backends():
+        pytest.skip("torch not requested")
+    layer = SubPixelConv(3, 2, 3, 2, seed=3)
+    layer.bias = np.arange(8, dtype=np.float32)
+    layer.save(tmp_path / "a.safetensors")
+    assert run("convert", str(tmp_path / "a.safetensors"), str(tmp_path / "a.pt")).returncode == 0
+    proc = run(
+        "convert",
+        str(tmp_path / "a.pt"),
+        str(tmp_path / "b.npz"),
+        "--allow-pickle",
+        "--factor",
+        "2",
+        "--weight-key",
+        "weight",
+        "--bias-key",
+        "bias",
+    )
+    assert proc.returncode == 0, proc.stderr
+    back = SubPixelConv.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(back.weight, layer.weight)
+    np.testing.assert_array_equal(back.bias, layer.bias)
