@@ -35,6 +35,7 @@ __all__ = [
     "ORDERS",
     "ConvPlan",
     "Plan",
+    "check_divisible_channels",
     "check_out",
     "check_rank",
     "make_conv_plan",
@@ -85,24 +86,42 @@ def normalize_spatial_dims(spatial_dims: Any, factor: Any) -> int:
     return operator.index(spatial_dims)
 
 
-def normalize_factor(factor: Any, spatial_dims: int) -> tuple[int, ...]:
-    """``factor`` as a tuple of ``spatial_dims`` positive ints."""
+def normalize_factor(factor: Any, spatial_dims: int, argname: str = "factor") -> tuple[int, ...]:
+    """``factor`` as a tuple of ``spatial_dims`` positive ints (also used for
+    ``kernel_size``, named by ``argname`` in the errors)."""
     if isinstance(factor, (tuple, list)):
         items = tuple(factor)
         if len(items) != spatial_dims:
             raise ValueError(
-                f"`factor` must have one entry per spatial dimension ({spatial_dims} "
-                f"for spatial_dims={spatial_dims}). Received: factor={factor!r}"
+                f"`{argname}` must have one entry per spatial dimension ({spatial_dims} "
+                f"for spatial_dims={spatial_dims}). Received: {argname}={factor!r}"
             )
     else:
         items = (factor,) * spatial_dims
     for item in items:
         if not _is_int(item) or operator.index(item) < 1:
             raise ValueError(
-                "`factor` must be a positive integer or a tuple of positive "
-                f"integers. Received: factor={factor!r}"
+                f"`{argname}` must be a positive integer or a tuple of positive "
+                f"integers. Received: {argname}={factor!r}"
             )
     return tuple(operator.index(item) for item in items)
+
+
+def check_divisible_channels(
+    argname: str,
+    channels: int,
+    factor: tuple[int, ...],
+    shape: Sequence[Any],
+    what: str = "output channels",
+) -> int:
+    """``channels // prod(factor)``; ``ValueError`` naming ``argname`` when it does not divide."""
+    R = math.prod(factor)
+    if channels % R:
+        raise ValueError(
+            f"`{argname}` has {channels} {what}, which is not divisible by prod(factor)={R} "
+            f"for factor={factor}. Received: {argname}.shape={_shape_str(tuple(shape))}"
+        )
+    return channels // R
 
 
 def normalize_layout(layout: Any) -> str:
@@ -439,12 +458,7 @@ def make_conv_plan(
             f"`weight` must have shape (C_out * prod(factor), C_in, *kernel) with {d} kernel "
             f"dimensions for spatial_dims={d}. Received: weight.shape={_shape_str(w_shape)}"
         )
-    R = math.prod(r)
-    if w_shape[0] % R:
-        raise ValueError(
-            f"`weight` has {w_shape[0]} output channels, which is not divisible by "
-            f"prod(factor)={R} for factor={r}. Received: weight.shape={_shape_str(w_shape)}"
-        )
+    check_divisible_channels("weight", w_shape[0], r, w_shape)
     if b_shape is not None and tuple(b_shape) != (w_shape[0],):
         raise ValueError(
             f"`bias` must have shape ({w_shape[0]},), one value per LR output channel. "

@@ -55,7 +55,7 @@ class SubPixelConv:
         if spatial_dims is None:
             spatial_dims = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 2
         d = _spec.normalize_spatial_dims(spatial_dims, None)
-        self.kernel_size = _spec.normalize_factor(kernel_size, d)
+        self.kernel_size = _spec.normalize_factor(kernel_size, d, "kernel_size")
         self.factor = _spec.normalize_factor(factor, d)
         self.order = _spec.normalize_order(order)
         self.padding = _spec.normalize_padding(padding, self.kernel_size)
@@ -144,11 +144,7 @@ class SubPixelConv:
             )
         d = w.ndim - 2
         r = _spec.normalize_factor(factor, d)
-        if w.shape[0] % math.prod(r):
-            raise ValueError(
-                f"`weight` has {w.shape[0]} output channels, which is not divisible by "
-                f"prod(factor)={math.prod(r)} for factor={r}. Received: weight.shape={w.shape}"
-            )
+        _spec.check_divisible_channels("weight", w.shape[0], r, w.shape)
         layer = cls(
             w.shape[1],
             w.shape[0] // math.prod(r),

@@ -198,13 +198,7 @@ def reorder_channels(
     R = math.prod(r)
     if not -w.ndim <= axis < w.ndim:
         raise ValueError(f"`axis` must be an axis of `w` (ndim {w.ndim}). Received: axis={axis}")
-    n = w.shape[axis]
-    if n % R:
-        raise ValueError(
-            f"`w` has {n} channels on axis {axis}, which is not divisible by "
-            f"prod(factor)={R} for factor={r}. Received: w.shape={w.shape}"
-        )
-    C = n // R
+    C = _spec.check_divisible_channels("w", w.shape[axis], r, w.shape, f"channels on axis {axis}")
     if src == dst:
         return np.array(w, copy=True)
     if dst == "DCR":  # DCR position b*C + c holds CRD channel c*R + b
@@ -390,13 +384,8 @@ def sub_pixel_to_conv_transpose(
     d = _check_kernel(w)
     s = _spec.normalize_factor(factor, d)
     R = math.prod(s)
-    if w.shape[0] % R:
-        raise ValueError(
-            f"`weight` has {w.shape[0]} output channels, which is not divisible by "
-            f"prod(factor)={R} for factor={s}. Received: weight.shape={w.shape}"
-        )
+    c_out = _spec.check_divisible_channels("weight", w.shape[0], s, w.shape)
     groups = _check_groups(groups, w.shape[0])
-    c_out = w.shape[0] // R
     if groups > 1 and order == "DCR":
         raise ValueError(
             f"`order` must be 'CRD' when groups > 1. Received: order='DCR' with groups={groups}"
@@ -583,12 +572,7 @@ def icnr(
     d = len(shape) - 2
     r = _spec.normalize_factor(factor, d)
     R = math.prod(r)
-    if shape[0] % R:
-        raise ValueError(
-            f"`shape` has {shape[0]} output channels, which is not divisible by "
-            f"prod(factor)={R} for factor={r}. Received: shape={shape}"
-        )
-    base_shape = (shape[0] // R, *shape[1:])
+    base_shape = (_spec.check_divisible_channels("shape", shape[0], r, shape), *shape[1:])
     rng = np.random.default_rng(seed)
     if init is None:
         base = _he_normal(base_shape, rng)

@@ -67,3 +67,30 @@ def test_lists_and_numpy_ints_accepted():
 def test_plans_are_cached():
     a = _spec.make_plan("shuffle", (1, 4, 2, 2), 2)
     assert _spec.make_plan("shuffle", (1, 4, 2, 2), 2) is a
+
+
+def test_kernel_size_errors_name_kernel_size():
+    np = pytest.importorskip("numpy")
+    import subpixel
+
+    with pytest.raises(
+        ValueError, match=r"^`kernel_size` must be a positive integer.*Received: kernel_size=0$"
+    ):
+        subpixel.SubPixelConv(2, 2, 0, factor=2)
+    with pytest.raises(
+        ValueError, match=r"^`kernel_size` must have one entry per spatial dimension"
+    ):
+        subpixel.SubPixelConv(2, 2, (3, 3), factor=2, spatial_dims=3)
+    with pytest.raises(ValueError, match=r"^`factor` must be a positive integer"):
+        subpixel.SubPixelConv(2, 2, 3, factor=0)
+    del np
+
+
+def test_channel_divisibility_has_one_message():
+    with pytest.raises(
+        ValueError,
+        match=r"^`w` has 6 channels on axis 1, which is not divisible by prod\(factor\)=4 "
+        r"for factor=\(2, 2\)\. Received: w\.shape=\(1, 6, 3, 3\)$",
+    ):
+        _spec.check_divisible_channels("w", 6, (2, 2), (1, 6, 3, 3), "channels on axis 1")
+    assert _spec.check_divisible_channels("weight", 12, (2, 3), (12, 1, 1, 1)) == 2

@@ -95,7 +95,7 @@ class SubPixelConv(nnx.Module):
         rngs: nnx.Rngs,
     ) -> None:
         d = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 2
-        self.kernel_size = _spec.normalize_factor(kernel_size, d)
+        self.kernel_size = _spec.normalize_factor(kernel_size, d, "kernel_size")
         self.factor = _spec.normalize_factor(factor, d)
         self.padding = _spec.normalize_padding(padding, self.kernel_size)
         self.order = _spec.normalize_order(order)

@@ -43,13 +43,10 @@ class ICNR(keras.initializers.Initializer):
 
     def __call__(self, shape, dtype=None):
         d = len(shape) - 2
-        R = math.prod(_spec.normalize_factor(self.factor, d))
-        if shape[-1] % R:
-            raise ValueError(
-                f"`shape` has {shape[-1]} output channels, which is not divisible by "
-                f"prod(factor)={R}. Received: shape={tuple(shape)}"
-            )
-        base = self.initializer((*shape[:-1], shape[-1] // R), dtype=dtype)
+        r = _spec.normalize_factor(self.factor, d)
+        R = math.prod(r)
+        base_channels = _spec.check_divisible_channels("shape", shape[-1], r, shape)
+        base = self.initializer((*shape[:-1], base_channels), dtype=dtype)
         if self.order == "CRD":
             full = keras.ops.repeat(base, R, axis=-1)
         else:
@@ -156,7 +153,7 @@ class SubPixelConv(keras.layers.Layer):
             spatial_dims = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 2
         self.spatial_dims = _spec.normalize_spatial_dims(spatial_dims, None)
         self.filters = filters
-        self.kernel_size = _spec.normalize_factor(kernel_size, self.spatial_dims)
+        self.kernel_size = _spec.normalize_factor(kernel_size, self.spatial_dims, "kernel_size")
         self.factor = _spec.normalize_factor(factor, self.spatial_dims)
         self.padding = _spec.normalize_padding(padding, self.kernel_size)
         self.order = _spec.normalize_order(order)

@@ -80,7 +80,7 @@ class _SubPixelConvNd(nn.Module):
         super().__init__()
         d = self.spatial_dims
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = normalize_factor(kernel_size, d)  # positive ints, one per dim
+        self.kernel_size = normalize_factor(kernel_size, d, "kernel_size")
         self.factor = normalize_factor(factor, d)
         self.padding = normalize_padding(padding, self.kernel_size)
         self.order = normalize_order(order)
