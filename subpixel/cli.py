@@ -538,7 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="process LR tiles of N x N pixels (with overlap: the result is the same)",
+        help="send N x N LR pixels to the backend at a time (rounded up to 128-pixel blocks); "
+        "the output is bit-identical to the untiled one",
     )
     p.add_argument("--reference", default=None, help="an HR image to report PSNR against")
     p.set_defaults(func=cmd_upscale)

@@ -52,20 +52,49 @@ def test_upscale_sample_prints_psnr(tmp_path):
     assert image.read_png(out).shape == (300, 444, 3)
 
 
-def test_upscale_file_and_tiles_equal_untiled(photo, tmp_path):
-    path, img = photo
+@pytest.fixture(scope="module")
+def big_luma():
+    """Luminance larger than one block (BLOCK = 128) in both directions, not a multiple of it."""
+    from subpixel.models.espcn import _DIR
+
+    return image.read_png(_DIR / "sample.png")[:290, :300, 1] / 255.0
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow", "jax"])
+def test_tiled_upscale_is_exact(big_luma, backend):
+    """Tiles only group the fixed blocks the network runs on: bit-identical results
+    whatever the tile size, on every backend (and, in CI, every BLAS kernel choice)."""
+    if backend != "numpy" and backend not in requested_backends():
+        pytest.skip(f"{backend} not requested")
     model = ESPCN.pretrained(2)
-    whole = upscale_image(img, model)
-    tiled = upscale_image(img, model, tile=16)
+    whole = upscale_luma(model, big_luma, backend=backend)
+    assert whole.shape == (580, 600)
+    for tile in (1, 100, 128, 200, 1000):
+        np.testing.assert_array_equal(
+            upscale_luma(model, big_luma, backend=backend, tile=tile), whole
+        )
+
+
+def test_fixed_grid_equals_one_network_call(big_luma):
+    """The blocks' context (RADIUS) is the network's whole receptive field: the grid
+    gives the single-call result up to float32 rounding (different BLAS shapes)."""
+    model = ESPCN.pretrained(3)
+    one_call = model(np.ascontiguousarray(big_luma, np.float32)[None, None])[0, 0]
+    np.testing.assert_allclose(upscale_luma(model, big_luma), one_call, rtol=0, atol=1e-5)
+
+
+@pytest.mark.exact
+def test_upscale_file_tiles_exact(photo, tmp_path):
+    """The command with and without --tile writes the same file as the library."""
+    path, img = photo
+    whole = upscale_image(img, ESPCN.pretrained(2))
     assert whole.shape == (120, 150, 3)
-    np.testing.assert_array_equal(tiled, whole)
-    y = img[..., 0] / 255.0
-    np.testing.assert_allclose(
-        upscale_luma(model, y, tile=7), upscale_luma(model, y), rtol=0, atol=1e-6
-    )
-    proc = run("upscale", str(path), str(tmp_path / "x2.png"), "--scale", "2", "--tile", "20")
-    assert proc.returncode == 0, proc.stderr
-    np.testing.assert_array_equal(image.read_png(tmp_path / "x2.png"), whole)
+    for tile in ([], ["--tile", "20"]):
+        out = tmp_path / f"x2{len(tile)}.png"
+        proc = run("upscale", str(path), str(out), "--scale", "2", *tile)
+        assert proc.returncode == 0, proc.stderr
+        np.testing.assert_array_equal(image.read_png(out), whole)
 
 
 @pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])

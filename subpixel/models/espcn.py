@@ -26,6 +26,7 @@ from .._dispatch import backend_by_name, backend_for
 
 SCALES = (2, 3, 4)
 RADIUS = 4  # LR pixels of context an output pixel sees: 2 + 1 + 1
+BLOCK = 128  # LR pixels per side of the fixed blocks the network runs on (upscale_luma)
 _DIR = Path(__file__).parent
 
 
@@ -115,6 +116,10 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+def _spans(n: int, step: int) -> list[tuple[int, int]]:
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
 def upscale_luma(
     model: ESPCN,
     y: np.ndarray,
@@ -125,29 +130,43 @@ def upscale_luma(
 ) -> np.ndarray:
     """Super-resolve an ``(H, W)`` luminance image in [0, 1] (float64 NumPy out).
 
-    ``tile``: process LR tiles of ``tile`` x ``tile`` pixels, each with
-    :data:`RADIUS` pixels of overlap, so the result equals the untiled one while
-    memory stays bounded.  ``progress``: a progress bar on stderr.
+    The network always runs on the same fixed grid of :data:`BLOCK` x
+    :data:`BLOCK` LR blocks, each with :data:`RADIUS` pixels of context (cut at
+    the image border), whatever ``tile`` is.  Every output pixel is therefore
+    computed by the same arithmetic on the same block shapes, tiled or not: the
+    results are bit-identical on any machine (the BLAS's summation order, which
+    depends on matrix shapes and CPU, is the same on both sides).
+
+    ``tile``: LR pixels per side of the tiles sent to the backend at once,
+    rounded up to whole blocks (default: the whole image); it bounds the memory
+    of a tile, never the result.  ``progress``: a progress bar on stderr.
     """
-    be = backend_by_name(backend)
-    r = model.scale
-    H, W = y.shape
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
         raise ValueError(f"`tile` must be a positive integer. Received: tile={tile!r}")
-    step = tile or max(H, W)
-    boxes = [(y0, x0) for y0 in range(0, H, step) for x0 in range(0, W, step)]
+    be = backend_by_name(backend)
+    r = model.scale
+    y = np.asarray(y, np.float32)
+    H, W = y.shape
+    blocks_per_tile = -(-tile // BLOCK) if tile else max(-(-H // BLOCK), -(-W // BLOCK), 1)
+    step = blocks_per_tile * BLOCK
+    tiles = [(ty, tx) for ty in _spans(H, step) for tx in _spans(W, step)]
     out = np.empty((H * r, W * r), np.float64)
-    for n, (y0, x0) in enumerate(boxes, 1):
-        y1, x1 = min(y0 + step, H), min(x0 + step, W)
-        a0, b0 = max(y0 - RADIUS, 0), max(x0 - RADIUS, 0)
-        a1, b1 = min(y1 + RADIUS, H), min(x1 + RADIUS, W)
-        patch = np.ascontiguousarray(y[a0:a1, b0:b1], np.float32)[None, None]
-        hr = be.to_numpy(model(be.from_numpy(patch)))[0, 0]
-        out[y0 * r : y1 * r, x0 * r : x1 * r] = hr[
-            (y0 - a0) * r : (y1 - a0) * r, (x0 - b0) * r : (x1 - b0) * r
-        ]
+    for n, ((ty0, ty1), (tx0, tx1)) in enumerate(tiles, 1):
+        # the tile with the context its blocks need, sent to the backend once
+        a0, b0 = max(ty0 - RADIUS, 0), max(tx0 - RADIUS, 0)
+        a1, b1 = min(ty1 + RADIUS, H), min(tx1 + RADIUS, W)
+        on_backend = be.from_numpy(np.ascontiguousarray(y[a0:a1, b0:b1])[None, None])
+        for y0, y1 in _spans(H, BLOCK)[ty0 // BLOCK : -(-ty1 // BLOCK)]:  # the tile's blocks
+            for x0, x1 in _spans(W, BLOCK)[tx0 // BLOCK : -(-tx1 // BLOCK)]:
+                c0, d0 = max(y0 - RADIUS, 0), max(x0 - RADIUS, 0)
+                c1, d1 = min(y1 + RADIUS, H), min(x1 + RADIUS, W)
+                block = on_backend[..., c0 - a0 : c1 - a0, d0 - b0 : d1 - b0]
+                hr = be.to_numpy(model(block))[0, 0]
+                out[y0 * r : y1 * r, x0 * r : x1 * r] = hr[
+                    (y0 - c0) * r : (y1 - c0) * r, (x0 - d0) * r : (x1 - d0) * r
+                ]
         if progress:
-            _progress(n, len(boxes))
+            _progress(n, len(tiles))
     return out
 
 
