@@ -17,18 +17,32 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._spec import unsupported_array
+from ._spec import refused_array, unsupported_array
 from .backends._base import Backend
+
+
+def _no_types(module: Any) -> tuple:
+    return ()
 
 
 class _Entry(NamedTuple):
     name: str  # the backend's public name
     framework: str  # the top-level module whose presence in sys.modules we look for
     array_types: Callable[[Any], tuple]  # framework module -> the array types it owns
+    # array types of the library that the contract cannot honour, and why
+    refused: Callable[[Any], tuple] = _no_types
+    refusal: str = ""
 
 
 _REGISTRY: tuple[_Entry, ...] = (
-    _Entry("numpy", "numpy", lambda np: (np.ndarray, np.generic)),
+    _Entry(
+        "numpy",
+        "numpy",
+        lambda np: (np.ndarray, np.generic),
+        lambda np: (np.ma.MaskedArray, np.matrix),
+        "must be a plain numpy.ndarray, not a masked array or matrix (their mask or 2-D "
+        "rules would be lost); pass `a.data` and `np.ma.getmaskarray(a)` separately",
+    ),
     _Entry("torch", "torch", lambda torch: (torch.Tensor,)),
     _Entry("tensorflow", "tensorflow", lambda tf: (tf.Tensor, tf.Variable)),
     _Entry("jax", "jax", lambda jax: (jax.Array,)),
@@ -51,22 +65,34 @@ def _load(name: str) -> Backend:
 
 def backend_for(x: Any, argname: str = "x") -> Backend:
     """The backend that handles ``x``; ``TypeError`` if none does."""
-    backend = _by_type.get(type(x))
-    if backend is not None:
-        return backend
+    backend = _by_type.get(type(x)) or _find(x, argname)
+    if backend is None:
+        raise unsupported_array(argname, x, BACKEND_NAMES)
+    return backend
+
+
+def _find(x: Any, argname: str) -> Backend | None:
     for entry in _REGISTRY:
         framework = sys.modules.get(entry.framework)
         if framework is None:
             continue
         try:
             types = entry.array_types(framework)
+            refused = entry.refused(framework)
         except AttributeError:  # a framework still being imported
             continue
+        if refused and isinstance(x, refused):
+            raise refused_array(argname, x, entry.refusal)
         if isinstance(x, types):
             backend = _load(entry.name)
             _by_type[type(x)] = backend
             return backend
-    raise unsupported_array(argname, x, BACKEND_NAMES)
+    return None
+
+
+def backend_or_none(x: Any, argname: str) -> Backend | None:
+    """Like :func:`backend_for`, but None for an object no backend handles."""
+    return _by_type.get(type(x)) or _find(x, argname)
 
 
 def backend_by_name(name: str) -> Backend:

@@ -30,14 +30,26 @@ LAYOUTS = ("channels_first", "channels_last")
 ORDERS = ("CRD", "DCR")
 OPS = ("shuffle", "unshuffle")
 
+# dtype names every backend reports (``Backend.dtype_name``); others are the library's own
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+COMPLEX_DTYPES = ("complex64", "complex128")
+INTEGER_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")
+# computed results for bool and integer input (blur) are in this dtype on every backend
+DEFAULT_FLOAT = "float32"
+# no array has more elements than this, empty or not (NumPy refuses such shapes)
+MAX_ELEMENTS = 2**59
+
 __all__ = [
     "LAYOUTS",
     "ORDERS",
     "ConvPlan",
     "Plan",
+    "blur_dtype",
     "check_divisible_channels",
     "check_out",
     "check_rank",
+    "check_shape_size",
+    "conv_dtype",
     "make_conv_plan",
     "make_plan",
     "normalize_crop",
@@ -47,8 +59,15 @@ __all__ = [
     "normalize_padding",
     "normalize_spatial_dims",
     "out_not_supported",
+    "out_problem",
+    "out_wrong_device",
     "out_wrong_type",
+    "refused_array",
+    "spatial_not_divisible",
+    "unknown_rank",
+    "unmovable_dtype",
     "unsupported_array",
+    "unsupported_dtype",
 ]
 
 
@@ -174,8 +193,18 @@ class Plan:
         return self.perm == tuple(range(len(self.perm)))
 
 
-def check_rank(shape: Sequence[Any], d: int) -> None:
-    """``x`` needs a channel axis and ``d`` spatial axes (batch axes are optional)."""
+def unknown_rank(argname: str = "x") -> ValueError:
+    return ValueError(
+        f"`{argname}` must have a known number of dimensions (rank). "
+        f"Received: {argname} of unknown rank"
+    )
+
+
+def check_rank(shape: Sequence[Any] | None, d: int) -> None:
+    """``x`` needs a channel axis and ``d`` spatial axes (batch axes are optional).
+    ``shape`` is None where the rank itself is unknown (a ``tf.TensorSpec(None)``)."""
+    if shape is None:
+        raise unknown_rank()
     if len(shape) < d + 1:
         raise ValueError(
             f"`x` must have at least {d + 1} dimensions (a channel axis and "
@@ -222,6 +251,8 @@ def make_plan(
     for fully static shapes are cached unless ``cache`` is false (a tracer such as
     TorchDynamo, which would trace through the cache anyway, asks for that).
     """
+    if shape is None:
+        raise unknown_rank()
     shape = tuple(shape)
     # Cache only exact ints: 2.0 == 2 and True == 1 hash alike but must be refused.
     if (
@@ -281,9 +312,7 @@ def _build_plan(op, shape, factor, spatial_dims, layout, order) -> Plan:
         for k, (s, f) in enumerate(zip(spatial, r)):
             if _checkable(s) and s % f != 0:
                 raise ValueError(
-                    f"`x` has spatial size {s} on axis {first_spatial_axis + k}, "
-                    f"which is not divisible by its factor {f} for factor={r}. "
-                    f"Received: x.shape={_shape_str(shape)}"
+                    spatial_not_divisible(s, first_spatial_axis + k, f, r, _shape_str(shape))
                 )
         lo_channels = channels
         lo_spatial = tuple(None if s is None else s // f for s, f in zip(spatial, r))
@@ -296,6 +325,7 @@ def _build_plan(op, shape, factor, spatial_dims, layout, order) -> Plan:
         out_shape = (*tuple(batch), out_channels, *tuple(out_spatial))
     else:
         out_shape = tuple(batch) + tuple(out_spatial) + (out_channels,)
+    check_shape_size(out_shape, r)
 
     # Label the axes of the expanded low-resolution and high-resolution views.
     # ("B",) batch, ("C",) channels, ("S", k) low-res spatial k, ("R", k) factor k.
@@ -327,6 +357,29 @@ def _build_plan(op, shape, factor, spatial_dims, layout, order) -> Plan:
         perm=perm,
         dst_shape=dst_shape,
     )
+
+
+def spatial_not_divisible(size: Any, axis: int, f: int, r: tuple, shape: str) -> str:
+    """The message for an unshuffle whose spatial size does not divide (also used as a
+    template, with ``"{}"`` for values known only when a graph runs)."""
+    return (
+        f"`x` has spatial size {size} on axis {axis}, which is not divisible by its factor "
+        f"{f} for factor={r}. Received: x.shape={shape}"
+    )
+
+
+def check_shape_size(shape: Sequence[Any], factor: tuple[int, ...]) -> None:
+    """Refuse outputs with more than :data:`MAX_ELEMENTS` elements (counting the non-zero
+    dimensions, as NumPy does), so that every backend gives the same answer."""
+    n = 1
+    for dim in shape:
+        if type(dim) is int and dim:
+            n *= dim
+    if n > MAX_ELEMENTS:
+        raise ValueError(
+            f"`factor` makes an output of shape {_shape_str(tuple(shape))}, which has more than "
+            f"2**59 elements (counting non-zero dimensions). Received: factor={factor}"
+        )
 
 
 def _minimal_transpose(src_axes, dst_axes, sizes):
@@ -531,11 +584,73 @@ def out_wrong_type(backend: str, out: Any) -> TypeError:
     )
 
 
+def refused_array(argname: str, x: Any, reason: str) -> TypeError:
+    """An array of a supported library whose kind the contract cannot honour."""
+    return TypeError(f"`{argname}` {reason}. Received: {argname} of type {_type_name(x)}")
+
+
 def unsupported_array(argname: str, x: Any, supported: Sequence[str]) -> TypeError:
     return TypeError(
         f"`{argname}` must be an array of a supported library ({', '.join(supported)}). "
         f"Received: {argname} of type {_type_name(x)}"
     )
+
+
+_OUT_PROBLEMS = {
+    "read_only": "`out` is read-only",
+    "requires_grad": (
+        "`out` requires grad: writing into it would bypass autograd (PyTorch's own "
+        "functions refuse such an `out`); pass no `out`, or write under torch.no_grad()"
+    ),
+}
+
+
+def unmovable_dtype(backend: str, dtype: Any) -> TypeError:
+    return unsupported_dtype(
+        "x",
+        dtype,
+        f"has a dtype the {backend} backend cannot rearrange (its quantized and sub-byte "
+        "dtypes have no copy kernel)",
+    )
+
+
+def out_problem(problem: str, out: Any, detail: str) -> ValueError:
+    """A preallocated ``out`` the contract cannot write (``problem`` is a key reported by
+    ``Backend.out_problem``, ``detail`` the offending property)."""
+    return ValueError(f"{_OUT_PROBLEMS[problem]}. Received: out with {detail}")
+
+
+def out_wrong_device(x_device: Any, out_device: Any) -> ValueError:
+    return ValueError(
+        f"`out` must be on the input's device ({x_device}). Received: out on device {out_device}"
+    )
+
+
+def unsupported_dtype(argname: str, dtype: Any, what: str) -> TypeError:
+    return TypeError(f"`{argname}` {what}. Received: {argname}.dtype={dtype}")
+
+
+def blur_dtype(name: str, dtype: Any) -> str | None:
+    """The dtype ``blur`` computes in for input dtype ``name``: None to keep it (floats
+    and complex), :data:`DEFAULT_FLOAT` for bool and integers; others are refused."""
+    if name in FLOAT_DTYPES or name in COMPLEX_DTYPES:
+        return None
+    if name == "bool" or name in INTEGER_DTYPES:
+        return DEFAULT_FLOAT
+    raise unsupported_dtype(
+        "x", dtype, "must be bool, an integer, a floating-point or a complex dtype for blur"
+    )
+
+
+def conv_dtype(name: str, dtype: Any) -> None:
+    """``sub_pixel_conv`` needs floating-point data (weights are cast to its dtype)."""
+    if name not in FLOAT_DTYPES:
+        raise unsupported_dtype(
+            "x",
+            dtype,
+            "must have a floating-point dtype (float16, bfloat16, float32 or float64) for a "
+            "convolution; cast it first, e.g. to float32",
+        )
 
 
 def check_out(plan: Plan, out_shape: Sequence[Any], out_dtype: Any, x_dtype: Any) -> None:

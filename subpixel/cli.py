@@ -2,6 +2,9 @@
 
 subpixel info     installed backends, their versions and devices
 subpixel check    every installed backend against the NumPy reference (default)
+subpixel upscale  super-resolve an image with the bundled ESPCN
+subpixel bench    shuffle throughput against a plain copy and the native ops
+subpixel convert  port sub-pixel conv weights between files, frameworks and orders
 """
 
 from __future__ import annotations

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from . import _spec
-from ._dispatch import backend_for
+from ._dispatch import backend_for, backend_or_none
 
 Array = TypeVar("Array")
 Factor = int | Sequence[int]
@@ -20,13 +19,29 @@ def _run(op: str, x, factor, spatial_dims, layout, order, out):
     plan = _spec.make_plan(
         op, backend.shape(x), factor, spatial_dims, layout, order, cache=backend.cache_plans()
     )
-    if out is not None:
-        if not backend.mutable:
-            raise _spec.out_not_supported(backend.name, out)
-        if not backend.is_array(out):
-            raise _spec.out_wrong_type(backend.name, out)
-        _spec.check_out(plan, backend.shape(out), backend.dtype(out), backend.dtype(x))
+    if not backend.movable(x):
+        raise _spec.unmovable_dtype(backend.name, backend.dtype(x))
+    if out is None:
+        return backend.rearrange(x, plan)
+    _check_out(backend, x, out, plan)
+    if backend.may_share_memory(x, out):
+        # the contract: `out` gets the non-aliased result, whatever the overlap
+        backend.copy_into(out, backend.rearrange(x, plan))
+        return out
     return backend.rearrange(x, plan, out)
+
+
+def _check_out(backend: Any, x: Any, out: Any, plan: _spec.Plan) -> None:
+    if not backend.mutable:
+        raise _spec.out_not_supported(backend.name, out)
+    if backend_or_none(out, "out") is not backend:
+        raise _spec.out_wrong_type(backend.name, out)
+    _spec.check_out(plan, backend.shape(out), backend.dtype(out), backend.dtype(x))
+    if backend.device(out) != backend.device(x):
+        raise _spec.out_wrong_device(backend.device(x), backend.device(out))
+    problem = backend.out_problem(out, x)
+    if problem is not None:
+        raise _spec.out_problem(problem[0], out, problem[1])
 
 
 def shuffle(
@@ -149,8 +164,10 @@ def sub_pixel_conv(
         (1, 3, 8, 8)
     """
     backend = backend_for(x)
-    weight = _as_backend_array(weight, backend, x, "weight")
-    bias = _as_backend_array(bias, backend, x, "bias")
+    x_dtype = backend.dtype_name(x)
+    _spec.conv_dtype(x_dtype, backend.dtype(x))
+    weight = _cast_like(_as_backend_array(weight, backend, x, "weight"), backend, x_dtype)
+    bias = _cast_like(_as_backend_array(bias, backend, x, "bias"), backend, x_dtype)
     cplan = _spec.make_conv_plan(
         backend.shape(x),
         backend.shape(weight),
@@ -162,7 +179,10 @@ def sub_pixel_conv(
         order,
         crop=crop,
     )
-    if hasattr(backend, "sub_pixel_conv"):  # a backend with a faster combined path
+    if _has_no_terms(cplan, backend.shape(weight)):
+        # nothing to sum: the LR result is the bias alone (or empty)
+        y = backend.rearrange(_bias_only(backend, x, bias, cplan), cplan.shuffle)
+    elif hasattr(backend, "sub_pixel_conv"):  # a backend with a faster combined path
         y = backend.sub_pixel_conv(x, weight, bias, cplan)
     else:
         y = backend.rearrange(backend.conv(x, weight, bias, cplan), cplan.shuffle)
@@ -171,6 +191,30 @@ def sub_pixel_conv(
     if cplan.has_crop:
         y = y[_crop_key(cplan)]
     return y
+
+
+def _cast_like(a: Any, backend: Any, dtype_name: str) -> Any:
+    """Weights and bias in the data's dtype (the contract: the result has ``x``'s dtype)."""
+    if a is None or backend.dtype_name(a) == dtype_name:
+        return a
+    return backend.astype(a, dtype_name)
+
+
+def _has_no_terms(cplan: _spec.ConvPlan, w_shape: tuple) -> bool:
+    """True for a static zero-size batch, input or output channels: the convolution
+    has no terms (or no outputs), which some libraries' kernels refuse."""
+    sizes = (*cplan.lr_shape, *w_shape)
+    return any(type(n) is int and n == 0 for n in sizes)
+
+
+def _bias_only(backend: Any, x: Any, bias: Any, cplan: _spec.ConvPlan) -> Any:
+    lr = backend.zeros(cplan.lr_shape, like=x)
+    if bias is None or any(n == 0 for n in cplan.lr_shape):
+        return lr
+    d = len(cplan.kernel)
+    if cplan.layout == "channels_first":
+        bias = bias[(slice(None), *(None,) * d)]
+    return lr + bias
 
 
 def _crop_key(cplan: _spec.ConvPlan) -> tuple:
@@ -187,6 +231,10 @@ def _crop_key(cplan: _spec.ConvPlan) -> tuple:
 def blur(x: Array, *, spatial_dims: int = 2, layout: str = "channels_first") -> Array:
     """Replication-pad one pixel before each spatial axis, then average every
     2x...x2 window: a stride-1 box blur that keeps the shape.
+
+    Floating-point and complex input keep their dtype (the average never overflows:
+    values are halved before they are added); bool and integer input give float32
+    on every backend.
 
     >>> import numpy as np, subpixel
     >>> subpixel.blur(np.array([[[0.0, 4.0], [8.0, 0.0]]]))
@@ -206,18 +254,17 @@ def _blur(backend: Any, y: Any, plan: _spec.Plan) -> Any:
     d = plan.spatial_dims
     ndim = len(plan.out_shape)
     first = ndim - d if plan.layout == "channels_first" else ndim - d - 1
-    axes = range(first, first + d)
-    for axis in axes:  # replication pad, one before
+    wide = _spec.blur_dtype(backend.dtype_name(y), backend.dtype(y))
+    if wide is not None:
+        y = backend.astype(y, wide)
+    for axis in range(first, first + d):  # separable: pad one before, average pairs
         head = (slice(None),) * axis + (slice(0, 1),)
         y = backend.concat([y[head], y], axis)
-    total = None
-    for offsets in itertools.product((0, 1), repeat=d):
-        key = [slice(None)] * ndim
-        for axis, o in zip(axes, offsets):
-            key[axis] = slice(1, None) if o else slice(0, -1)
-        part = y[tuple(key)]
-        total = part if total is None else total + part
-    return total / (2**d)
+        lo = (slice(None),) * axis + (slice(0, -1),)
+        hi = (slice(None),) * axis + (slice(1, None),)
+        # halve, then add: exact (scaling by 2 commutes with rounding) and never overflows
+        y = y[lo] * 0.5 + y[hi] * 0.5
+    return y
 
 
 def backend_name(x: Any) -> str:

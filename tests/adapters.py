@@ -47,6 +47,22 @@ class Adapter:
     def same_device(self, x) -> bool:
         return True
 
+    def dtype_name(self, x) -> str:
+        """The dtype of a backend array as a plain name ("float32", "bool", ...)."""
+        import subpixel._dispatch
+
+        return subpixel._dispatch.backend_for(x).dtype_name(x)
+
+    def aliased(self, a: np.ndarray, out_shape, offset: int):
+        """``(x, out)``: ``x`` holds ``a``, ``out`` (of ``out_shape``) is a view of the same
+        buffer starting ``offset`` elements later, so the two overlap."""
+        raise NotImplementedError
+
+    def unwritable_outs(self, shape, dtype: str):
+        """``(id, out, x_or_None)`` triples the contract must refuse as ``out``, each with a
+        message regex: outs this library can make but nothing may write into."""
+        return []
+
 
 class NumpyAdapter(Adapter):
     name = framework = "numpy"
@@ -62,6 +78,24 @@ class NumpyAdapter(Adapter):
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=dtype)
 
+    def aliased(self, a, out_shape, offset):
+        buf = np.empty(a.size + offset, a.dtype)
+        buf[: a.size] = a.ravel()
+        return buf[: a.size].reshape(a.shape), buf[offset : offset + a.size].reshape(out_shape)
+
+    def unwritable_outs(self, shape, dtype):
+        ro = np.empty(shape, dtype)
+        ro.flags.writeable = False
+        return [
+            ("read-only", ro, ValueError, r"^`out` is read-only\. Received: out with flags"),
+            (
+                "masked",
+                np.ma.zeros(shape, dtype),
+                TypeError,
+                r"^`out` must be a plain numpy\.ndarray, not a masked array.*MaskedArray$",
+            ),
+        ]
+
 
 class TorchAdapter(Adapter):
     name = framework = "torch"
@@ -70,8 +104,11 @@ class TorchAdapter(Adapter):
         "int8",
         "uint8",
         "int16",
+        "uint16",
         "int32",
+        "uint32",
         "int64",
+        "uint64",
         "float16",
         "bfloat16",
         "float32",
@@ -106,6 +143,31 @@ class TorchAdapter(Adapter):
 
     def same_device(self, x):
         return str(x.device).startswith(self.device)
+
+    def aliased(self, a, out_shape, offset):
+        buf = self.torch.empty(a.size + offset, dtype=self._dtype(a.dtype.name), device=self.device)
+        buf[: a.size] = self.asarray(a.ravel())
+        return buf[: a.size].view(a.shape), buf[offset : offset + a.size].view(out_shape)
+
+    def unwritable_outs(self, shape, dtype):
+        torch = self.torch
+        other = "meta" if self.device != "meta" else "cpu"
+        return [
+            (
+                "requires-grad",
+                torch.zeros(
+                    shape, dtype=self._dtype(dtype), device=self.device, requires_grad=True
+                ),
+                ValueError,
+                r"^`out` requires grad: .*Received: out with requires_grad=True$",
+            ),
+            (
+                "other-device",
+                torch.zeros(shape, dtype=self._dtype(dtype), device=other),
+                ValueError,
+                rf"^`out` must be on the input's device \({self.device}.*\)\. Received: out on device {other}$",
+            ),
+        ]
 
 
 class TensorflowAdapter(Adapter):
@@ -199,6 +261,11 @@ class CupyAdapter(Adapter):
 
     def empty(self, shape, dtype):
         return self.cp.empty(shape, dtype=dtype)
+
+    def aliased(self, a, out_shape, offset):
+        buf = self.cp.empty(a.size + offset, a.dtype)
+        buf[: a.size] = self.cp.asarray(a.ravel())
+        return buf[: a.size].reshape(a.shape), buf[offset : offset + a.size].reshape(out_shape)
 
 
 ADAPTERS = {

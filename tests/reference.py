@@ -213,7 +213,7 @@ def sub_pixel_conv_ref(
     d = w.ndim - 2
     x = _to_channels_first(np.asarray(x), d, layout)
     batch = x.shape[: x.ndim - d - 1]
-    flat = x.reshape((-1, *x.shape[x.ndim - d - 1 :]))
+    flat = x.reshape((math.prod(batch), *x.shape[x.ndim - d - 1 :]))
     y = shuffle_gather(conv_ref(flat, w, b, padding), factor, spatial_dims=d, order=order)
     if blur:
         y = blur_ref(y, d)

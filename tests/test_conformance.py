@@ -237,3 +237,36 @@ def test_property_random_shapes(adapter, case):
     np.testing.assert_array_equal(adapter.to_numpy(y), expected)
     back = subpixel.unshuffle(y, factor, **kw)
     np.testing.assert_array_equal(adapter.to_numpy(back), a)
+
+
+@pytest.mark.parametrize("nbytes", [4096, 6 << 20], ids=["small", "6MiB"])
+@pytest.mark.parametrize("offset", [0, 3], ids=["same-start", "shifted"])
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("op", ["shuffle", "unshuffle"])
+def test_out_overlapping_input(adapter, op, order, offset, nbytes):
+    """An `out` sharing memory with `x` gets the non-aliased result (a rule of the
+    contract, in ops, whatever the backend's copy strategy or the array's size)."""
+    if not adapter.supports_out:
+        pytest.skip(f"{adapter.name} has no mutable arrays")
+    side = int((nbytes // 4 // 8) ** 0.5)
+    shape = (1, 8, side, side) if op == "shuffle" else (1, 2, 2 * side, 2 * side)
+    a = make_data(shape, "float32")
+    kw = dict(order=order)
+    expected = reference(op, a, 2, **kw)
+    x, out = adapter.aliased(a, expected.shape, offset)
+    ret = getattr(subpixel, op)(x, 2, out=out, **kw)
+    assert ret is out
+    np.testing.assert_array_equal(adapter.to_numpy(out), expected)
+
+
+def test_unwritable_out_is_refused(adapter):
+    """Outs the library can make but nothing may write (read-only, requiring grad, on
+    another device, masked): the contract's error, and `out` is left untouched."""
+    a = make_data((1, 8, 2, 2), "float32")
+    x = adapter.asarray(a)
+    cases = adapter.unwritable_outs((1, 2, 4, 4), "float32")
+    if not cases:
+        pytest.skip(f"{adapter.name} has no such arrays")
+    for _, out, exc, pattern in cases:
+        with pytest.raises(exc, match=pattern):
+            subpixel.shuffle(x, 2, out=out)

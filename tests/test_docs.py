@@ -63,3 +63,43 @@ def test_layers_page_examples():
             exec(compile(block, "docs/layers.md", "exec"), {})
             ran += 1
     assert ran > 0
+
+
+def _subcommands():
+    from subpixel.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return sub.choices
+
+
+def test_every_command_and_option_is_documented():
+    """A subcommand or option missing from docs/cli.md, docs/api.md's list or the cli
+    module's docstring fails here."""
+    import subpixel.cli
+
+    cli_page = (DOCS / "cli.md").read_text()
+    api_page = (DOCS / "api.md").read_text()
+    missing = []
+    for name, parser in _subcommands().items():
+        for where, text in (
+            ("docs/cli.md", cli_page),
+            ("docs/api.md", api_page),
+            ("subpixel.cli docstring", subpixel.cli.__doc__),
+        ):
+            if f"subpixel {name}" not in text:
+                missing.append(f"`subpixel {name}` in {where}")
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option != "--help" and option not in cli_page:
+                    missing.append(f"`subpixel {name} {option}` in docs/cli.md")
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "module,page", [("subpixel", "api.md"), ("subpixel.weights", "weights.md")]
+)
+def test_every_public_name_is_documented(module, page):
+    names = importlib.import_module(module).__all__
+    text = (DOCS / page).read_text()
+    assert [n for n in names if not re.search(rf"\b{re.escape(n)}\b", text)] == []

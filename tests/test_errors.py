@@ -155,6 +155,14 @@ BAD_CALLS = [
         r"^`x` has spatial size 4 on axis 1, which is not divisible by its factor 3",
     ),
     (
+        "output-too-large",
+        "shuffle",
+        (1, 0, 2, 2),
+        dict(factor=10**9),
+        ValueError,
+        r"^`factor` makes an output of shape \(1, 0, 2000000000, 2000000000\), which has more than 2\*\*59 elements",
+    ),
+    (
         "rank",
         "shuffle",
         (4, 2),

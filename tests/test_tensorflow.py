@@ -136,13 +136,61 @@ def test_function_with_unknown_spatial_size(layout, order):
     )
 
 
-def test_unknown_spatial_size_not_divisible_fails_at_run_time():
-    @tf.function(input_signature=[tf.TensorSpec((1, 2, None, 4), tf.float32)])
-    def f(x):
-        return subpixel.unshuffle(x, 2)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_unknown_spatial_size_not_divisible_fails_at_run_time(layout):
+    """The contract's message, raised when the graph runs (as eager and jax.jit raise it
+    at call time)."""
+    spec = (None, 2, None, 4) if layout == "channels_first" else (None, None, 4, 2)
+    shape = (1, 2, 5, 4) if layout == "channels_first" else (1, 5, 4, 2)
+    axis = 2 if layout == "channels_first" else 1
 
-    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
-        f(tf.zeros((1, 2, 5, 4)))
+    @tf.function(input_signature=[tf.TensorSpec(spec, tf.float32)])
+    def f(x):
+        return subpixel.unshuffle(x, 2, layout=layout)
+
+    with pytest.raises(ValueError) as eager:
+        subpixel.unshuffle(tf.zeros(shape), 2, layout=layout)
+    with pytest.raises(tf.errors.InvalidArgumentError) as graph:
+        f(tf.zeros(shape))
+    assert str(eager.value) in str(graph.value)
+    assert f"spatial size 5 on axis {axis}, which is not divisible by its factor 2" in str(
+        eager.value
+    )
+    good = (2, 2, 6, 4) if layout == "channels_first" else (2, 6, 4, 2)
+    a = np.arange(np.prod(good), dtype=np.float32).reshape(good)
+    np.testing.assert_array_equal(
+        f(tf.constant(a)).numpy(), reference("unshuffle", a, 2, layout=layout)
+    )
+
+
+def test_unknown_rank_is_the_contract_error():
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)])
+    def f(x):
+        return subpixel.shuffle(x, 2)
+
+    with pytest.raises(
+        ValueError,  # tf.function prefixes the user-code trace
+        match=r"`x` must have a known number of dimensions \(rank\)\. Received: x of unknown rank",
+    ):
+        f.get_concrete_function()
+
+
+@pytest.mark.parametrize("dtype", ["qint8", "quint8", "qint16", "quint16", "qint32"])
+def test_quantized_dtypes(dtype):
+    """Quantized tensors have no transpose kernel: they move as integers of their width."""
+    qt = getattr(tf, dtype)
+    plain = {1: "int8", 2: "int16", 4: "int32"}[qt.size]
+    if dtype.startswith("qu"):
+        plain = "u" + plain
+    for layout, shape in (("channels_first", (2, 8, 3, 2)), ("channels_last", (2, 3, 2, 8))):
+        for order in ORDERS:
+            a = (np.arange(np.prod(shape)) % 100).astype(plain).reshape(shape)
+            x = tf.bitcast(tf.constant(a), qt)
+            y = subpixel.shuffle(x, 2, layout=layout, order=order)
+            assert y.dtype == qt
+            np.testing.assert_array_equal(
+                tf.bitcast(y, plain).numpy(), reference("shuffle", a, 2, layout=layout, order=order)
+            )
 
 
 def test_variable_input():

@@ -164,6 +164,38 @@ def test_out_with_autograd():
     torch.testing.assert_close(x.grad, torch.ones_like(x))
 
 
+@pytest.mark.parametrize(
+    "dtype", ["float8_e4m3fn", "float8_e5m2", "complex32", "uint16", "uint32", "uint64"]
+)
+@pytest.mark.parametrize("nbytes", [256, 2 << 20], ids=["small", "2MiB"])
+def test_dtypes_without_a_native_kernel(dtype, nbytes):
+    """PyTorch's pixel_shuffle has no kernel for these: whatever the size, they move
+    through the other paths (compared bit for bit through a same-size integer view)."""
+    td = getattr(torch, dtype)
+    as_int = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[td.itemsize]
+    n = nbytes // td.itemsize
+    side = int((n // 8) ** 0.5)
+    bits = torch.randint(0, 100, (1, 8, side, side), dtype=torch.int64).to(as_int)
+    x = bits.view(td)
+    for order in ORDERS:
+        y = subpixel.shuffle(x, 2, order=order)
+        assert y.dtype == td
+        np.testing.assert_array_equal(
+            y.view(as_int).numpy(), reference("shuffle", bits.numpy(), 2, order=order)
+        )
+        back = subpixel.unshuffle(y, 2, order=order)
+        assert torch.equal(back.view(as_int), bits)
+
+
+def test_quantized_tensors_are_the_contract_error():
+    q = torch.quantize_per_tensor(torch.zeros(1, 8, 2, 2), 0.1, 0, torch.qint8)
+    with pytest.raises(
+        TypeError,
+        match=r"^`x` has a dtype the torch backend cannot rearrange .*Received: x.dtype=torch.qint8$",
+    ):
+        subpixel.shuffle(q, 2)
+
+
 def test_parameter_and_subclass_inputs():
     p = torch.nn.Parameter(torch.randn(1, 8, 2, 2))
     assert subpixel.backend_name(p) == "torch"

@@ -8,7 +8,12 @@ from .._spec import ConvPlan, Plan
 
 
 class Backend(Protocol):
-    """Moves data for a :class:`~subpixel._spec.Plan`; never validates arguments."""
+    """Moves data for a :class:`~subpixel._spec.Plan`; never validates arguments.
+
+    Rules that hold for every backend (overlapping ``out``, dtype rules, zero sizes)
+    live in :mod:`subpixel.ops` and :mod:`subpixel._spec`; a backend reports facts
+    about its arrays (``dtype_name``, ``device``, ``may_share_memory``, ``out_problem``)
+    and moves data."""
 
     name: str
     mutable: bool  # whether arrays can be written in place (``out=``)
@@ -16,14 +21,42 @@ class Backend(Protocol):
     def cache_plans(self) -> bool:
         """Whether plans may come from the cache now (false while a tracer runs)."""
 
-    def shape(self, x: Any) -> tuple:
-        """The shape of ``x``, ``None`` (or a symbolic size) where unknown."""
+    def shape(self, x: Any) -> tuple | None:
+        """The shape of ``x``, ``None`` (or a symbolic size) where unknown; ``None``
+        instead of a tuple where even the rank is unknown."""
 
     def dtype(self, x: Any) -> Any:
         """The dtype of ``x``, comparable with ``==`` to another of the same backend."""
 
+    def dtype_name(self, x: Any) -> str:
+        """``x``'s dtype as a name of :mod:`subpixel._spec`'s vocabulary (``"float32"``,
+        ``"bfloat16"``, ``"int8"``, ``"bool"``, ...) or the library's own name."""
+
+    def astype(self, x: Any, name: str) -> Any:
+        """``x`` converted to the dtype called ``name`` (a new array)."""
+
+    def movable(self, x: Any) -> bool:
+        """Whether ``rearrange`` can move ``x``'s dtype (quantized and sub-byte dtypes
+        of some libraries cannot be copied)."""
+
+    def device(self, x: Any) -> str:
+        """Where ``x`` lives, e.g. ``"cpu"``, ``"cuda:0"``."""
+
     def is_array(self, obj: Any) -> bool:
         """Whether ``obj`` is an array of this backend (to vet ``out``)."""
+
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        """Whether two arrays may overlap in memory (conservative; mutable backends)."""
+
+    def out_problem(self, out: Any, x: Any) -> tuple[str, str] | None:
+        """Why ``out`` cannot be written for input ``x``: a key of
+        ``_spec._OUT_PROBLEMS`` and the offending property; None if it can."""
+
+    def copy_into(self, out: Any, y: Any) -> None:
+        """Copy ``y`` into ``out`` (same shape and dtype)."""
+
+    def zeros(self, shape: tuple, like: Any) -> Any:
+        """A new array of zeros, of ``like``'s dtype and device."""
 
     def from_numpy(self, a: Any, like: Any = None) -> Any:
         """A new array of this backend holding ``a`` (on ``like``'s device if given)."""
@@ -42,12 +75,16 @@ class Backend(Protocol):
 
     def rearrange(self, x: Any, plan: Plan, out: Any = None) -> Any:
         """``x.reshape(src_shape).transpose(perm).reshape(out_shape)``, always a new
-        array (or ``out``, filled)."""
+        array (or ``out``, filled; ``out`` never overlaps ``x`` here)."""
+
+
+_DTYPE_NAMES: dict[Any, str] = {}
 
 
 class ArrayBackend:
-    """Defaults shared by the backends: arrays with ``.shape`` and ``.dtype``,
-    plans always cacheable.  Subclasses provide the rest of :class:`Backend`."""
+    """Defaults shared by the backends: arrays with ``.shape``, ``.dtype`` and
+    ``.astype``, plans always cacheable, every dtype movable, immutable arrays.
+    Subclasses provide the rest of :class:`Backend`."""
 
     name: str
     mutable: bool
@@ -55,8 +92,30 @@ class ArrayBackend:
     def cache_plans(self) -> bool:
         return True
 
-    def shape(self, x: Any) -> tuple:
+    def shape(self, x: Any) -> tuple | None:
         return tuple(x.shape)
 
     def dtype(self, x: Any) -> Any:
         return x.dtype
+
+    def dtype_name(self, x: Any) -> str:
+        dtype = x.dtype
+        name = _DTYPE_NAMES.get(dtype)
+        if name is None:  # NumPy builds dtype.name in Python: slow enough to cache
+            name = _DTYPE_NAMES[dtype] = str(dtype.name)
+        return name
+
+    def astype(self, x: Any, name: str) -> Any:
+        return x.astype(name)
+
+    def movable(self, x: Any) -> bool:
+        return True
+
+    def device(self, x: Any) -> str:
+        return "cpu"
+
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        return False
+
+    def out_problem(self, out: Any, x: Any) -> tuple[str, str] | None:
+        return None

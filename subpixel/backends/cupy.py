@@ -81,6 +81,20 @@ class CupyBackend(ArrayBackend):
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, cp.ndarray)
 
+    def device(self, x: Any) -> str:
+        return f"cuda:{x.device.id}"
+
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        return bool(cp.may_share_memory(a, b))
+
+    def copy_into(self, out: Any, y: Any) -> None:
+        with out.device:
+            cp.copyto(out, y, casting="no")
+
+    def zeros(self, shape: tuple, like: Any) -> Any:
+        with like.device:
+            return cp.zeros(shape, dtype=like.dtype)
+
     def from_numpy(self, a: Any, like: Any = None) -> Any:
         if like is None:
             return cp.asarray(a)
@@ -96,7 +110,7 @@ class CupyBackend(ArrayBackend):
     def rearrange(self, x: Any, plan: Plan, out: Any = None) -> Any:
         with x.device:
             x = cp.ascontiguousarray(x)
-            direct = out is not None and out.flags.c_contiguous and not cp.shares_memory(out, x)
+            direct = out is not None and out.flags.c_contiguous
             target = out if direct else cp.empty(plan.out_shape, dtype=x.dtype)
             if target.size:
                 geom = geometry(plan, x.itemsize, _alignment(x.data.ptr, target.data.ptr))

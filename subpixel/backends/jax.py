@@ -57,6 +57,12 @@ class JaxBackend(ArrayBackend):
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, jax.Array)
 
+    def zeros(self, shape: tuple, like: Any) -> jax.Array:
+        z = jnp.zeros(shape, dtype=like.dtype)
+        if isinstance(like, jax.core.Tracer):
+            return z
+        return jax.device_put(z, like.sharding) if hasattr(like, "sharding") else z
+
     def from_numpy(self, a: Any, like: Any = None) -> jax.Array:
         if like is None:
             return jnp.asarray(a)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,15 +33,35 @@ from ._base import ArrayBackend
 from ._im2col import im2col_conv
 
 _BLOCK_BYTES = 2 << 20  # destination bytes per block (about one L2 cache)
+_MAX_THREADS = 256
 _SMALL_AXIS = 16  # innermost destination axes shorter than this are looped in Python
 _MAX_LOOP = 64  # at most this many Python-level copies per block
 _THREAD_MIN_BYTES = 4 << 20  # below this, one thread
 
 
+def _thread_count(value: Any, name: str, *, text: bool = False) -> int:
+    """``value`` (a decimal string if ``text``) as a thread count from 1 to
+    ``_MAX_THREADS``; ``ValueError`` naming ``name`` otherwise."""
+    n: int | None = None
+    if text:
+        if re.fullmatch(r"\s*[0-9]+\s*", value):
+            n = int(value)
+    elif not isinstance(value, (bool, str)):
+        try:
+            n = operator.index(value)
+        except TypeError:
+            n = None
+    if n is None or not 1 <= n <= _MAX_THREADS:
+        raise ValueError(
+            f"`{name}` must be an integer from 1 to {_MAX_THREADS}. Received: {name}={value!r}"
+        )
+    return n
+
+
 def _default_threads() -> int:
     env = os.environ.get("SUBPIXEL_NUM_THREADS")
-    if env:
-        return max(1, int(env))
+    if env is not None and env.strip():
+        return _thread_count(env, "SUBPIXEL_NUM_THREADS", text=True)
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -48,20 +70,22 @@ def _default_threads() -> int:
 
 
 _num_threads = _default_threads()
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[ThreadPoolExecutor, int] | None = None  # the executor and its size
 _pool_lock = threading.Lock()
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used for large NumPy shuffles (1 disables threading)."""
+    """Threads used for large NumPy shuffles (1 disables threading; at most 256).
+
+    Safe while other threads shuffle: they finish on the pool they started with,
+    whose threads exit once it is no longer used."""
     global _num_threads, _pool
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
+    n = _thread_count(n, "n")
     with _pool_lock:
         _num_threads = n
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-            _pool = None
+        # never shut down a pool another thread may be submitting to: drop the
+        # reference; its idle workers exit when the executor is garbage-collected
+        _pool = None
 
 
 def get_num_threads() -> int:
@@ -79,11 +103,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
-def _get_pool() -> ThreadPoolExecutor:
+def _get_pool() -> tuple[ThreadPoolExecutor, int]:
+    """The current pool and its size (callers keep using the pool they got)."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="subpixel")
+            _pool = (ThreadPoolExecutor(_num_threads, thread_name_prefix="subpixel"), _num_threads)
         return _pool
 
 
@@ -163,11 +188,11 @@ def strided_copy(dst: np.ndarray, src: np.ndarray, perm: tuple) -> None:
         return
     sched = _schedule(dst.shape, perm, dst.itemsize)
     blocks = sched.blocks
-    threads = min(_num_threads, len(blocks))
-    if threads <= 1 or nbytes < _THREAD_MIN_BYTES:
+    if _num_threads <= 1 or len(blocks) <= 1 or nbytes < _THREAD_MIN_BYTES:
         _copy_blocks(dst, src, sched, blocks)
         return
-    pool = _get_pool()
+    pool, size = _get_pool()
+    threads = min(size, len(blocks))
     step = -(-len(blocks) // threads)
     parts = [blocks[i : i + step] for i in range(0, len(blocks), step)]
     futures = [pool.submit(_copy_blocks, dst, src, sched, part) for part in parts[1:]]
@@ -185,6 +210,20 @@ class NumpyBackend(ArrayBackend):
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, np.ndarray)
+
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        return bool(np.may_share_memory(a, b))
+
+    def out_problem(self, out: Any, x: Any) -> tuple[str, str] | None:
+        if not out.flags.writeable:
+            return "read_only", "flags.writeable=False"
+        return None
+
+    def copy_into(self, out: Any, y: Any) -> None:
+        np.copyto(out, y, casting="no")
+
+    def zeros(self, shape: tuple, like: Any) -> np.ndarray:
+        return np.zeros(shape, dtype=like.dtype)
 
     def from_numpy(self, a: np.ndarray, like: Any = None) -> np.ndarray:
         return np.array(a, dtype=None if like is None else like.dtype)
@@ -206,7 +245,7 @@ class NumpyBackend(ArrayBackend):
             result = np.empty(plan.out_shape, dtype=x.dtype)
             strided_copy(result.reshape(plan.dst_shape), src, plan.perm)
             return result
-        if out.flags.c_contiguous and not np.shares_memory(out, x):
+        if out.flags.c_contiguous:
             strided_copy(out.reshape(plan.dst_shape), src, plan.perm)
         else:
             tmp = np.empty(plan.out_shape, dtype=x.dtype)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from .._spec import ConvPlan, Plan, make_plan
+from .._spec import ConvPlan, Plan, make_plan, spatial_not_divisible
 from ._base import ArrayBackend
 
 _NATIVE_MAX_ELEMENTS = 1 << 18  # above this, transpose beats depth_to_space on CPU
@@ -46,6 +46,16 @@ _NATIVE_DTYPES = frozenset(
 )
 
 
+# quantized dtypes have no transpose kernel: they move as the integers of their width
+_QUANTIZED_AS = {
+    tf.qint8: tf.int8,
+    tf.quint8: tf.uint8,
+    tf.qint16: tf.int16,
+    tf.quint16: tf.uint16,
+    tf.qint32: tf.int32,
+}
+
+
 def _is_native(plan: Plan, dtype) -> bool:
     f = plan.factor
     return (
@@ -68,15 +78,53 @@ def _small(plan: Plan) -> bool:
     return n <= _NATIVE_MAX_ELEMENTS
 
 
+def _run_time_checks(plan: Plan, shape: list) -> list:
+    """The contract's unshuffle divisibility checks for spatial sizes known only when
+    the graph runs: ``InvalidArgumentError`` with the contract's message."""
+    if plan.op != "unshuffle":
+        return []
+    d = plan.spatial_dims
+    first = len(shape) - d if plan.layout == "channels_first" else len(shape) - d - 1
+    template = None
+    checks = []
+    for k, f in enumerate(plan.factor):
+        size = shape[first + k]
+        if not isinstance(size, tf.Tensor) or f == 1:
+            continue
+        if template is None:
+            dims = ", ".join("{}" for _ in shape)
+            template = f"({dims})" if len(shape) > 1 else f"({dims},)"
+        message = tf.strings.format(
+            spatial_not_divisible("{}", first + k, f, plan.factor, template),
+            [size, *shape],
+        )
+        checks.append(tf.debugging.Assert(tf.equal(size % f, 0), [message]))
+    return checks
+
+
 class TensorflowBackend(ArrayBackend):
     name = "tensorflow"
     mutable = False
 
-    def shape(self, x: Any) -> tuple:
+    def shape(self, x: Any) -> tuple | None:
+        if x.shape.rank is None:
+            return None
         return tuple(x.shape.as_list())
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, (tf.Tensor, tf.Variable))
+
+    def dtype_name(self, x: Any) -> str:
+        return x.dtype.name
+
+    def astype(self, x: Any, name: str) -> tf.Tensor:
+        return tf.cast(x, name)
+
+    def device(self, x: Any) -> str:
+        return getattr(x, "device", "") or ""
+
+    def zeros(self, shape: tuple, like: Any) -> tf.Tensor:
+        return tf.zeros(shape, dtype=like.dtype)
 
     def from_numpy(self, a: Any, like: Any = None) -> tf.Tensor:
         if like is None:
@@ -125,6 +173,9 @@ class TensorflowBackend(ArrayBackend):
         return self._rearrange(x, plan)
 
     def _rearrange(self, x, plan: Plan) -> tf.Tensor:
+        if x.dtype in _QUANTIZED_AS:
+            y = self._rearrange(tf.bitcast(x, _QUANTIZED_AS[x.dtype]), plan)
+            return tf.bitcast(y, x.dtype)
         if _is_native(plan, x.dtype) and _small(plan):
             r = plan.factor[0]
             if plan.op == "shuffle":
@@ -134,6 +185,9 @@ class TensorflowBackend(ArrayBackend):
             # re-plan with run-time sizes (scalar tensors) where static ones are unknown
             dynamic = tf.shape(x)
             shape = [dynamic[i] if d is None else d for i, d in enumerate(plan.in_shape)]
+            checks = _run_time_checks(plan, shape)
+            with tf.control_dependencies(checks):
+                x = tf.identity(x) if checks else x
             plan = make_plan(plan.op, shape, plan.factor, None, plan.layout, plan.order)
         if plan.is_identity:
             return tf.reshape(x, plan.out_shape)

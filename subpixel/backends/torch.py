@@ -28,12 +28,36 @@ from .._spec import ConvPlan, Plan, make_plan
 from ._base import ArrayBackend
 from .numpy import strided_copy
 
+_SUB_BYTE = frozenset(
+    getattr(torch, f"{kind}{bits}")
+    for kind in ("int", "uint")
+    for bits in range(1, 8)
+    if hasattr(torch, f"{kind}{bits}")
+)
 _MEMORY_FORMAT_BY_NDIM = {4: torch.channels_last, 5: torch.channels_last_3d}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _FAST_MIN_BYTES = 1 << 20  # below this the graph path's lower overhead wins
 # dtypes moved as raw bytes of the same size by the NumPy fast path
 _RAW_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+# dtypes PyTorch's pixel_shuffle/pixel_unshuffle have kernels for (others, such as
+# uint16 or float8, move through reshape/permute)
+_NATIVE_DTYPES = frozenset(
+    {
+        torch.bool,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.complex64,
+        torch.complex128,
+    }
+)
 
 
 def _is_native_shape(plan: Plan) -> bool:
@@ -41,9 +65,9 @@ def _is_native_shape(plan: Plan) -> bool:
     return plan.layout == "channels_first" and len(f) == 2 and f[0] == f[1] and f[0] > 1
 
 
-def _is_native(plan: Plan) -> bool:
+def _is_native(plan: Plan, dtype: torch.dtype) -> bool:
     """PyTorch's pixel_shuffle/pixel_unshuffle compute exactly this plan."""
-    return plan.order == "CRD" and _is_native_shape(plan)
+    return plan.order == "CRD" and _is_native_shape(plan) and dtype in _NATIVE_DTYPES
 
 
 def _native(x: torch.Tensor, plan: Plan) -> torch.Tensor:
@@ -108,7 +132,7 @@ def _rearrange(x: torch.Tensor, plan: Plan) -> torch.Tensor:
             return y
         # PyTorch's op is faster on small tensors (but wrong on empty ones: it returns
         # the input's shape from pixel_unshuffle)
-        if 0 < nbytes < _FAST_MIN_BYTES and _is_native(plan):
+        if 0 < nbytes < _FAST_MIN_BYTES and _is_native(plan, x.dtype):
             return _native(x, plan)
     if plan.is_identity:  # nothing moves, but the result must be a new tensor
         return x.clone(memory_format=torch.contiguous_format).view(plan.out_shape)
@@ -127,6 +151,36 @@ class TorchBackend(ArrayBackend):
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, torch.Tensor)
+
+    def dtype_name(self, x: Any) -> str:
+        return str(x.dtype).removeprefix("torch.")
+
+    def astype(self, x: Any, name: str) -> torch.Tensor:
+        return x.to(getattr(torch, name))
+
+    def movable(self, x: Any) -> bool:
+        # quantized and sub-byte (int1..int7, uint1..uint7) dtypes have no copy kernel
+        return not x.is_quantized and x.dtype not in _SUB_BYTE
+
+    def device(self, x: Any) -> str:
+        return str(x.device)
+
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        if a.device != b.device or a.device.type == "meta":
+            return False
+        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+    def out_problem(self, out: Any, x: Any) -> tuple[str, str] | None:
+        # (an input that requires grad is fine: the copy into `out` is recorded)
+        if out.requires_grad and torch.is_grad_enabled():
+            return "requires_grad", "requires_grad=True"
+        return None
+
+    def copy_into(self, out: Any, y: Any) -> None:
+        out.copy_(y)
+
+    def zeros(self, shape: tuple, like: Any) -> torch.Tensor:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
 
     def from_numpy(self, a: Any, like: Any = None) -> torch.Tensor:
         t = torch.from_numpy(np.array(a, copy=True))
@@ -185,7 +239,7 @@ class TorchBackend(ArrayBackend):
             return self._into(x, plan, out)
         if plan.layout == "channels_first" and plan.batch_ndim == 1 and _channels_last_format(x):
             # PyTorch's CRD kernel for this memory format is the fastest measured
-            return _native(x, plan) if _is_native(plan) else _via_channels_last(x, plan)
+            return _native(x, plan) if _is_native(plan, x.dtype) else _via_channels_last(x, plan)
         return _rearrange(x, plan)
 
     def _into(self, x: torch.Tensor, plan: Plan, out: torch.Tensor) -> torch.Tensor:
