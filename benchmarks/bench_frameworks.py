@@ -41,7 +41,7 @@ def bench_torch(repeat: int, device: str) -> None:
     import torch
     import torch.nn.functional as F
 
-    sync = torch.cuda.synchronize if device == "cuda" else None
+    sync = (lambda _: torch.cuda.synchronize()) if device == "cuda" else None
     print(f"\n### PyTorch {torch.__version__} on {device}, {torch.get_num_threads()} threads\n")
     x_cf = torch.randn(SHAPE_CF, device=device)
     x_cl = x_cf.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C) dense

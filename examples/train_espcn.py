@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from subpixel import _safetensors, image
+from subpixel import _files, image
 from subpixel.layers.torch import SubPixelConv2d
 
 # name -> licence, as scikit-image's docstrings state them
@@ -188,7 +188,7 @@ def main() -> None:
             + skimage.__version__
             + " sample data; examples/train_espcn.py",
         }
-        _safetensors.save(args.out / f"espcn_x{r}.safetensors", tensors, meta)
+        _files.write_tensors(args.out / f"espcn_x{r}.safetensors", tensors, meta)
 
 
 if __name__ == "__main__":

@@ -111,3 +111,10 @@ def available_backends() -> list[str]:
         if entry.framework in sys.modules or importlib.util.find_spec(entry.framework):
             found.append(entry.name)
     return found
+
+
+def framework_version(name: str) -> str:
+    """The version of the library behind the backend called ``name`` (importing it)."""
+    entry = next(e for e in _REGISTRY if e.name == name)
+    module = importlib.import_module(entry.framework)
+    return str(getattr(module, "__version__", "?"))

@@ -24,10 +24,12 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
-LAYOUTS = ("channels_first", "channels_last")
-ORDERS = ("CRD", "DCR")
+Layout = Literal["channels_first", "channels_last"]
+Order = Literal["CRD", "DCR"]
+LAYOUTS: tuple[Layout, ...] = ("channels_first", "channels_last")
+ORDERS: tuple[Order, ...] = ("CRD", "DCR")
 OPS = ("shuffle", "unshuffle")
 
 # dtype names every backend reports (``Backend.dtype_name``); others are the library's own
@@ -43,6 +45,8 @@ __all__ = [
     "LAYOUTS",
     "ORDERS",
     "ConvPlan",
+    "Layout",
+    "Order",
     "Plan",
     "blur_dtype",
     "check_divisible_channels",
@@ -143,7 +147,7 @@ def check_divisible_channels(
     return channels // R
 
 
-def normalize_layout(layout: Any) -> str:
+def normalize_layout(layout: Any) -> Layout:
     if layout not in LAYOUTS:
         raise ValueError(
             f"`layout` must be 'channels_first' or 'channels_last'. Received: layout={layout!r}"
@@ -151,7 +155,7 @@ def normalize_layout(layout: Any) -> str:
     return layout
 
 
-def normalize_order(order: Any) -> str:
+def normalize_order(order: Any) -> Order:
     if order not in ORDERS:
         raise ValueError(
             "`order` must be 'CRD' (PyTorch pixel_shuffle) or 'DCR' (TensorFlow "

@@ -1,6 +1,10 @@
-"""Images for the demo and the command line: PNG in and out (Pillow when
-installed, else a small built-in codec), YCbCr conversion, bicubic resizing and
-PSNR.  NumPy only.
+"""Images for the demo and the command line: files in and out through Pillow
+(strictly: its decompression-bomb guard applies, every problem is one
+``ValueError("<path>: <reason>")``), YCbCr conversion, bicubic resizing and PSNR.
+
+Arrays are ``(H, W)`` or ``(H, W, C)`` with C = 2 (grey + alpha), 3 (RGB) or 4
+(RGBA), in one of three sample types: ``uint8``, ``uint16`` (16-bit grey) or
+``float32`` (Pillow's "F", any range).  Nothing is clipped or dropped on the way in.
 
 >>> import numpy as np
 >>> from subpixel import image
@@ -11,151 +15,147 @@ PSNR.  NumPy only.
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import struct
-import zlib
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-__all__ = ["psnr", "read_png", "resize_bicubic", "rgb_to_ycbcr", "write_png", "ycbcr_to_rgb"]
+from . import _files
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+__all__ = [
+    "check_writable",
+    "psnr",
+    "read_image",
+    "resize_bicubic",
+    "rgb_to_ycbcr",
+    "write_image",
+    "ycbcr_to_rgb",
+]
+
+# Pillow modes read as they are, and those converted first (nothing is lost)
+_AS_IS = {"L", "LA", "RGB", "RGBA", "I;16", "F"}
+_CONVERT = {"1": "L", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
+
+
+def _pil() -> Any:
+    from PIL import Image
+
+    return Image
 
 
 # ---------------------------------------------------------------------------
-# PNG
+# files
 # ---------------------------------------------------------------------------
 
 
-def read_png(path: str | os.PathLike) -> np.ndarray:
-    """An 8-bit image as ``(H, W)`` or ``(H, W, C)`` uint8.  ``ValueError`` if the
-    file is not a PNG this reader handles (with Pillow installed, any image
-    Pillow reads)."""
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as an array (see the module docstring for dtypes and channels).
+
+    16-bit grey stays ``uint16``, 32-bit float ``float32``; palette images become
+    RGB (RGBA if they have transparency); bilevel, CMYK and YCbCr images become 8-bit
+    L or RGB.  ``ValueError("<path>: <reason>")`` for anything Pillow cannot read."""
+    Image = _pil()
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
+    if not os.path.isfile(path):
+        raise _files.FileError(path, "no such file")
     try:
-        from PIL import Image
-    except ImportError:
-        Image = None
-    if Image is not None:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode.startswith("I;16"):  # any byte order: one native uint16 array below
+                return np.asarray(im).astype(np.uint16)
+            if mode == "I":  # 32-bit integers: 16-bit data as some codecs open it
+                a = np.asarray(im)
+                if a.size and (a.min() < 0 or a.max() > 65535):
+                    raise ValueError(
+                        f"32-bit integer samples outside 0..65535 ({a.min()}..{a.max()})"
+                    )
+                return a.astype(np.uint16)
+            if mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif mode in _CONVERT:
+                im = im.convert(_CONVERT[mode])
+            elif mode not in _AS_IS:
+                raise ValueError(f"unsupported image mode {mode!r}")
+            return np.array(im)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise _files.FileError(path, exc.strerror or str(exc)) from None
+        raise _files.FileError(path, f"not an image Pillow can read ({exc})") from None
+    except (ValueError, Image.DecompressionBombError, SyntaxError, EOFError) as exc:
+        raise _files.FileError(path, f"not an image subpixel can read ({exc})") from None
+
+
+def _mode(img: np.ndarray, path: str) -> str:
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    modes = {
+        np.dtype(np.uint8): {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"},
+        np.dtype(np.uint16): {1: "I;16"},
+        np.dtype(np.float32): {1: "F"},
+    }.get(img.dtype, {})
+    if img.ndim not in (2, 3) or channels not in modes:
+        raise _files.FileError(
+            path,
+            f"cannot write a {img.dtype} image with {channels} channel(s) and shape {img.shape} "
+            "(8-bit grey/grey+alpha/RGB/RGBA, 16-bit grey or float grey)",
+        )
+    if 0 in img.shape[:2]:
+        raise _files.FileError(path, f"cannot write an empty image of shape {img.shape}")
+    return modes[channels]
+
+
+def _format(path: str) -> str:
+    Image = _pil()
+    Image.init()
+    ext = os.path.splitext(path)[1].lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise _files.FileError(
+            path,
+            f"unknown image format {ext or '(no extension)'!r}: use .png, .tif, .webp, .jpg, ...",
+        )
+    return fmt
+
+
+def _picture(img: np.ndarray, mode: str) -> Any:
+    """A Pillow image of ``img`` (Pillow infers the mode from the array's dtype and shape)."""
+    picture = _pil().fromarray(np.ascontiguousarray(img))
+    assert picture.mode == mode, (picture.mode, mode)  # _mode() mirrors Pillow's inference
+    return picture
+
+
+def check_writable(path: str | os.PathLike, like: np.ndarray) -> None:
+    """Raise ``ValueError("<path>: <reason>")`` unless an image like ``like`` (its
+    dtype and channels) can be written to ``path``'s format; writes nothing there."""
+    path = os.fspath(path)
+    img = np.asarray(like)
+    mode, fmt = _mode(img, path), _format(path)
+    tiny = img[:1, :1]
+    try:
+        _picture(tiny, mode).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _files.FileError(path, f"{fmt} cannot store this image ({mode}): {exc}") from None
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write an array (dtypes and channels as :func:`read_image` returns them) in the
+    format of ``path``'s extension, atomically."""
+    path = os.fspath(path)
+    img = np.ascontiguousarray(img)
+    check_writable(path, img)
+    mode, fmt = _mode(img, path), _format(path)
+    picture = _picture(img, mode)
+
+    def save(tmp: str) -> None:
         try:
-            with Image.open(path) as im:
-                if im.mode not in ("L", "RGB", "RGBA", "LA"):
-                    im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-                return np.asarray(im)
-        except Exception as exc:
-            raise ValueError(f"{path}: not an image Pillow can read ({exc})") from exc
-    if head != _PNG_SIGNATURE:
-        raise ValueError(f"{path}: not a PNG file (install Pillow for other formats)")
-    return _decode_png(path)
+            picture.save(tmp, format=fmt)
+        except ValueError as exc:
+            raise _files.FileError(path, str(exc)) from None
 
-
-def _chunks(blob: bytes):
-    pos = 8
-    while pos + 8 <= len(blob):
-        (length,) = struct.unpack(">I", blob[pos : pos + 4])
-        kind = blob[pos + 4 : pos + 8]
-        data = blob[pos + 8 : pos + 8 + length]
-        yield kind, data
-        pos += 12 + length
-
-
-def _decode_png(path: str) -> np.ndarray:
-    with open(path, "rb") as f:
-        blob = f.read()
-    ihdr, idat, palette = None, [], None
-    for kind, data in _chunks(blob):
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", data)
-        elif kind == b"IDAT":
-            idat.append(data)
-        elif kind == b"PLTE":
-            palette = np.frombuffer(data, np.uint8).reshape(-1, 3)
-    if ihdr is None:
-        raise ValueError(f"{path}: PNG without IHDR")
-    width, height, depth, colour, _, _, interlace = ihdr
-    if depth != 8 or interlace or colour not in (0, 2, 3, 4, 6):
-        raise ValueError(
-            f"{path}: only 8-bit non-interlaced PNGs are read without Pillow "
-            f"(bit depth {depth}, colour type {colour}, interlace {interlace})"
-        )
-    channels = 1 if colour == 3 else _CHANNELS[colour]
-    stride = width * channels
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(height, stride + 1)
-    out = np.zeros((height, stride), np.uint8)
-    prev = np.zeros(stride, np.int32)
-    for y in range(height):
-        kind, row = raw[y, 0], raw[y, 1:].astype(np.int32)
-        if kind == 0:
-            cur = row
-        elif kind == 1:  # Sub: running sum per sample position
-            cur = np.cumsum(row.reshape(width, channels), axis=0).reshape(-1) & 0xFF
-        elif kind == 2:  # Up
-            cur = (row + prev) & 0xFF
-        elif kind in (3, 4):  # Average, Paeth: sequential along the row
-            cur = row.copy()
-            for x in range(stride):
-                a = cur[x - channels] if x >= channels else 0
-                b = prev[x]
-                if kind == 3:
-                    cur[x] = (cur[x] + (a + b) // 2) & 0xFF
-                else:
-                    c = prev[x - channels] if x >= channels else 0
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                    cur[x] = (cur[x] + pred) & 0xFF
-        else:
-            raise ValueError(f"{path}: bad PNG filter type {kind}")
-        out[y] = cur
-        prev = cur.astype(np.int32)
-    if colour == 3:
-        if palette is None:
-            raise ValueError(f"{path}: palette PNG without PLTE")
-        return palette[out]
-    return out.reshape(height, width) if channels == 1 else out.reshape(height, width, channels)
-
-
-def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write ``(H, W)`` or ``(H, W, 3|4)`` uint8 as PNG (built-in encoder)."""
-    img = np.asarray(img)
-    if (
-        img.dtype != np.uint8
-        or img.ndim not in (2, 3)
-        or (img.ndim == 3 and img.shape[2] not in (1, 2, 3, 4))
-    ):
-        raise ValueError(
-            f"`img` must be uint8 (H, W) or (H, W, C). Received: {img.dtype} {img.shape}"
-        )
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    h, w = img.shape[:2]
-    colour = {2: 0, 3: {2: 4, 3: 2, 4: 6}.get(img.shape[-1])}[img.ndim]
-    rows = np.ascontiguousarray(img).reshape(h, -1)
-    # filter "Up" (each row minus the one above): photographs compress better
-    filtered = rows.copy()
-    filtered[1:] = rows[1:] - rows[:-1]  # uint8 arithmetic wraps modulo 256, as PNG wants
-    kinds = np.full((h, 1), 2, np.uint8)
-    kinds[0] = 0
-    raw = np.concatenate([kinds, filtered], axis=1).tobytes()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    with open(path, "wb") as f:
-        f.write(_PNG_SIGNATURE)
-        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)))
-        f.write(chunk(b"IDAT", zlib.compress(raw, 6)))
-        f.write(chunk(b"IEND", b""))
+    _files.atomic_write(path, save)
 
 
 # ---------------------------------------------------------------------------
@@ -215,8 +215,15 @@ def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
 def resize_bicubic(img: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic resize of ``(H, W)`` or ``(H, W, C)`` to ``(height, width)`` (float64)."""
     img = np.asarray(img, np.float64)
-    rows = _resize_matrix(img.shape[0], height)
-    cols = _resize_matrix(img.shape[1], width)
+    if img.ndim not in (2, 3) or 0 in img.shape[:2]:
+        raise ValueError(
+            f"`img` must be a non-empty (H, W) or (H, W, C) image. Received: shape {img.shape}"
+        )
+    for name, n in (("height", height), ("width", width)):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={n!r}")
+    rows = _resize_matrix(img.shape[0], int(height))
+    cols = _resize_matrix(img.shape[1], int(width))
     out = np.tensordot(rows, img, axes=(1, 0))
     return np.moveaxis(np.tensordot(cols, out, axes=(1, 1)), 0, 1)
 
@@ -224,6 +231,14 @@ def resize_bicubic(img: np.ndarray, height: int, width: int) -> np.ndarray:
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0, shave: int = 0) -> float:
     """Peak signal-to-noise ratio in dB, ignoring ``shave`` border pixels."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(
+            f"`a` and `b` must be images of one shape. Received: {a.shape} and {b.shape}"
+        )
+    if isinstance(shave, bool) or not isinstance(shave, (int, np.integer)) or shave < 0:
+        raise ValueError(f"`shave` must be a non-negative integer. Received: shave={shave!r}")
+    if 2 * shave >= min(a.shape[:2]):
+        raise ValueError(f"`shave`={shave} leaves nothing of a {a.shape[0]}x{a.shape[1]} image")
     if shave:
         a, b = a[shave:-shave, shave:-shave], b[shave:-shave, shave:-shave]
     mse = np.mean((a - b) ** 2)

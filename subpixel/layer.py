@@ -6,6 +6,10 @@ arrays, that runs on any backend's array and moves between frameworks.
 >>> layer = SubPixelConv(4, 3, 3, factor=2, seed=0)      # ICNR-initialised
 >>> layer(np.zeros((1, 4, 5, 5), np.float32)).shape
 (1, 3, 10, 10)
+
+Parameters are read-only arrays: assign new ones (``layer.weight = w``), which the
+layer validates and converts for each backend again, so it never computes with
+stale copies.
 """
 
 from __future__ import annotations
@@ -17,12 +21,44 @@ from typing import Any
 
 import numpy as np
 
-from . import _safetensors, _spec, ops, weights
+from . import _files, ops, weights
 from ._dispatch import backend_for
+from ._layer_spec import PARAM_DTYPES, LayerSpec
 
 __all__ = ["SubPixelConv"]
 
-_FORMAT = "subpixel.SubPixelConv/1"
+CONFIG_KEY = "subpixel"  # the metadata entry of weight files that holds the layer config
+
+
+def _param_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in PARAM_DTYPES:
+        raise ValueError(
+            "`dtype` must be float16, float32 or float64 (a layer's parameters are "
+            f"floating point). Received: dtype={dtype!r}"
+        )
+    return dt
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (
+        isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0
+    ):
+        return np.random.default_rng(seed)
+    raise ValueError(
+        f"`seed` must be None, a non-negative integer or a numpy.random.Generator. Received: seed={seed!r}"
+    )
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.flags.writeable = False
+    return a
 
 
 class SubPixelConv:
@@ -32,14 +68,20 @@ class SubPixelConv:
     (PyTorch layout) with output channels in ``order``; ``bias`` one per LR channel.
     Calling the layer on a NumPy, PyTorch, TensorFlow, JAX (or CuPy) array runs
     there; the parameters are converted once per backend, device and dtype.
+
+    Args:
+        init: ``"icnr"`` (default: He normal base kernel copied to every phase),
+            ``"he_normal"``, or a weight array of the layer's shape.
+        seed: None, a non-negative int or a ``numpy.random.Generator``.
+        dtype: the parameters' dtype: float16, float32 (default) or float64.
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: Any,
-        factor: Any,
+        kernel_size: int | tuple[int, ...],
+        factor: int | tuple[int, ...],
         *,
         spatial_dims: int | None = None,
         bias: bool = True,
@@ -49,202 +91,222 @@ class SubPixelConv:
         init: Any = "icnr",
         blur: bool = False,
         crop: Any = None,
-        seed: int | None = None,
+        seed: Any = None,
         dtype: Any = np.float32,
     ) -> None:
-        if spatial_dims is None:
-            spatial_dims = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 2
-        d = _spec.normalize_spatial_dims(spatial_dims, None)
-        self.kernel_size = _spec.normalize_factor(kernel_size, d, "kernel_size")
-        self.factor = _spec.normalize_factor(factor, d)
-        self.order = _spec.normalize_order(order)
-        self.padding = _spec.normalize_padding(padding, self.kernel_size)
-        self.layout = _spec.normalize_layout(layout)
-        self.crop = _spec.normalize_crop(crop, d)
-        self.blur = bool(blur)
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        shape = (out_channels * math.prod(self.factor), in_channels, *self.kernel_size)
-        if isinstance(init, np.ndarray):
-            w = init
+        spec = LayerSpec.create(
+            in_channels,
+            out_channels,
+            kernel_size,
+            factor,
+            spatial_dims=spatial_dims,
+            order=order,
+            padding=padding,
+            crop=crop,
+            blur=blur,
+            bias=bias,
+            layout=layout,
+        )
+        dt = _param_dtype(dtype)
+        shape = spec.weight_shape
+        if isinstance(init, np.ndarray) or (not isinstance(init, str) and hasattr(init, "shape")):
+            w = weights._to_numpy(init, "init")
         elif init == "icnr":
-            w = weights.icnr(shape, self.factor, order=self.order, seed=seed, dtype=dtype)
+            w = weights.icnr(shape, spec.factor, order=spec.order, seed=_rng(seed), dtype=dt)
         elif init == "he_normal":
-            rng = np.random.default_rng(seed)
-            w = rng.standard_normal(shape) * math.sqrt(
-                2.0 / (in_channels * math.prod(self.kernel_size))
-            )
+            fan_in = spec.in_channels * math.prod(spec.kernel_size)  # type: ignore[operator]
+            w = _rng(seed).standard_normal(shape) * math.sqrt(2.0 / fan_in)
         else:
             raise ValueError(
-                f"`init` must be 'icnr', 'he_normal' or a weight array of shape {shape}. Received: init={init!r}"
+                f"`init` must be 'icnr', 'he_normal' or a weight array of shape {shape}. "
+                f"Received: init={init!r}"
             )
-        self._weight = self._bias = None
-        self.weight = np.asarray(w, dtype=dtype)
-        self.bias = np.zeros(shape[0], dtype=dtype) if bias else None
+        self._spec = spec
+        self._dtype = dt
+        self.weight = w
+        self.bias = np.zeros(spec.lr_channels, dtype=dt) if spec.bias else None
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, weight: Any, bias: Any = None) -> SubPixelConv:
+        """A layer for a :class:`~subpixel._layer_spec.LayerSpec` around given parameters."""
+        w = np.asarray(weights._to_numpy(weight, "weight"))
+        spec.check_parameters(w.shape, None if bias is None else np.shape(bias))
+        dtype = w.dtype if w.dtype.name in PARAM_DTYPES else np.float32
+        layer = cls.__new__(cls)
+        layer._spec, layer._dtype = spec, np.dtype(dtype)
+        layer.weight = w
+        layer.bias = None if bias is None else weights._to_numpy(bias, "bias")
+        return layer
+
+    # -- the description -----------------------------------------------------
+
+    @property
+    def spec(self) -> LayerSpec:
+        """The layer's validated, frozen description."""
+        return self._spec
+
+    in_channels = property(lambda self: self._spec.in_channels)
+    out_channels = property(lambda self: self._spec.out_channels)
+    kernel_size = property(lambda self: self._spec.kernel_size)
+    factor = property(lambda self: self._spec.factor)
+    order = property(lambda self: self._spec.order)
+    padding = property(lambda self: self._spec.padding)
+    layout = property(lambda self: self._spec.layout)
+    crop = property(lambda self: self._spec.crop)
+    blur = property(lambda self: self._spec.blur)
+    spatial_dims = property(lambda self: self._spec.spatial_dims)
+    dtype = property(lambda self: self._dtype)
+
+    def config(self) -> dict:
+        """The description as stored in weight files (JSON-ready)."""
+        return self._spec.to_dict()
 
     # -- parameters --------------------------------------------------------
 
     @property
     def weight(self) -> np.ndarray:
+        """``(out_channels * R, in_channels, *kernel_size)``, read-only: assign a new array."""
         return self._weight
 
     @weight.setter
     def weight(self, value: Any) -> None:
-        value = np.asarray(value)
-        expected = (self.out_channels * math.prod(self.factor), self.in_channels, *self.kernel_size)
-        if value.shape != expected:
+        value = np.asarray(weights._to_numpy(value, "weight"))
+        if value.shape != self._spec.weight_shape:
             raise ValueError(
-                f"`weight` must have shape {expected}. Received: weight.shape={value.shape}"
+                f"`weight` must have shape {self._spec.weight_shape}. Received: weight.shape={value.shape}"
             )
-        self._weight = value
+        if value.dtype.kind not in "fiu":
+            raise ValueError(
+                f"`weight` must hold real numbers. Received: weight.dtype={value.dtype}"
+            )
+        self._weight = _read_only(value.astype(self._dtype.newbyteorder("=")))
         self._cache: dict = {}
 
     @property
     def bias(self) -> np.ndarray | None:
+        """``(out_channels * R,)`` or None, read-only: assign a new array."""
         return self._bias
 
     @bias.setter
     def bias(self, value: Any) -> None:
         if value is not None:
-            value = np.asarray(value)
-            n = self.out_channels * math.prod(self.factor)
+            if not self._spec.bias:
+                raise ValueError("`bias` cannot be set on a layer made with bias=False")
+            value = np.asarray(weights._to_numpy(value, "bias"))
+            n = self._spec.lr_channels
             if value.shape != (n,):
                 raise ValueError(
                     f"`bias` must have shape ({n},). Received: bias.shape={value.shape}"
                 )
+            if value.dtype.kind not in "fiu":
+                raise ValueError(
+                    f"`bias` must hold real numbers. Received: bias.dtype={value.dtype}"
+                )
+            value = _read_only(value.astype(self._dtype.newbyteorder("=")))
+        elif self._spec.bias and hasattr(self, "_bias"):
+            raise ValueError("`bias` cannot be removed from a layer made with bias=True")
         self._bias = value
         self._cache = {}
 
-    @property
-    def spatial_dims(self) -> int:
-        return len(self.factor)
-
-    def config(self) -> dict:
-        return {
-            "format": _FORMAT,
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "kernel_size": list(self.kernel_size),
-            "factor": list(self.factor),
-            "order": self.order,
-            "padding": [list(p) for p in self.padding],
-            "layout": self.layout,
-            "crop": [list(p) for p in self.crop],
-            "blur": self.blur,
-        }
-
     @classmethod
     def from_weights(cls, weight: Any, bias: Any = None, **config: Any) -> SubPixelConv:
-        """A layer around given parameters (PyTorch layout)."""
+        """A layer around given parameters (PyTorch layout); ``config`` takes the
+        constructor's keywords (``factor`` is required) and may repeat the shapes."""
         w = np.asarray(weights._to_numpy(weight, "weight"))
-        config.pop("format", None)
-        factor = config.pop("factor")
+        if "factor" not in config:
+            raise ValueError("`factor` is needed to read a kernel as a sub-pixel convolution")
         if w.ndim < 3:
             raise ValueError(
                 f"`weight` must be a conv kernel (C_out * R, C_in, *k). Received: weight.shape={w.shape}"
             )
-        d = w.ndim - 2
-        r = _spec.normalize_factor(factor, d)
-        _spec.check_divisible_channels("weight", w.shape[0], r, w.shape)
-        layer = cls(
-            w.shape[1],
-            w.shape[0] // math.prod(r),
-            tuple(w.shape[2:]),
-            r,
-            bias=bias is not None,
-            init=w,
-            dtype=w.dtype,
-            **{
-                k: v
-                for k, v in config.items()
-                if k not in ("in_channels", "out_channels", "kernel_size")
-            },
+        config = {k: v for k, v in config.items() if k != "format"}
+        factor = config.pop("factor")
+        from ._spec import check_divisible_channels, normalize_factor
+
+        r = normalize_factor(factor, w.ndim - 2)
+        derived = {
+            "in_channels": w.shape[1],
+            "out_channels": check_divisible_channels("weight", w.shape[0], r, w.shape),
+            "kernel_size": tuple(w.shape[2:]),
+        }
+        for key, value in derived.items():  # a config that contradicts the arrays is an error
+            given = config.pop(key, value)
+            if (tuple(given) if isinstance(given, (list, tuple)) else given) != value:
+                raise ValueError(
+                    f"`{key}`={given!r} contradicts the weight of shape {w.shape} ({key}={value!r})"
+                )
+        config.setdefault("bias", bias is not None)
+        spec = LayerSpec.create(
+            derived["in_channels"], derived["out_channels"], derived["kernel_size"], r, **config
         )
-        if bias is not None:
-            layer.bias = np.asarray(weights._to_numpy(bias, "bias"), dtype=w.dtype)
-        return layer
+        return cls.from_spec(spec, w, bias)
 
     # -- running -------------------------------------------------------------
 
-    def _params_for(self, x: Any):
+    def _params_for(self, x: Any) -> tuple[Any, Any]:
         backend = backend_for(x)
-        if backend.name == "numpy":
-            return self.weight.astype(
-                x.dtype, copy=False
-            ), None if self.bias is None else self.bias.astype(x.dtype, copy=False)
-        try:
-            key = (backend.name, str(x.device), str(x.dtype))
-        except Exception:
-            key = None
-        params = self._cache.get(key) if key else None
+        key = (backend.name, backend.device(x), backend.dtype_name(x))
+        params = self._cache.get(key)
         if params is None:
-            params = (
-                backend.from_numpy(self.weight, like=x),
-                None if self.bias is None else backend.from_numpy(self.bias, like=x),
+            params = self._cache[key] = (
+                backend.from_numpy(self._weight, like=x),
+                None if self._bias is None else backend.from_numpy(self._bias, like=x),
             )
-            if key:
-                self._cache[key] = params
         return params
 
     def __call__(self, x: Any) -> Any:
         w, b = self._params_for(x)
-        return ops.sub_pixel_conv(
-            x,
-            w,
-            b,
-            factor=self.factor,
-            padding=self.padding,
-            spatial_dims=self.spatial_dims,
-            layout=self.layout,
-            order=self.order,
-            blur=self.blur,
-            crop=self.crop,
-        )
+        return ops.sub_pixel_conv(x, w, b, **self._spec.op_kwargs())
 
     def __repr__(self) -> str:
+        s = self._spec
         return (
-            f"SubPixelConv({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"factor={self.factor}, order={self.order!r}, layout={self.layout!r})"
+            f"SubPixelConv({s.in_channels}, {s.out_channels}, kernel_size={s.kernel_size}, "
+            f"factor={s.factor}, order={s.order!r}, layout={s.layout!r})"
         )
 
     # -- files ---------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save to ``.safetensors`` or ``.npz`` (plain data; no pickle)."""
-        path = os.fspath(path)
-        tensors = {"weight": np.ascontiguousarray(self.weight)}
-        if self.bias is not None:
-            tensors["bias"] = np.ascontiguousarray(self.bias)
-        meta = json.dumps(self.config())
-        if path.endswith(".safetensors"):
-            _safetensors.save(path, tensors, {"subpixel": meta})
-        elif path.endswith(".npz"):
-            with open(path, "wb") as f:
-                np.savez(f, config=np.array(meta), **tensors)
-        else:
-            raise ValueError(f"`path` must end in .safetensors or .npz. Received: path={path!r}")
+        """Save to ``.safetensors`` or ``.npz`` (plain data, atomically; no pickle)."""
+        tensors = {"weight": self._weight}
+        if self._bias is not None:
+            tensors["bias"] = self._bias
+        _files.write_tensors(path, tensors, {CONFIG_KEY: json.dumps(self.config())})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SubPixelConv:
-        """Load a file written by :meth:`save` (never unpickles anything)."""
+        """Load a file written by :meth:`save`; ``ValueError("<path>: <reason>")`` for
+        any file that is not one (never unpickles anything)."""
         path = os.fspath(path)
-        if path.endswith(".safetensors"):
-            from safetensors import safe_open
+        if _files.kind_of(path) not in ("safetensors", "npz"):
+            raise _files.FileError(path, "a SubPixelConv is saved as .safetensors or .npz")
+        with _files.open_tensors(path) as f:
+            return cls.from_file(f)
 
-            with safe_open(path, framework="numpy") as f:
-                meta = (f.metadata() or {}).get("subpixel")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        elif path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as f:
-                tensors = {k: f[k] for k in f.files}
-            meta = str(tensors.pop("config")) if "config" in tensors else None
-        else:
-            raise ValueError(f"`path` must end in .safetensors or .npz. Received: path={path!r}")
-        if meta is None or "weight" not in tensors:
-            raise ValueError(f"{path} is not a subpixel SubPixelConv file (no config or no weight)")
-        config = json.loads(meta)
-        if config.get("format") != _FORMAT:
-            raise ValueError(f"{path} has format {config.get('format')!r}; expected {_FORMAT!r}")
-        return cls.from_weights(tensors["weight"], tensors.get("bias"), **config)
+    @classmethod
+    def from_file(cls, f: _files.TensorFile) -> SubPixelConv:
+        """The layer an opened weights file (:meth:`save`'s format) holds."""
+        path = f.path
+        if CONFIG_KEY not in f.metadata:
+            raise _files.FileError(path, "not a subpixel SubPixelConv file (no layer config)")
+        keys = set(f.keys())
+        if "weight" not in keys or not keys <= {"weight", "bias"}:
+            raise _files.FileError(
+                path,
+                f"a SubPixelConv file holds `weight` and `bias`, not: {', '.join(sorted(keys))}",
+            )
+        config = _parse_config(f.metadata[CONFIG_KEY], path)
+        if isinstance(config, dict) and "bias" not in config:  # files of subpixel 0.1
+            config = {**config, "bias": "bias" in keys}
+        spec = LayerSpec.from_dict(config, path)
+        # check the shapes against the config before reading any data
+        b_shape = f.shape("bias") if "bias" in keys else None
+        try:
+            spec.check_parameters(f.shape("weight"), b_shape)
+        except ValueError as exc:
+            raise _files.FileError(path, f"the arrays contradict the layer config: {exc}") from None
+        return cls.from_spec(spec, f["weight"], f["bias"] if b_shape is not None else None)
 
     # -- transposed convolutions -------------------------------------------
 
@@ -290,199 +352,65 @@ class SubPixelConv:
         """The transposed convolution equal to this layer (blur is not representable)."""
         if self.blur:
             raise ValueError("A layer with blur=True has no transposed-convolution equivalent")
-        ct = weights.sub_pixel_to_conv_transpose(
-            self.weight,
-            self.bias,
-            factor=self.factor,
-            order=self.order,
-            padding=self.padding,
-            target="torch",
-        )
-        if any(a or b for a, b in self.crop):
-            # The crop removes (a, b) more of the full output: crops before/after become
-            # p + a and p + b.  PyTorch needs before - after in [0, stride): shift it by
-            # whole strides with zero taps at the kernel's start (before grows by s) or
-            # end (after grows by s).
-            w = ct.weight
-            pad, op = [], []
-            for i, ((a, b), p, s) in enumerate(zip(self.crop, ct.padding, ct.stride)):
-                before, after = p + a, p + b
-                front = -(-(after - before) // s) if before < after else 0
-                back = (before - after) // s if before - after >= s else 0
-                widths = [(0, 0)] * w.ndim
-                widths[2 + i] = (front * s, back * s)
-                w = np.pad(w, widths)
-                before, after = before + front * s, after + back * s
-                pad.append(before)
-                op.append(before - after)
-            ct = weights.ConvTransposeParams(w, ct.bias, ct.stride, tuple(pad), tuple(op))
-        if target == "torch":
-            return ct
-        if any(ct.output_padding):
-            raise ValueError("`crop` has no Keras Conv*DTranspose equivalent; use target='torch'")
         return weights.sub_pixel_to_conv_transpose(
-            self.weight,
-            self.bias,
+            self._weight,
+            self._bias,
             factor=self.factor,
             order=self.order,
             padding=self.padding,
+            crop=self.crop,
             target=target,
         )
 
-    # -- frameworks ----------------------------------------------------------
+    # -- frameworks: each framework's own module does the work ------------------
 
     @classmethod
     def from_torch(
         cls, module: Any, *, factor: Any = None, order: str = "CRD", layout: str = "channels_first"
     ) -> SubPixelConv:
         """From a :mod:`subpixel.layers.torch` ``SubPixelConvNd``, or from a plain
-        ``torch.nn.ConvNd`` (stride 1) followed by a shuffle of ``factor`` in ``order``."""
+        ``torch.nn.ConvNd`` (stride 1, zero padding) followed by a shuffle of
+        ``factor`` in ``order``."""
         from .layers import torch as torch_layers
 
-        if isinstance(module, torch_layers._SubPixelConvNd):
-            b = None if module.bias is None else module.bias.detach().cpu().numpy()
-            return cls.from_weights(
-                module.weight.detach().cpu().numpy(),
-                b,
-                factor=module.factor,
-                order=module.order,
-                padding=module.padding,
-                blur=module.blur,
-                crop=module.crop,
-                layout=layout,
-            )
-        if factor is None:
-            raise ValueError("`factor` is needed to read a plain torch conv as a sub-pixel conv")
-        if (
-            any(s != 1 for s in module.stride)
-            or any(v != 1 for v in module.dilation)
-            or module.groups != 1
-        ):
-            raise ValueError(
-                "Only stride-1, undilated, ungrouped convolutions are sub-pixel convolutions"
-            )
-        padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
-        b = None if module.bias is None else module.bias.detach().cpu().numpy()
-        return cls.from_weights(
-            module.weight.detach().cpu().numpy(),
-            b,
-            factor=factor,
-            order=order,
-            padding=padding,
-            layout=layout,
-        )
+        return torch_layers.to_agnostic(module, factor=factor, order=order, layout=layout)
 
     def to_torch(self) -> Any:
         """A :mod:`subpixel.layers.torch` ``SubPixelConvNd`` with these parameters."""
-        import torch
+        from .layers import torch as torch_layers
 
-        from .layers.torch import SUB_PIXEL_CONV
-
-        module = SUB_PIXEL_CONV[self.spatial_dims](
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.factor,
-            padding=self.padding,
-            bias=self.bias is not None,
-            order=self.order,
-            blur=self.blur,
-            crop=self.crop,
-            init="default",
-        )
-        with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(np.array(self.weight, dtype=np.float32)))
-            if self.bias is not None:
-                module.bias.copy_(torch.from_numpy(np.array(self.bias, dtype=np.float32)))
-        return module
+        return torch_layers.from_agnostic(self)
 
     @classmethod
-    def from_keras(cls, layer: Any) -> SubPixelConv:
-        """From a built :class:`subpixel.layers.keras.SubPixelConv`."""
-        kernel = np.asarray(
-            layer.kernel.numpy() if hasattr(layer.kernel, "numpy") else layer.kernel
-        )
-        w = weights.convert_layout(kernel, src="keras", dst="torch")
-        b = None if layer.bias is None else np.asarray(layer.bias.numpy())
-        return cls.from_weights(
-            w,
-            b,
-            factor=layer.factor,
-            order=layer.order,
-            padding=layer.padding,
-            layout=layer.data_format,
-            blur=layer.blur,
-            crop=layer.crop,
-        )
+    def from_keras(cls, layer: Any, *, factor: Any = None, order: str = "CRD") -> SubPixelConv:
+        """From a built :class:`subpixel.layers.keras.SubPixelConv`, or from a built plain
+        ``keras.layers.ConvND`` (stride 1) followed by a shuffle of ``factor`` in ``order``."""
+        from .layers import keras as keras_layers
+
+        return keras_layers.to_agnostic(layer, factor=factor, order=order)
 
     def to_keras(self, data_format: str | None = None) -> Any:
         """A built :class:`subpixel.layers.keras.SubPixelConv` with these parameters."""
-        from .layers.keras import SubPixelConv as KerasSubPixelConv
+        from .layers import keras as keras_layers
 
-        data_format = data_format or self.layout
-        layer = KerasSubPixelConv(
-            self.out_channels,
-            self.kernel_size,
-            self.factor,
-            padding=self.padding,
-            order=self.order,
-            data_format=data_format,
-            use_bias=self.bias is not None,
-            blur=self.blur,
-            crop=self.crop,
-            kernel_initializer="zeros",
-        )
-        spatial = (None,) * self.spatial_dims
-        layer.build(
-            (None, self.in_channels, *spatial)
-            if data_format == "channels_first"
-            else (None, *spatial, self.in_channels)
-        )
-        params = [weights.convert_layout(self.weight, src="torch", dst="keras")]
-        if self.bias is not None:
-            params.append(self.bias)
-        layer.set_weights([p.astype(np.float32) for p in params])
-        return layer
+        return keras_layers.from_agnostic(self, data_format=data_format)
 
     @classmethod
     def from_flax(cls, module: Any) -> SubPixelConv:
         """From a :class:`subpixel.layers.flax.SubPixelConv`."""
-        w = weights.convert_layout(np.asarray(module.kernel[...]), src="flax", dst="torch")
-        b = None if module.bias is None else np.asarray(module.bias[...])
-        return cls.from_weights(
-            w,
-            b,
-            factor=module.factor,
-            order=module.order,
-            padding=module.padding,
-            layout=module.layout,
-            blur=module.blur,
-            crop=module.crop,
-        )
+        from .layers import flax as flax_layers
+
+        return flax_layers.to_agnostic(module)
 
     def to_flax(self, layout: str | None = None, rngs: Any = None) -> Any:
         """A :class:`subpixel.layers.flax.SubPixelConv` with these parameters."""
-        import jax.numpy as jnp
-        from flax import nnx
+        from .layers import flax as flax_layers
 
-        from .layers.flax import SubPixelConv as FlaxSubPixelConv
+        return flax_layers.from_agnostic(self, layout=layout, rngs=rngs)
 
-        module = FlaxSubPixelConv(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.factor,
-            padding=self.padding,
-            order=self.order,
-            layout=layout or self.layout,
-            use_bias=self.bias is not None,
-            blur=self.blur,
-            crop=self.crop,
-            rngs=rngs or nnx.Rngs(0),
-        )
-        module.kernel[...] = jnp.asarray(
-            weights.convert_layout(self.weight, src="torch", dst="flax")
-        )
-        if self.bias is not None:
-            module.bias[...] = jnp.asarray(self.bias)
-        return module
+
+def _parse_config(text: str, path: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise _files.FileError(path, f"the layer config is not JSON ({exc})") from None

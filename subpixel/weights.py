@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import _spec
+from ._layer_spec import MAX_FACTOR, icnr_index
 
 __all__ = [
     "ConvTransposeParams",
@@ -147,13 +149,11 @@ def _check_bias(bias: np.ndarray | None, channels: int, what: str) -> None:
         )
 
 
-def _check_groups(groups: Any, c_in: int) -> int:
+def _check_groups(groups: Any, channels: int, what: str = "input channels") -> int:
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"`groups` must be a positive integer. Received: groups={groups!r}")
-    if c_in % groups:
-        raise ValueError(
-            f"`groups` must divide the {c_in} input channels. Received: groups={groups}"
-        )
+    if channels % groups:
+        raise ValueError(f"`groups` must divide the {channels} {what}. Received: groups={groups}")
     return int(groups)
 
 
@@ -196,8 +196,9 @@ def reorder_channels(
     d = _spec.normalize_spatial_dims(spatial_dims, factor)
     r = _spec.normalize_factor(factor, d)
     R = math.prod(r)
-    if not -w.ndim <= axis < w.ndim:
-        raise ValueError(f"`axis` must be an axis of `w` (ndim {w.ndim}). Received: axis={axis}")
+    if not _spec._is_int(axis) or not -w.ndim <= operator.index(axis) < w.ndim:
+        raise ValueError(f"`axis` must be an axis of `w` (ndim {w.ndim}). Received: axis={axis!r}")
+    axis = operator.index(axis)
     C = _spec.check_divisible_channels("w", w.shape[axis], r, w.shape, f"channels on axis {axis}")
     if src == dst:
         return np.array(w, copy=True)
@@ -267,7 +268,7 @@ def conv_transpose_to_sub_pixel(
     source = _check_choice(source, "source", SOURCES)
     order = _spec.normalize_order(order)
     d = _check_kernel(w)
-    s = _per_dim(stride, d, "stride", 1)
+    s = _per_dim(stride, d, "stride", 1, MAX_FACTOR)
     if source == "tensorflow":
         if groups != 1:
             raise ValueError(
@@ -356,10 +357,11 @@ def sub_pixel_to_conv_transpose(
     factor: Any,
     order: str = "CRD",
     padding: Any = "same",
+    crop: Any = None,
     groups: int = 1,
     target: str = "torch",
 ) -> ConvTransposeParams:
-    """The transposed convolution equal to an LR conv + shuffle (the inverse map).
+    """The transposed convolution equal to an LR conv + shuffle (+ crop): the inverse map.
 
     Args:
         weight: LR kernel ``(C_out * prod(factor), C_in // groups, *k)`` (PyTorch
@@ -369,6 +371,8 @@ def sub_pixel_to_conv_transpose(
         factor: the shuffle factor (becomes the stride).
         padding: the LR conv's padding: ``"same"``, ``"valid"``, an int or one per
             dim, or ``(before, after)`` pairs.
+        crop: pixels removed from the shuffled output, ``(before, after)`` per dim
+            (as :func:`conv_transpose_to_sub_pixel` produces); torch target only.
         target: ``"torch"`` (ConvTranspose*d) or ``"tensorflow"`` (Keras
             Conv*DTranspose, ``"same"``/``"valid"`` only).
 
@@ -385,7 +389,7 @@ def sub_pixel_to_conv_transpose(
     s = _spec.normalize_factor(factor, d)
     R = math.prod(s)
     c_out = _spec.check_divisible_channels("weight", w.shape[0], s, w.shape)
-    groups = _check_groups(groups, w.shape[0])
+    groups = _check_groups(groups, c_out, "output channels of the transposed convolution")
     if groups > 1 and order == "DCR":
         raise ValueError(
             f"`order` must be 'CRD' when groups > 1. Received: order='DCR' with groups={groups}"
@@ -397,8 +401,9 @@ def sub_pixel_to_conv_transpose(
     ct_bias = None
     if b is not None:
         per_phase = b.reshape(c_out, R)
-        if not np.all(per_phase == per_phase[:, :1]):
-            bad = int(np.argmax(np.any(per_phase != per_phase[:, :1], axis=1)))
+        same = (per_phase == per_phase[:, :1]) | (np.isnan(per_phase) & np.isnan(per_phase[:, :1]))
+        if not np.all(same):
+            bad = int(np.argmax(~np.all(same, axis=1)))
             raise ValueError(
                 "`bias` must be equal across the phases of each output channel: a transposed "
                 f"convolution has one bias per channel. Received: bias of output channel {bad} "
@@ -431,6 +436,15 @@ def sub_pixel_to_conv_transpose(
     big = big.reshape((c_in, g_out, *(kq[i] * s[i] for i in range(d))))
     p = tuple((kq[i] - 1 - left[i]) * s[i] for i in range(d))
     big = np.ascontiguousarray(big)
+    crops = _spec.normalize_crop(crop, d)
+    if any(a or b for a, b in crops):
+        if target != "torch":
+            raise ValueError(
+                "`crop` has no Keras Conv*DTranspose equivalent; use target='torch'. "
+                f"Received: crop={crop!r}"
+            )
+        big, p, op = _crop_as_padding(big, p, s, crops)
+        return ConvTransposeParams(big, ct_bias, s, p, op, groups, "torch")
     if target == "torch":
         return ConvTransposeParams(big, ct_bias, s, p, (0,) * d, groups, "torch")
     # Keras: padding 'same' crops floor((K - s) / 2) = floor((kq - 1) s / 2) before;
@@ -450,6 +464,27 @@ def sub_pixel_to_conv_transpose(
         "output. Use target='torch' (explicit padding) or an LR padding of 'same' or "
         f"kernel - 1 on each side. Received: padding={padding!r}"
     )
+
+
+def _crop_as_padding(w: np.ndarray, pad: tuple, s: tuple, crops: tuple) -> tuple:
+    """Fold an HR crop into a torch transposed conv's padding and output_padding.
+
+    The crop removes (a, b) more of the full output: before/after become p + a and
+    p + b.  PyTorch needs before - after in [0, stride): shift it by whole strides
+    with zero taps at the kernel's start (before grows by s) or end (after grows by s).
+    """
+    new_pad, output_padding = [], []
+    for i, ((a, b), p, si) in enumerate(zip(crops, pad, s)):
+        before, after = p + a, p + b
+        front = -(-(after - before) // si) if before < after else 0
+        back = (before - after) // si if before - after >= si else 0
+        widths = [(0, 0)] * w.ndim
+        widths[2 + i] = (front * si, back * si)
+        w = np.pad(w, widths)
+        before, after = before + front * si, after + back * si
+        new_pad.append(before)
+        output_padding.append(before - after)
+    return np.ascontiguousarray(w), tuple(new_pad), tuple(output_padding)
 
 
 # ---------------------------------------------------------------------------
@@ -545,7 +580,7 @@ def icnr(
     *,
     order: str = "CRD",
     init: Callable[..., Any] | np.ndarray | None = None,
-    seed: int | None = None,
+    seed: int | np.random.Generator | None = None,
     dtype: Any = np.float32,
 ) -> np.ndarray:
     """ICNR initialisation (Aitken et al. 2017) of a sub-pixel conv kernel.
@@ -563,25 +598,33 @@ def icnr(
     >>> bool((w[0] == w[3]).all() and (w[4] == w[7]).all() and not (w[0] == w[4]).all())
     True
     """
-    shape = tuple(int(v) for v in shape)
+    if not isinstance(shape, (tuple, list)) or not all(
+        _spec._is_int(v) and operator.index(v) >= 1 for v in shape
+    ):
+        raise ValueError(f"`shape` must be a tuple of positive integers. Received: shape={shape!r}")
+    shape = tuple(operator.index(v) for v in shape)
     order = _spec.normalize_order(order)
     if len(shape) < 3:
         raise ValueError(
             f"`shape` must be a kernel shape with at least 3 axes. Received: shape={shape}"
         )
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.kind != "f":
+        raise ValueError(
+            f"`dtype` must be a floating-point dtype (integers would truncate the kernel to "
+            f"zeros). Received: dtype={dtype!r}"
+        )
     d = len(shape) - 2
     r = _spec.normalize_factor(factor, d)
-    R = math.prod(r)
     base_shape = (_spec.check_divisible_channels("shape", shape[0], r, shape), *shape[1:])
-    rng = np.random.default_rng(seed)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if init is None:
         base = _he_normal(base_shape, rng)
     elif callable(init):
-        try:
-            base = init(base_shape, rng)
-        except TypeError:
-            base = init(base_shape)
-        base = _to_numpy(base, "init")
+        base = _to_numpy(init(base_shape, rng) if _takes_rng(init) else init(base_shape), "init")
     else:
         base = _to_numpy(init, "init")
     base = np.asarray(base)
@@ -589,5 +632,15 @@ def icnr(
         raise ValueError(
             f"`init` must give the base kernel of shape {base_shape}. Received: shape {base.shape}"
         )
-    full = np.repeat(base, R, axis=0) if order == "CRD" else np.tile(base, (R,) + (1,) * (d + 1))
-    return full.astype(dtype)
+    index = icnr_index(base_shape[0], r, order)  # the one ICNR rule (subpixel._layer_spec)
+    return np.take(base, index, axis=0).astype(dt)
+
+
+def _takes_rng(init: Callable[..., Any]) -> bool:
+    """Whether ``init`` accepts a second positional argument (the generator)."""
+    try:
+        params = list(inspect.signature(init).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: give the generator
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)

@@ -35,8 +35,8 @@ def photo(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "photo.png"
     from subpixel.models.espcn import _DIR
 
-    img = image.read_png(_DIR / "sample.png")[:60, :75]
-    image.write_png(path, img)
+    img = image.read_image(_DIR / "sample.png")[:60, :75]
+    image.write_image(path, img)
     return path, img
 
 
@@ -49,7 +49,7 @@ def test_upscale_sample_prints_psnr(tmp_path):
         float(v) for v in re.search(r"ESPCN ([\d.]+) dB, bicubic ([\d.]+) dB", proc.stdout).groups()
     )
     assert espcn > bicubic  # the bundled model beats bicubic on its (held-out) sample
-    assert image.read_png(out).shape == (300, 444, 3)
+    assert image.read_image(out).shape == (300, 444, 3)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def big_luma():
     """Luminance larger than one block (BLOCK = 128) in both directions, not a multiple of it."""
     from subpixel.models.espcn import _DIR
 
-    return image.read_png(_DIR / "sample.png")[:290, :300, 1] / 255.0
+    return image.read_image(_DIR / "sample.png")[:290, :300, 1] / 255.0
 
 
 @pytest.mark.exact
@@ -94,7 +94,7 @@ def test_upscale_file_tiles_exact(photo, tmp_path):
         out = tmp_path / f"x2{len(tile)}.png"
         proc = run("upscale", str(path), str(out), "--scale", "2", *tile)
         assert proc.returncode == 0, proc.stderr
-        np.testing.assert_array_equal(image.read_png(out), whole)
+        np.testing.assert_array_equal(image.read_image(out), whole)
 
 
 @pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])

@@ -37,8 +37,6 @@ def to_np(t):
 )
 def test_values_match_the_reference(kernel, factor, padding, data_format, order):
     d = len(kernel)
-    if data_format == "channels_first" and KERAS_BACKEND == "tensorflow":
-        pytest.skip("TensorFlow has no channels_first convolution on CPU (keras.ops.conv)")
     layer = SubPixelConv(
         2,
         kernel,
@@ -134,3 +132,33 @@ def test_round_trip_through_the_agnostic_layer():
     np.testing.assert_allclose(agnostic(x), y, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(to_np(agnostic.to_keras()(x)), y, rtol=1e-5, atol=1e-5)
     assert math.prod(agnostic.factor) == 6
+
+
+def test_from_keras_plain_conv2d_with_factor_and_order():
+    conv = keras.layers.Conv2D(12, 3, padding="same", bias_initializer="random_normal")
+    x = np.random.default_rng(5).standard_normal((1, 5, 4, 3)).astype("float32")
+    lr = to_np(conv(x))
+    layer = subpixel.SubPixelConv.from_keras(conv, factor=2, order="DCR")
+    expected = to_np(keras.ops.depth_to_space(lr, 2, data_format="channels_last"))
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="`factor` is needed"):
+        subpixel.SubPixelConv.from_keras(conv)
+    relu = keras.layers.Conv2D(12, 3, activation="relu")
+    relu.build((None, 5, 4, 3))
+    with pytest.raises(ValueError, match="applies activation 'relu'"):
+        subpixel.SubPixelConv.from_keras(relu, factor=2)
+    with pytest.raises(
+        ValueError, match=r"must be a subpixel\.layers\.keras\.SubPixelConv or a keras"
+    ):
+        subpixel.SubPixelConv.from_keras(keras.layers.Dense(3), factor=2)
+
+
+def test_activation_like_keras_conv_layers():
+    x = np.random.default_rng(6).standard_normal((1, 4, 4, 3)).astype("float32")
+    plain = SubPixelConv(2, 3, 2, bias_initializer="random_normal")
+    y = to_np(plain(x))
+    relu = SubPixelConv(2, 3, 2, activation="relu")
+    relu(x)
+    relu.set_weights(plain.get_weights())
+    np.testing.assert_allclose(to_np(relu(x)), np.maximum(y, 0), rtol=1e-6, atol=1e-6)
+    assert SubPixelConv.from_config(relu.get_config()).activation is keras.activations.relu

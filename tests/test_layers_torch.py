@@ -224,3 +224,46 @@ def test_distributed_data_parallel_gloo():
     assert l0[-1] < l0[0] and l1[-1] < l1[0]
     np.testing.assert_allclose(p0, p1, rtol=1e-6)  # gradients were averaged: same parameters
     assert math.isfinite(l0[-1])
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_from_torch_refuses_other_padding_modes(mode):
+    conv = torch.nn.Conv2d(4, 12, 3, padding=1, padding_mode=mode)
+    with pytest.raises(ValueError, match=rf"padding_mode='{mode}'"):
+        subpixel.SubPixelConv.from_torch(conv, factor=2)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_from_torch_points_a_transposed_conv_to_from_conv_transpose(bias):
+    with pytest.raises(ValueError, match=r"transposed convolution .*from_conv_transpose"):
+        subpixel.SubPixelConv.from_torch(torch.nn.ConvTranspose2d(4, 12, 3, bias=bias), factor=2)
+
+
+@pytest.mark.parametrize("module", [torch.nn.Linear(4, 4), None, torch.nn.ReLU()], ids=str)
+def test_from_torch_refuses_what_is_not_a_conv(module):
+    with pytest.raises(
+        ValueError, match=r"^`module` must be a subpixel SubPixelConv1d/2d/3d or a torch"
+    ):
+        subpixel.SubPixelConv.from_torch(module, factor=2)
+
+
+@pytest.mark.parametrize("crop", [None, ((1, 0), (0, 2))])
+def test_output_is_contiguous_for_a_contiguous_input(crop):
+    """A drop-in replacement for a ConvTranspose2d: `.view` works on the output."""
+    layer = SubPixelConv2d(4, 3, 3, 3, crop=crop)
+    y = layer(torch.randn(2, 4, 6, 6))
+    assert y.is_contiguous()
+    y.view(2, -1)
+    cl = torch.randn(2, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+    assert layer(cl).shape == y.shape
+
+
+def test_state_dict_round_trip_and_spec():
+    layer = SubPixelConv2d(4, 3, 3, (2, 3), order="DCR", bias=False)
+    back = subpixel.SubPixelConv.from_torch(layer).to_torch()
+    assert back.spec == layer.spec
+    back.load_state_dict(layer.state_dict())
+    x = torch.randn(1, 4, 5, 5)
+    torch.testing.assert_close(back(x), layer(x))
+    with pytest.raises(ValueError, match=r"^`in_channels` must be an integer"):
+        SubPixelConv2d(2.5, 3, 3, 2)

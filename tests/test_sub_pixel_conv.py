@@ -182,13 +182,13 @@ def test_layer_save_load(tmp_path, suffix):
 def test_load_refuses_other_files(tmp_path):
     bad = tmp_path / "x.npz"
     np.savez(bad, weight=np.zeros((4, 1, 1, 1)))
-    with pytest.raises(ValueError, match="is not a subpixel SubPixelConv file"):
+    with pytest.raises(ValueError, match="not a subpixel SubPixelConv file"):
         subpixel.SubPixelConv.load(bad)
     pickled = tmp_path / "p.npz"
     np.savez(pickled, config=np.array([{"a": 1}], dtype=object), weight=np.zeros(1))
     with pytest.raises(ValueError):
         subpixel.SubPixelConv.load(pickled)
-    with pytest.raises(ValueError, match=r"must end in \.safetensors or \.npz"):
+    with pytest.raises(ValueError, match=r"a SubPixelConv is saved as \.safetensors or \.npz"):
         subpixel.SubPixelConv.load(tmp_path / "model.pt")
 
 
@@ -214,28 +214,126 @@ def test_layer_from_conv_transpose_is_exact(k, s, p, op):
 
 
 def test_safetensors_files_interoperate_with_the_reference_library(tmp_path):
-    """Our reader/writer and the `safetensors` package read each other's files."""
-    st = pytest.importorskip("safetensors.numpy")
-    from subpixel import _safetensors
+    """Files we write, the `safetensors` library reads, and the other way round."""
+    import safetensors.numpy as st
+
+    from subpixel import _files
 
     tensors = {
         "w": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
         "b": np.array([1, -2], np.int64),
         "h": np.ones(3, np.float16),
         "m": np.array([True, False]),
+        "big_endian": np.arange(3, dtype=">f8"),
     }
     ours = tmp_path / "ours.safetensors"
-    _safetensors.save(ours, tensors, {"k": "v"})
+    _files.write_tensors(ours, tensors, {"k": "v"})
     loaded = st.load_file(str(ours))
     for k, v in tensors.items():
         np.testing.assert_array_equal(loaded[k], v)
     theirs = tmp_path / "theirs.safetensors"
-    st.save_file(tensors, str(theirs), metadata={"k": "v"})
-    back, meta = _safetensors.load(theirs)
+    st.save_file(
+        {k: v for k, v in tensors.items() if k != "big_endian"}, str(theirs), metadata={"k": "v"}
+    )
+    back, meta = _files.read_all(theirs)
     assert meta == {"k": "v"}
-    for k, v in tensors.items():
-        np.testing.assert_array_equal(back[k], v)
-        assert back[k].dtype == v.dtype
-    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 16)
-    with pytest.raises(ValueError, match="is not a safetensors file"):
-        _safetensors.load(tmp_path / "bad.safetensors")
+    for k, v in back.items():
+        np.testing.assert_array_equal(v, tensors[k])
+        assert v.dtype == tensors[k].dtype
+
+
+def test_layer_never_computes_with_stale_parameters(adapter):
+    """Parameters are read-only: an in-place edit is refused, an assignment is used
+    on every backend at once (the per-backend copies are rebuilt)."""
+    layer = subpixel.SubPixelConv(4, 3, 3, 2, seed=0)
+    x = np.ones((1, 4, 5, 5), np.float32)
+    xb = adapter.asarray(x)
+    layer(xb)  # fills the backend's cache
+    with pytest.raises(ValueError, match="read-only"):
+        layer.weight[...] = 0
+    with pytest.raises(ValueError, match="read-only"):
+        np.copyto(layer.bias, 1)
+    layer.weight = np.zeros_like(layer.weight)
+    layer.bias = np.ones_like(layer.bias)
+    np.testing.assert_array_equal(adapter.to_numpy(layer(xb)), np.ones((1, 3, 10, 10)))
+
+
+LENIENT = [
+    (lambda: subpixel.SubPixelConv(2.5, 3, 3, 2), r"^`in_channels` must be an integer from 1"),
+    (lambda: subpixel.SubPixelConv(True, 3, 3, 2), r"^`in_channels` must be an integer"),
+    (lambda: subpixel.SubPixelConv(-1, 3, 3, 2), r"^`in_channels` must be an integer"),
+    (lambda: subpixel.SubPixelConv(4, None, 3, 2), r"^`out_channels` must be an integer"),
+    (lambda: subpixel.SubPixelConv(4, 3, 3, 2, blur="False"), r"^`blur` must be True or False"),
+    (
+        lambda: subpixel.SubPixelConv(4, 3, 3, 2, dtype=np.int8),
+        r"^`dtype` must be float16, float32",
+    ),
+    (lambda: subpixel.SubPixelConv(4, 3, 3, 2, dtype="bfloat16"), r"^`dtype` must be float16"),
+    (lambda: subpixel.SubPixelConv(4, 3, 3, 2, seed="abc"), r"^`seed` must be None"),
+    (lambda: subpixel.SubPixelConv(4, 3, 3, 2, seed=-1), r"^`seed` must be None"),
+    (lambda: subpixel.SubPixelConv(4, 3, 3, 2, padding=10**6), r"^`padding` must be at most"),
+    (lambda: subpixel.SubPixelConv.from_weights(np.zeros((4, 1, 1, 1))), r"^`factor` is needed"),
+    (lambda: subpixel.weights.icnr((8, 3, 3, 3), 2, dtype=int), r"^`dtype` must be a floating"),
+    (lambda: subpixel.weights.icnr((8, 3.7, 3, 3), 2), r"^`shape` must be a tuple of positive"),
+    (
+        lambda: subpixel.weights.reorder_channels(np.zeros((8, 1, 1, 1)), 2, axis=True),
+        r"^`axis` must be an axis of `w`",
+    ),
+    (
+        lambda: subpixel.weights.reorder_channels(np.zeros((8, 1, 1, 1)), 2, axis=1.0),
+        r"^`axis` must be an axis of `w`",
+    ),
+    (
+        lambda: subpixel.weights.conv_transpose_to_sub_pixel(np.zeros((1, 1, 3, 3)), stride=10**6),
+        r"^`stride` must be an integer between 1 and 1024",
+    ),
+    (
+        lambda: subpixel.weights.sub_pixel_to_conv_transpose(
+            np.zeros((12, 2, 3, 3)), factor=2, groups=4
+        ),
+        r"^`groups` must divide the 3 output channels of the transposed convolution",
+    ),
+]
+
+
+@pytest.mark.parametrize("make,pattern", LENIENT, ids=[str(i) for i in range(len(LENIENT))])
+def test_lenient_inputs_are_the_contract_error(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+def test_icnr_init_errors_are_not_swallowed():
+    def init(shape, rng):
+        raise TypeError("a bug inside the user's initializer")
+
+    with pytest.raises(TypeError, match="a bug inside the user's initializer"):
+        subpixel.weights.icnr((8, 3, 3, 3), 2, init=init)
+    w = subpixel.weights.icnr((8, 3, 3, 3), 2, init=lambda shape: np.ones(shape))
+    assert w.shape == (8, 3, 3, 3) and w.dtype == np.float32
+
+
+def test_nan_bias_converts_to_a_transposed_conv():
+    w = np.zeros((4, 1, 2, 2))
+    ct = subpixel.weights.sub_pixel_to_conv_transpose(w, np.full(4, np.nan), factor=2, padding=0)
+    assert np.isnan(ct.bias).all() and ct.bias.shape == (1,)
+
+
+def test_to_conv_transpose_keeps_the_crop():
+    """A cropped layer back to a transposed conv for Keras has no equivalent: refused,
+    not silently uncropped; for PyTorch the crop folds into padding."""
+    from reference import conv_transpose_ref
+
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(2)
+    layer = subpixel.SubPixelConv.from_conv_transpose(w, b, stride=2, padding=1, output_padding=1)
+    ct = layer.to_conv_transpose()
+    x = rng.standard_normal((1, 3, 4, 5))
+    np.testing.assert_allclose(
+        conv_transpose_ref(x, ct.weight, ct.bias, ct.stride, ct.padding, ct.output_padding),
+        conv_transpose_ref(x, w, b, 2, 1, 1),
+        rtol=1e-10,
+        atol=1e-10,
+    )
+    if layer.spec.has_crop:
+        with pytest.raises(ValueError, match="`crop` has no Keras"):
+            layer.to_conv_transpose("tensorflow")

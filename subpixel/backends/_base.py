@@ -67,6 +67,20 @@ class Backend(Protocol):
     def concat(self, arrays: list, axis: int) -> Any:
         """Concatenate along ``axis`` (used by blur)."""
 
+    def tanh(self, x: Any) -> Any:
+        """Elementwise tanh (the bundled models use it)."""
+
+    def synchronize(self, x: Any) -> None:
+        """Wait until work producing ``x`` has finished (timing on asynchronous devices)."""
+
+    def describe_devices(self) -> str:
+        """The devices this backend can use here, e.g. ``"cpu, cuda x2"``."""
+
+    def bench_baselines(self, x: Any) -> dict[str, Any]:
+        """Zero-argument callables to time a shuffle of ``x`` (channels_first, factor 2)
+        against: ``"copy"`` (the same bytes copied) and, where the library has one,
+        ``"native"`` (its own pixel shuffle / depth-to-space)."""
+
     def conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> Any:
         """The LR convolution of a sub-pixel conv, output in ``x``'s layout.
 
@@ -119,3 +133,9 @@ class ArrayBackend:
 
     def out_problem(self, out: Any, x: Any) -> tuple[str, str] | None:
         return None
+
+    def synchronize(self, x: Any) -> None:
+        return None
+
+    def describe_devices(self) -> str:
+        return "cpu"

@@ -107,6 +107,19 @@ class CupyBackend(ArrayBackend):
     def concat(self, arrays: list, axis: int) -> Any:
         return cp.concatenate(arrays, axis=axis)
 
+    def tanh(self, x: Any) -> Any:
+        return cp.tanh(x)
+
+    def synchronize(self, x: Any) -> None:
+        x.device.synchronize()
+
+    def describe_devices(self) -> str:
+        return f"cuda x{cp.cuda.runtime.getDeviceCount()}"
+
+    def bench_baselines(self, x: Any) -> dict[str, Any]:
+        buf = cp.empty_like(x)
+        return {"copy": lambda: cp.copyto(buf, x)}
+
     def rearrange(self, x: Any, plan: Plan, out: Any = None) -> Any:
         with x.device:
             x = cp.ascontiguousarray(x)

@@ -74,6 +74,20 @@ class JaxBackend(ArrayBackend):
     def concat(self, arrays: list, axis: int) -> jax.Array:
         return jnp.concatenate(arrays, axis=axis)
 
+    def tanh(self, x: Any) -> jax.Array:
+        return jnp.tanh(x)
+
+    def synchronize(self, x: Any) -> None:
+        if not isinstance(x, jax.core.Tracer):
+            x.block_until_ready()
+
+    def describe_devices(self) -> str:
+        return ", ".join(sorted({d.platform for d in jax.devices()}))
+
+    def bench_baselines(self, x: Any) -> dict[str, Any]:
+        copy = jax.jit(jnp.copy)
+        return {"copy": lambda: copy(x)}
+
     def conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> jax.Array:
         return _conv(x, weight, bias, cplan)
 

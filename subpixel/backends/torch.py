@@ -182,6 +182,21 @@ class TorchBackend(ArrayBackend):
     def zeros(self, shape: tuple, like: Any) -> torch.Tensor:
         return torch.zeros(shape, dtype=like.dtype, device=like.device)
 
+    def tanh(self, x: Any) -> torch.Tensor:
+        return torch.tanh(x)
+
+    def synchronize(self, x: Any) -> None:
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)
+
+    def describe_devices(self) -> str:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return "cpu" + (f", cuda x{gpus}" if gpus else "")
+
+    def bench_baselines(self, x: Any) -> dict[str, Any]:
+        buf = torch.empty_like(x)
+        return {"copy": lambda: buf.copy_(x), "native": lambda: F.pixel_shuffle(x, 2)}
+
     def from_numpy(self, a: Any, like: Any = None) -> torch.Tensor:
         t = torch.from_numpy(np.array(a, copy=True))
         return t if like is None else t.to(device=like.device, dtype=like.dtype)

@@ -1,4 +1,6 @@
-"""Flax NNX modules over :func:`subpixel.shuffle` and :func:`subpixel.sub_pixel_conv`.
+"""Flax NNX modules over :func:`subpixel.shuffle` and :func:`subpixel.sub_pixel_conv`,
+and Flax's side of moving layers between frameworks (:func:`to_agnostic`,
+:func:`from_agnostic`).
 
 The kernel uses Flax's conv layout ``(*kernel, in_features, out_features * prod(factor))``;
 data default to ``channels_last`` as everywhere in Flax.
@@ -13,38 +15,49 @@ data default to ``channels_last`` as everywhere in Flax.
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from .. import _spec, ops
+from .. import _spec, ops, weights
+from .._layer_spec import LayerSpec, icnr_index
 
-__all__ = ["PixelShuffle", "PixelUnshuffle", "SubPixelConv", "icnr_init"]
+if TYPE_CHECKING:
+    from ..layer import SubPixelConv as AgnosticSubPixelConv
+
+__all__ = [
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "SubPixelConv",
+    "from_agnostic",
+    "icnr_init",
+    "to_agnostic",
+]
 
 
 def icnr_init(factor: Any, order: str = "CRD", base_init: Any = None):
     """A Flax initializer: ICNR over ``base_init`` (default: Flax's conv default,
-    LeCun normal) for a kernel ``(*k, C_in, C_out * prod(factor))``."""
+    LeCun normal) for a kernel ``(*k, C_in, C_out * prod(factor))`` (the rule of
+    :func:`subpixel._layer_spec.icnr_index`)."""
     base_init = base_init or nnx.initializers.lecun_normal()
     order = _spec.normalize_order(order)
 
     def init(key, shape, dtype=jnp.float32):
-        R = math.prod(_spec.normalize_factor(factor, len(shape) - 2))
-        base = base_init(key, (*shape[:-1], shape[-1] // R), dtype)
-        return (
-            jnp.repeat(base, R, axis=-1)
-            if order == "CRD"
-            else jnp.tile(base, (1,) * (len(shape) - 1) + (R,))
-        )
+        r = _spec.normalize_factor(factor, len(shape) - 2)
+        base_channels = _spec.check_divisible_channels("shape", shape[-1], r, shape)
+        base = base_init(key, (*shape[:-1], base_channels), dtype)
+        return jnp.take(base, jnp.asarray(icnr_index(base_channels, r, order)), axis=-1)
 
     return init
 
 
 class PixelShuffle(nnx.Module):
     """:func:`subpixel.shuffle` as an NNX module (default ``channels_last``)."""
+
+    op = staticmethod(ops.shuffle)
 
     def __init__(
         self,
@@ -54,12 +67,13 @@ class PixelShuffle(nnx.Module):
         order: str = "CRD",
         layout: str = "channels_last",
     ) -> None:
-        self.factor, self.spatial_dims = factor, spatial_dims
+        d = _spec.normalize_spatial_dims(spatial_dims, factor)
+        self.factor, self.spatial_dims = _spec.normalize_factor(factor, d), d
         self.order = _spec.normalize_order(order)
         self.layout = _spec.normalize_layout(layout)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return ops.shuffle(
+        return self.op(
             x, self.factor, spatial_dims=self.spatial_dims, layout=self.layout, order=self.order
         )
 
@@ -67,10 +81,7 @@ class PixelShuffle(nnx.Module):
 class PixelUnshuffle(PixelShuffle):
     """:func:`subpixel.unshuffle` as an NNX module."""
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return ops.unshuffle(
-            x, self.factor, spatial_dims=self.spatial_dims, layout=self.layout, order=self.order
-        )
+    op = staticmethod(ops.unshuffle)
 
 
 class SubPixelConv(nnx.Module):
@@ -94,34 +105,87 @@ class SubPixelConv(nnx.Module):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ) -> None:
-        d = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 2
-        self.kernel_size = _spec.normalize_factor(kernel_size, d, "kernel_size")
-        self.factor = _spec.normalize_factor(factor, d)
-        self.padding = _spec.normalize_padding(padding, self.kernel_size)
-        self.order = _spec.normalize_order(order)
-        self.layout = _spec.normalize_layout(layout)
-        self.in_features, self.out_features, self.blur = in_features, out_features, blur
-        self.crop = _spec.normalize_crop(crop, d)
-        lr = out_features * math.prod(self.factor)
-        kernel_init = kernel_init or icnr_init(self.factor, self.order)
+        self.spec = LayerSpec.create(
+            in_features,
+            out_features,
+            kernel_size,
+            factor,
+            order=order,
+            padding=padding,
+            crop=crop,
+            blur=blur,
+            bias=use_bias,
+            layout=layout,
+        )
+        spec = self.spec
+        kernel_init = kernel_init or icnr_init(spec.factor, spec.order)
         self.kernel = nnx.Param(
-            kernel_init(rngs.params(), (*self.kernel_size, in_features, lr), param_dtype)
+            kernel_init(
+                rngs.params(), (*spec.kernel_size, spec.in_channels, spec.lr_channels), param_dtype
+            )
         )
         bias_init = bias_init or nnx.initializers.zeros_init()
-        self.bias = nnx.Param(bias_init(rngs.params(), (lr,), param_dtype)) if use_bias else None
+        self.bias = (
+            nnx.Param(bias_init(rngs.params(), (spec.lr_channels,), param_dtype))
+            if use_bias
+            else None
+        )
+
+    in_features = property(lambda self: self.spec.in_channels)
+    out_features = property(lambda self: self.spec.out_channels)
+    kernel_size = property(lambda self: self.spec.kernel_size)
+    factor = property(lambda self: self.spec.factor)
+    padding = property(lambda self: self.spec.padding)
+    order = property(lambda self: self.spec.order)
+    layout = property(lambda self: self.spec.layout)
+    blur = property(lambda self: self.spec.blur)
+    crop = property(lambda self: self.spec.crop)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        d = len(self.kernel_size)
+        d = self.spec.spatial_dims
         weight = jnp.transpose(self.kernel[...], (d + 1, d, *range(d)))  # -> (O, I, *k)
-        return ops.sub_pixel_conv(
-            x,
-            weight,
-            None if self.bias is None else self.bias[...],
-            factor=self.factor,
-            padding=self.padding,
-            spatial_dims=d,
-            layout=self.layout,
-            order=self.order,
-            blur=self.blur,
-            crop=self.crop,
+        bias = None if self.bias is None else self.bias[...]
+        return ops.sub_pixel_conv(x, weight, bias, **self.spec.op_kwargs())
+
+
+# ---------------------------------------------------------------------------
+# moving layers between frameworks: Flax's side
+# ---------------------------------------------------------------------------
+
+
+def from_agnostic(
+    layer: AgnosticSubPixelConv, layout: str | None = None, rngs: Any = None
+) -> SubPixelConv:
+    """A Flax :class:`SubPixelConv` holding a :class:`subpixel.SubPixelConv`'s parameters."""
+    spec = layer.spec
+    module = SubPixelConv(
+        spec.in_channels,
+        spec.out_channels,
+        spec.kernel_size,
+        spec.factor,
+        padding=spec.padding,
+        order=spec.order,
+        layout=layout or spec.layout,
+        use_bias=spec.bias,
+        blur=spec.blur,
+        crop=spec.crop,
+        rngs=rngs or nnx.Rngs(0),
+    )
+    module.kernel[...] = jnp.asarray(weights.convert_layout(layer.weight, src="torch", dst="flax"))
+    if layer.bias is not None:
+        module.bias[...] = jnp.asarray(layer.bias)
+    return module
+
+
+def to_agnostic(module: Any) -> AgnosticSubPixelConv:
+    """A :class:`subpixel.SubPixelConv` from a Flax :class:`SubPixelConv`."""
+    from ..layer import SubPixelConv as Agnostic
+
+    if not isinstance(module, SubPixelConv):
+        raise ValueError(
+            "`module` must be a subpixel.layers.flax.SubPixelConv. "
+            f"Received: module of type {type(module).__module__}.{type(module).__qualname__}"
         )
+    kernel = weights.convert_layout(np.asarray(module.kernel[...]), src="flax", dst="torch")
+    bias = None if module.bias is None else np.asarray(module.bias[...])
+    return Agnostic.from_spec(module.spec, kernel, bias)

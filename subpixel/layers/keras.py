@@ -1,6 +1,8 @@
-"""Keras 3 layers over :func:`subpixel.shuffle`; the same numbers on every Keras
-backend (TensorFlow, JAX, PyTorch), unlike ``keras.ops.depth_to_space`` whose
-channels_first order depends on the backend.
+"""Keras 3 layers over :func:`subpixel.shuffle` and :func:`subpixel.sub_pixel_conv`;
+the same numbers on every Keras backend (TensorFlow, JAX, PyTorch), unlike
+``keras.ops.depth_to_space`` whose channels_first order depends on the backend.
+Also Keras's side of moving layers between frameworks (:func:`to_agnostic`,
+:func:`from_agnostic`).
 
 Kernels use Keras's conv layout ``(*kernel, C_in, C_out * prod(factor))``; the
 output channels are in ``order``.  Layers serialise with ``get_config`` and
@@ -14,14 +16,18 @@ output channels are in ``order``.  Layers serialise with ``get_config`` and
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
+import numpy as np
 
-from .. import _spec, ops
+from .. import _spec, ops, weights
+from .._layer_spec import LayerSpec, icnr_index
 
-__all__ = ["ICNR", "PixelShuffle", "PixelUnshuffle", "SubPixelConv"]
+if TYPE_CHECKING:
+    from ..layer import SubPixelConv as AgnosticSubPixelConv
+
+__all__ = ["ICNR", "PixelShuffle", "PixelUnshuffle", "SubPixelConv", "from_agnostic", "to_agnostic"]
 
 _register = keras.saving.register_keras_serializable(package="subpixel")
 
@@ -33,8 +39,8 @@ def _data_format(data_format: str | None) -> str:
 @_register
 class ICNR(keras.initializers.Initializer):
     """ICNR for a Keras conv kernel ``(*k, C_in, C_out * prod(factor))``: a base
-    kernel from ``initializer`` copied to every phase (CRD: each filter repeated
-    consecutively; DCR: the base tiled)."""
+    kernel from ``initializer`` copied to every phase (the rule of
+    :func:`subpixel._layer_spec.icnr_index`)."""
 
     def __init__(self, factor: Any, order: str = "CRD", initializer: Any = "he_normal") -> None:
         self.factor = factor
@@ -42,16 +48,11 @@ class ICNR(keras.initializers.Initializer):
         self.initializer = keras.initializers.get(initializer)
 
     def __call__(self, shape, dtype=None):
-        d = len(shape) - 2
-        r = _spec.normalize_factor(self.factor, d)
-        R = math.prod(r)
+        r = _spec.normalize_factor(self.factor, len(shape) - 2)
         base_channels = _spec.check_divisible_channels("shape", shape[-1], r, shape)
         base = self.initializer((*shape[:-1], base_channels), dtype=dtype)
-        if self.order == "CRD":
-            full = keras.ops.repeat(base, R, axis=-1)
-        else:
-            full = keras.ops.tile(base, [1] * (len(shape) - 1) + [R])
-        return keras.ops.copy(full)  # PyTorch's repeat/tile may return views of `base`
+        index = icnr_index(base_channels, r, self.order)
+        return keras.ops.take(base, keras.ops.convert_to_tensor(index), axis=-1)
 
     def get_config(self) -> dict:
         return {
@@ -76,19 +77,17 @@ class PixelShuffle(keras.layers.Layer):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.factor = list(factor) if isinstance(factor, (tuple, list)) else factor
-        self.spatial_dims = spatial_dims
+        d = _spec.normalize_spatial_dims(spatial_dims, factor)
+        self.factor = _spec.normalize_factor(factor, d)
+        self.spatial_dims = d
         self.order = _spec.normalize_order(order)
         self.data_format = _data_format(data_format)
-
-    def _factor(self):
-        return tuple(self.factor) if isinstance(self.factor, list) else self.factor
 
     def call(self, x):
         fn = ops.shuffle if self.op == "shuffle" else ops.unshuffle
         return fn(
             x,
-            self._factor(),
+            self.factor,
             spatial_dims=self.spatial_dims,
             layout=self.data_format,
             order=self.order,
@@ -96,14 +95,14 @@ class PixelShuffle(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         plan = _spec.make_plan(
-            self.op, input_shape, self._factor(), self.spatial_dims, self.data_format, self.order
+            self.op, input_shape, self.factor, self.spatial_dims, self.data_format, self.order
         )
         return plan.out_shape
 
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
-            factor=self.factor,
+            factor=list(self.factor),
             spatial_dims=self.spatial_dims,
             order=self.order,
             data_format=self.data_format,
@@ -130,6 +129,8 @@ class SubPixelConv(keras.layers.Layer):
         padding: ``"same"``, ``"valid"``, ints or ``(before, after)`` pairs.
         order: ``"CRD"`` or ``"DCR"``; data_format: Keras's (default channels_last).
         blur: replication pad + 2x2 average after the shuffle.
+        crop: pixels removed from the output, ``(before, after)`` per spatial dim.
+        activation: applied to the layer's output, as in Keras's conv layers.
     """
 
     def __init__(
@@ -146,29 +147,44 @@ class SubPixelConv(keras.layers.Layer):
         blur: bool = False,
         spatial_dims: int | None = None,
         crop: Any = None,
+        activation: Any = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if spatial_dims is None:
-            spatial_dims = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else 2
-        self.spatial_dims = _spec.normalize_spatial_dims(spatial_dims, None)
-        self.filters = filters
-        self.kernel_size = _spec.normalize_factor(kernel_size, self.spatial_dims, "kernel_size")
-        self.factor = _spec.normalize_factor(factor, self.spatial_dims)
-        self.padding = _spec.normalize_padding(padding, self.kernel_size)
-        self.order = _spec.normalize_order(order)
-        self.data_format = _data_format(data_format)
-        self.use_bias = use_bias
+        self.spec = LayerSpec.create(
+            None,
+            filters,
+            kernel_size,
+            factor,
+            spatial_dims=spatial_dims,
+            order=order,
+            padding=padding,
+            crop=crop,
+            blur=blur,
+            bias=use_bias,
+            layout=_data_format(data_format),
+        )
         if kernel_initializer == "icnr":
-            kernel_initializer = ICNR(self.factor, self.order)
+            kernel_initializer = ICNR(self.spec.factor, self.spec.order)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.blur = blur
-        self.crop = _spec.normalize_crop(crop, self.spatial_dims)
+        self.activation = keras.activations.get(activation)
+
+    filters = property(lambda self: self.spec.out_channels)
+    kernel_size = property(lambda self: self.spec.kernel_size)
+    factor = property(lambda self: self.spec.factor)
+    padding = property(lambda self: self.spec.padding)
+    order = property(lambda self: self.spec.order)
+    data_format = property(lambda self: self.spec.layout)
+    use_bias = property(lambda self: self.spec.bias)
+    blur = property(lambda self: self.spec.blur)
+    crop = property(lambda self: self.spec.crop)
+    spatial_dims = property(lambda self: self.spec.spatial_dims)
 
     def build(self, input_shape) -> None:
         c_in = input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
-        lr = self.filters * math.prod(self.factor)
+        self.spec = self.spec.replace(in_channels=c_in)
+        lr = self.spec.lr_channels
         self.kernel = self.add_weight(
             name="kernel", shape=(*self.kernel_size, c_in, lr), initializer=self.kernel_initializer
         )
@@ -180,31 +196,15 @@ class SubPixelConv(keras.layers.Layer):
 
     def call(self, x):
         d = self.spatial_dims
-        channels_first = self.data_format == "channels_first"
-        if any(a or b for a, b in self.padding):
-            spatial = [list(p) for p in self.padding]
-            pads = [[0, 0], [0, 0], *spatial] if channels_first else [[0, 0], *spatial, [0, 0]]
-            x = keras.ops.pad(x, pads)
-        kernel = keras.ops.cast(self.kernel, self.compute_dtype)
-        y = keras.ops.conv(x, kernel, padding="valid", data_format=self.data_format)
-        if self.bias is not None:
-            bias = keras.ops.cast(self.bias, self.compute_dtype)
-            y = y + keras.ops.reshape(bias, (-1,) + (1,) * d if channels_first else (-1,))
-        y = ops.shuffle(y, self.factor, spatial_dims=d, layout=self.data_format, order=self.order)
-        if self.blur:
-            y = ops.blur(y, spatial_dims=d, layout=self.data_format)
-        if any(a or b for a, b in self.crop):
-            first = 2 if channels_first else 1
-            key = [slice(None)] * (first + d + (0 if channels_first else 1))
-            for k, (a, b) in enumerate(self.crop):
-                key[first + k] = slice(a, -b if b else None)
-            y = y[tuple(key)]
-        return y
+        weight = keras.ops.transpose(self.kernel, (d + 1, d, *range(d)))  # -> (O, I, *k)
+        bias = None if self.bias is None else keras.ops.add(self.bias, 0)  # a backend tensor
+        y = ops.sub_pixel_conv(x, weight, bias, **self.spec.op_kwargs())
+        return self.activation(y)
 
     def compute_output_shape(self, input_shape):
         plan = _spec.make_conv_plan(
             input_shape,
-            (self.filters * math.prod(self.factor), None, *self.kernel_size),
+            (self.spec.lr_channels, None, *self.kernel_size),
             None,
             self.factor,
             self.padding,
@@ -231,5 +231,95 @@ class SubPixelConv(keras.layers.Layer):
             blur=self.blur,
             spatial_dims=self.spatial_dims,
             crop=[list(p) for p in self.crop],
+            activation=keras.activations.serialize(self.activation),
         )
         return config
+
+
+# ---------------------------------------------------------------------------
+# moving layers between frameworks: Keras's side
+# ---------------------------------------------------------------------------
+
+
+def _numpy(v: Any) -> Any:
+    return None if v is None else np.asarray(keras.ops.convert_to_numpy(v))
+
+
+def from_agnostic(layer: AgnosticSubPixelConv, data_format: str | None = None) -> SubPixelConv:
+    """A built Keras :class:`SubPixelConv` holding a :class:`subpixel.SubPixelConv`'s
+    parameters (float32), in ``data_format`` (default: the layer's layout)."""
+    spec = layer.spec
+    data_format = data_format or spec.layout
+    k = SubPixelConv(
+        spec.out_channels,
+        spec.kernel_size,
+        spec.factor,
+        padding=spec.padding,
+        order=spec.order,
+        data_format=data_format,
+        use_bias=spec.bias,
+        blur=spec.blur,
+        crop=spec.crop,
+        kernel_initializer="zeros",
+    )
+    spatial = (None,) * spec.spatial_dims
+    k.build(
+        (None, spec.in_channels, *spatial)
+        if data_format == "channels_first"
+        else (None, *spatial, spec.in_channels)
+    )
+    params = [weights.convert_layout(layer.weight, src="torch", dst="keras")]
+    if layer.bias is not None:
+        params.append(layer.bias)
+    k.set_weights([p.astype(np.float32) for p in params])
+    return k
+
+
+_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def to_agnostic(layer: Any, *, factor: Any = None, order: str = "CRD") -> AgnosticSubPixelConv:
+    """A :class:`subpixel.SubPixelConv` from a built Keras :class:`SubPixelConv`, or
+    from a built plain ``keras.layers.Conv1D/2D/3D`` (stride 1, undilated,
+    ungrouped, no activation) read as the LR convolution of a sub-pixel conv with
+    ``factor`` and ``order``.  Anything it cannot represent exactly is refused."""
+    from ..layer import SubPixelConv as Agnostic
+
+    if not isinstance(layer, (SubPixelConv, *_CONVS)):
+        if isinstance(layer, keras.layers.Layer) and "Transpose" in type(layer).__name__:
+            raise ValueError(
+                f"`layer` is a transposed convolution ({type(layer).__name__}): use "
+                "SubPixelConv.from_conv_transpose(kernel, bias, stride=..., padding=..., "
+                "source='tensorflow')"
+            )
+        raise ValueError(
+            "`layer` must be a subpixel.layers.keras.SubPixelConv or a keras.layers.Conv1D/2D/3D. "
+            f"Received: layer of type {type(layer).__module__}.{type(layer).__qualname__}"
+        )
+    if not layer.built:
+        raise ValueError(f"`layer` {layer.name!r} is not built yet: call it on an input first")
+    if layer.activation is not keras.activations.linear:
+        raise ValueError(
+            f"`layer` {layer.name!r} applies activation {layer.activation.__name__!r}, which a "
+            "framework-free SubPixelConv does not: apply it after the converted layer"
+        )
+    kernel = weights.convert_layout(_numpy(layer.kernel), src="keras", dst="torch")
+    bias = _numpy(layer.bias) if layer.bias is not None else None
+    if isinstance(layer, SubPixelConv):
+        return Agnostic.from_spec(layer.spec, kernel, bias)
+    if factor is None:
+        raise ValueError("`factor` is needed to read a plain Keras conv as a sub-pixel conv")
+    if (
+        any(s != 1 for s in layer.strides)
+        or any(v != 1 for v in layer.dilation_rate)
+        or layer.groups != 1
+    ):
+        raise ValueError(
+            "Only stride-1, undilated, ungrouped convolutions are sub-pixel convolutions. "
+            f"Received: strides={layer.strides}, dilation_rate={layer.dilation_rate}, groups={layer.groups}"
+        )
+    if layer.padding not in ("same", "valid"):
+        raise ValueError(f"`layer` has padding={layer.padding!r}; only 'same' and 'valid' convert")
+    return Agnostic.from_weights(
+        kernel, bias, factor=factor, order=order, padding=layer.padding, layout=layer.data_format
+    )

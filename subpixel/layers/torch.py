@@ -1,4 +1,6 @@
-"""PyTorch modules over :func:`subpixel.shuffle` and :func:`subpixel.sub_pixel_conv`.
+"""PyTorch modules over :func:`subpixel.shuffle` and :func:`subpixel.sub_pixel_conv`,
+and PyTorch's side of moving layers between frameworks (:func:`to_agnostic`,
+:func:`from_agnostic`).
 
 >>> import torch
 >>> from subpixel.layers.torch import SubPixelConv2d
@@ -10,19 +12,32 @@ torch.Size([1, 3, 16, 16])
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from .. import ops, weights
-from .._spec import normalize_crop, normalize_factor, normalize_order, normalize_padding
+from .. import _spec, ops
+from .._layer_spec import LayerSpec
 
-__all__ = ["PixelShuffle", "PixelUnshuffle", "SubPixelConv1d", "SubPixelConv2d", "SubPixelConv3d"]
+if TYPE_CHECKING:
+    from ..layer import SubPixelConv
+
+__all__ = [
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "SubPixelConv1d",
+    "SubPixelConv2d",
+    "SubPixelConv3d",
+    "from_agnostic",
+    "to_agnostic",
+]
 
 
 class PixelShuffle(nn.Module):
     """:func:`subpixel.shuffle` as a module: N-D factors and both channel orders."""
+
+    op = staticmethod(ops.shuffle)
 
     def __init__(
         self,
@@ -33,15 +48,14 @@ class PixelShuffle(nn.Module):
         layout: str = "channels_first",
     ) -> None:
         super().__init__()
-        self.factor, self.spatial_dims, self.order, self.layout = (
-            factor,
-            spatial_dims,
-            order,
-            layout,
-        )
+        d = _spec.normalize_spatial_dims(spatial_dims, factor)
+        self.factor = _spec.normalize_factor(factor, d)
+        self.spatial_dims = d
+        self.order = _spec.normalize_order(order)
+        self.layout = _spec.normalize_layout(layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.shuffle(
+        return self.op(
             x, self.factor, spatial_dims=self.spatial_dims, layout=self.layout, order=self.order
         )
 
@@ -52,10 +66,7 @@ class PixelShuffle(nn.Module):
 class PixelUnshuffle(PixelShuffle):
     """:func:`subpixel.unshuffle` as a module."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.unshuffle(
-            x, self.factor, spatial_dims=self.spatial_dims, layout=self.layout, order=self.order
-        )
+    op = staticmethod(ops.unshuffle)
 
 
 class _SubPixelConvNd(nn.Module):
@@ -78,58 +89,72 @@ class _SubPixelConvNd(nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        d = self.spatial_dims
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = normalize_factor(kernel_size, d, "kernel_size")
-        self.factor = normalize_factor(factor, d)
-        self.padding = normalize_padding(padding, self.kernel_size)
-        self.order = normalize_order(order)
+        self.spec = LayerSpec.create(
+            in_channels,
+            out_channels,
+            kernel_size,
+            factor,
+            spatial_dims=self.spatial_dims,
+            order=order,
+            padding=padding,
+            crop=crop,
+            blur=blur,
+            bias=bias,
+        )
         if init not in ("icnr", "default"):
             raise ValueError(f"`init` must be 'icnr' or 'default'. Received: init={init!r}")
-        self.init, self.blur = init, blur
-        self.crop = normalize_crop(crop, d)
-        lr_channels = out_channels * math.prod(self.factor)
+        self.init = init
         kw = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(lr_channels, in_channels, *self.kernel_size, **kw))
-        self.bias = nn.Parameter(torch.empty(lr_channels, **kw)) if bias else None
+        self.weight = nn.Parameter(torch.empty(self.spec.weight_shape, **kw))
+        self.bias = nn.Parameter(torch.empty(self.spec.lr_channels, **kw)) if bias else None
         self.reset_parameters()
+
+    # the description's fields, read-only
+    in_channels = property(lambda self: self.spec.in_channels)
+    out_channels = property(lambda self: self.spec.out_channels)
+    kernel_size = property(lambda self: self.spec.kernel_size)
+    factor = property(lambda self: self.spec.factor)
+    order = property(lambda self: self.spec.order)
+    padding = property(lambda self: self.spec.padding)
+    blur = property(lambda self: self.spec.blur)
+    crop = property(lambda self: self.spec.crop)
 
     def reset_parameters(self) -> None:
         """PyTorch's conv initialisation; with ``init="icnr"`` drawn for the base
         kernel and copied to every phase (zero bias), so that the layer starts as
         conv + nearest-neighbour upsampling."""
-        if self.init == "default":
-            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-            if self.bias is not None:
-                fan_in = self.in_channels * math.prod(self.kernel_size)
-                nn.init.uniform_(self.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-            return
-        base = torch.empty(self.out_channels, self.in_channels, *self.kernel_size)
-        nn.init.kaiming_uniform_(base, a=math.sqrt(5))
-        full = weights.icnr(self.weight.shape, self.factor, order=self.order, init=base.numpy())
+        fan_in = self.spec.in_channels * math.prod(self.spec.kernel_size)
         with torch.no_grad():
-            self.weight.copy_(torch.from_numpy(full))
+            if self.init == "default":
+                nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+                if self.bias is not None:
+                    nn.init.uniform_(self.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+                return
+            base = torch.empty(
+                (self.spec.out_channels, *self.spec.weight_shape[1:]),
+                dtype=self.weight.dtype,
+                device=self.weight.device,
+            )
+            nn.init.kaiming_uniform_(base, a=math.sqrt(5))
+            index = torch.as_tensor(self.spec.icnr_index(), device=self.weight.device)
+            self.weight.copy_(base.index_select(0, index))
             if self.bias is not None:
                 self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.sub_pixel_conv(
-            x,
-            self.weight,
-            self.bias,
-            factor=self.factor,
-            padding=self.padding,
-            spatial_dims=self.spatial_dims,
-            order=self.order,
-            blur=self.blur,
-            crop=self.crop,
-        )
+        y = ops.sub_pixel_conv(x, self.weight, self.bias, **self.spec.op_kwargs())
+        # a drop-in replacement: the output in the input's memory format (PyTorch's
+        # convolutions, and a ConvTranspose being replaced, keep it)
+        if x.is_contiguous() and not y.is_contiguous():
+            y = y.contiguous()
+        return y
 
     def extra_repr(self) -> str:
+        s = self.spec
         return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"factor={self.factor}, padding={self.padding}, order={self.order!r}, "
-            f"bias={self.bias is not None}, blur={self.blur}"
+            f"{s.in_channels}, {s.out_channels}, kernel_size={s.kernel_size}, "
+            f"factor={s.factor}, padding={s.padding}, order={s.order!r}, "
+            f"bias={s.bias}, blur={s.blur}" + (f", crop={s.crop}" if s.has_crop else "")
         )
 
 
@@ -152,3 +177,91 @@ class SubPixelConv3d(_SubPixelConvNd):
 
 
 SUB_PIXEL_CONV = {1: SubPixelConv1d, 2: SubPixelConv2d, 3: SubPixelConv3d}
+
+
+# ---------------------------------------------------------------------------
+# moving layers between frameworks: PyTorch's side
+# ---------------------------------------------------------------------------
+
+
+def _numpy(t: torch.Tensor | None) -> Any:
+    if t is None:
+        return None
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def from_agnostic(layer: SubPixelConv) -> _SubPixelConvNd:
+    """A ``SubPixelConvNd`` holding a :class:`subpixel.SubPixelConv`'s parameters
+    (float32; the data layout of a PyTorch layer is channels_first)."""
+    spec = layer.spec
+    module = SUB_PIXEL_CONV[spec.spatial_dims](
+        spec.in_channels,
+        spec.out_channels,
+        spec.kernel_size,
+        spec.factor,
+        padding=spec.padding,
+        bias=spec.bias,
+        order=spec.order,
+        blur=spec.blur,
+        crop=spec.crop,
+        init="default",
+    )
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(layer.weight.astype("float32")))
+        if module.bias is not None:
+            module.bias.copy_(torch.from_numpy(layer.bias.astype("float32")))
+    return module
+
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def to_agnostic(
+    module: Any, *, factor: Any = None, order: str = "CRD", layout: str = "channels_first"
+) -> SubPixelConv:
+    """A :class:`subpixel.SubPixelConv` from a ``SubPixelConvNd``, or from a plain
+    ``nn.Conv1d/2d/3d`` (stride 1, undilated, ungrouped, zero padding) read as the
+    LR convolution of a sub-pixel conv with ``factor`` and ``order``.  Anything it
+    cannot represent exactly is refused."""
+    from ..layer import SubPixelConv
+
+    if isinstance(module, _SubPixelConvNd):
+        spec = module.spec.replace(layout=layout)
+        return SubPixelConv.from_spec(spec, _numpy(module.weight), _numpy(module.bias))
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        raise ValueError(
+            f"`module` is a transposed convolution ({type(module).__name__}): use "
+            "SubPixelConv.from_conv_transpose(module.weight, module.bias, stride=module.stride, "
+            "padding=module.padding, output_padding=module.output_padding)"
+        )
+    if not isinstance(module, _CONVS):
+        raise ValueError(
+            "`module` must be a subpixel SubPixelConv1d/2d/3d or a torch.nn.Conv1d/2d/3d. "
+            f"Received: module of type {type(module).__module__}.{type(module).__qualname__}"
+        )
+    if factor is None:
+        raise ValueError("`factor` is needed to read a plain torch conv as a sub-pixel conv")
+    if (
+        any(s != 1 for s in module.stride)
+        or any(v != 1 for v in module.dilation)
+        or module.groups != 1
+    ):
+        raise ValueError(
+            "Only stride-1, undilated, ungrouped convolutions are sub-pixel convolutions. "
+            f"Received: stride={module.stride}, dilation={module.dilation}, groups={module.groups}"
+        )
+    if module.padding_mode != "zeros":
+        raise ValueError(
+            "`module` pads with padding_mode="
+            f"{module.padding_mode!r}; a SubPixelConv pads with zeros only, so its numbers would differ"
+        )
+    padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
+    return SubPixelConv.from_weights(
+        _numpy(module.weight),
+        _numpy(module.bias),
+        factor=factor,
+        order=order,
+        padding=padding,
+        layout=layout,
+    )

@@ -15,39 +15,19 @@ The weights ship as ``espcn_x{2,3,4}.safetensors`` next to this file, trained by
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import _safetensors, _spec, image, ops
+from .. import _files, _spec, image, ops
 from .._dispatch import backend_by_name, backend_for
 
 SCALES = (2, 3, 4)
 RADIUS = 4  # LR pixels of context an output pixel sees: 2 + 1 + 1
 BLOCK = 128  # LR pixels per side of the fixed blocks the network runs on (upscale_luma)
 _DIR = Path(__file__).parent
-
-
-def _tanh(backend_name: str) -> Callable[[Any], Any]:
-    if backend_name == "numpy":
-        return np.tanh
-    if backend_name == "torch":
-        import torch
-
-        return torch.tanh
-    if backend_name == "tensorflow":
-        import tensorflow as tf
-
-        return tf.math.tanh
-    if backend_name == "jax":
-        import jax.numpy as jnp
-
-        return jnp.tanh
-    import cupy
-
-    return cupy.tanh
+SAMPLE = _DIR / "sample.png"  # a 300x444 crop of the held-out "chelsea" (docs/models.md)
 
 
 def _conv(x: Any, weight: Any, bias: Any, padding: int) -> Any:
@@ -85,12 +65,12 @@ class ESPCN:
     def pretrained(cls, scale: int) -> ESPCN:
         if scale not in SCALES:
             raise ValueError(f"`scale` must be one of {SCALES}. Received: scale={scale!r}")
-        tensors, metadata = _safetensors.load(_DIR / f"espcn_x{scale}.safetensors")
+        tensors, metadata = _files.read_all(_DIR / f"espcn_x{scale}.safetensors")
         return cls(tensors, scale, metadata)
 
     def _params_like(self, x: Any) -> dict[str, Any]:
         backend = backend_for(x)
-        key = (backend.name, str(getattr(x, "device", "")), str(x.dtype))
+        key = (backend.name, backend.device(x), backend.dtype_name(x))
         if key not in self._on:
             self._on[key] = {k: backend.from_numpy(v, like=x) for k, v in self.params.items()}
         return self._on[key]
@@ -98,7 +78,7 @@ class ESPCN:
     def __call__(self, y: Any) -> Any:
         """``(N, 1, H, W)`` luminance in [0, 1] -> ``(N, 1, H * scale, W * scale)``."""
         p = self._params_like(y)
-        tanh = _tanh(backend_for(y).name)
+        tanh = backend_for(y).tanh
         h = tanh(_conv(y - self.mean, p["conv1.weight"], p["conv1.bias"], 2))
         h = tanh(_conv(h, p["conv2.weight"], p["conv2.bias"], 1))
         out = ops.sub_pixel_conv(
@@ -171,33 +151,50 @@ def upscale_luma(
 
 
 def upscale_image(
-    rgb: np.ndarray,
+    img: np.ndarray,
     model: ESPCN,
     *,
     backend: str = "numpy",
     tile: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Super-resolve an RGB (or grey) uint8 image: ESPCN on Y, bicubic on Cb/Cr."""
-    rgb = np.asarray(rgb)
-    if rgb.ndim == 3 and rgb.shape[2] in (2, 4):  # drop alpha
-        rgb = rgb[..., :-1]
-    grey = rgb.ndim == 2 or rgb.shape[2] == 1
-    r = model.scale
-    if grey:
-        y = rgb.reshape(rgb.shape[:2]).astype(np.float64)
-        return _to_uint8(
-            upscale_luma(model, y / 255.0, backend=backend, tile=tile, progress=progress) * 255.0
+    """Super-resolve an image array: ESPCN on the luminance, bicubic on chroma and
+    alpha (kept, never dropped).  ``img`` is ``(H, W)`` or ``(H, W, C)`` with C = 1,
+    2 (grey + alpha), 3 (RGB) or 4 (RGBA), in ``uint8``, ``uint16`` or ``float32``
+    (any range: scaled to [0, 1] by ``[min(0, lo), max(1, hi)]`` and back); the
+    result has the same dtype and channels.  ``tile`` as in :func:`upscale_luma`."""
+    img = np.asarray(img)
+    flat = img.ndim == 2
+    if flat:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4) or 0 in img.shape[:2]:
+        raise ValueError(
+            f"`img` must be a non-empty (H, W) or (H, W, C) image with C in 1..4. Received: shape {img.shape}"
         )
-    ycc = image.rgb_to_ycbcr(rgb)
-    H, W = rgb.shape[:2]
-    y_hr = (
-        upscale_luma(model, ycc[..., 0] / 255.0, backend=backend, tile=tile, progress=progress)
-        * 255.0
-    )
-    chroma = image.resize_bicubic(ycc[..., 1:], H * r, W * r)
-    return _to_uint8(image.ycbcr_to_rgb(np.concatenate([y_hr[..., None], chroma], axis=-1)))
-
-
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(a), 0, 255).astype(np.uint8)
+    if img.dtype == np.uint8 or img.dtype == np.uint16:
+        lo, hi = 0.0, float(np.iinfo(img.dtype).max)
+    elif img.dtype == np.float32 or img.dtype == np.float64:
+        lo, hi = min(0.0, float(img.min())), max(1.0, float(img.max()))
+    else:
+        raise ValueError(f"`img` must be uint8, uint16 or float32. Received: dtype {img.dtype}")
+    C, r = img.shape[2], model.scale
+    H, W = img.shape[:2]
+    to_255 = (img.astype(np.float64) - lo) * (255.0 / (hi - lo))  # exact for uint8
+    colour = to_255[..., :3] if C >= 3 else to_255[..., :1]
+    alpha = to_255[..., -1] if C in (2, 4) else None
+    run = {"backend": backend, "tile": tile, "progress": progress}
+    if colour.shape[2] == 1:
+        out = upscale_luma(model, colour[..., 0] / 255.0, **run)[..., None] * 255.0
+    else:
+        ycc = image.rgb_to_ycbcr(colour)
+        y_hr = upscale_luma(model, ycc[..., 0] / 255.0, **run) * 255.0
+        chroma = image.resize_bicubic(ycc[..., 1:], H * r, W * r)
+        out = image.ycbcr_to_rgb(np.concatenate([y_hr[..., None], chroma], axis=-1))
+    if alpha is not None:
+        out = np.concatenate([out, image.resize_bicubic(alpha, H * r, W * r)[..., None]], axis=-1)
+    out = np.clip(out, 0.0, 255.0)
+    if img.dtype.kind == "f":
+        result = (lo + out * ((hi - lo) / 255.0)).astype(img.dtype)
+    else:
+        result = np.round(out * (hi / 255.0)).astype(img.dtype)
+    return result[..., 0] if flat else result

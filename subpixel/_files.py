@@ -1,0 +1,565 @@
+"""Every file the package reads or writes goes through here: weight files read
+strictly and lazily, and every write atomic.
+
+* :func:`open_tensors` opens ``.safetensors`` (the ``safetensors`` library, memory-
+  mapped, plus a duplicate-key check), ``.npz`` (headers checked before any data is
+  read, never pickle), PyTorch ``.pt``/``.pth``/``.bin``/``.ckpt`` (only with
+  ``allow_pickle``, then ``torch.load(weights_only=True)``) and Keras
+  ``.weights.h5``/``.h5``/``.keras`` (``h5py``; only the datasets asked for are read).
+  Arrays come back in native byte order; bfloat16 widens to float32 (exactly).
+* :func:`write_tensors` writes ``.safetensors`` or ``.npz``; :func:`atomic_write`
+  writes any file to a temporary name in the target folder and renames it on
+  success, so a full disk, a kill or an error never leaves a partial file.
+* Every problem with a file is a :class:`FileError`: ``"<path>: <reason>"``.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import os
+import re
+import struct
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FileError", "TensorFile", "atomic_write", "open_tensors", "write_tensors"]
+
+SAFETENSORS = (".safetensors",)
+NPZ = (".npz",)
+PICKLE = (".pt", ".pth", ".bin", ".ckpt")
+KERAS = (".weights.h5", ".h5", ".keras")
+MAX_HEADER = 100 << 20  # safetensors' own limit
+MAX_TENSOR_BYTES = 16 << 30  # a declared tensor larger than this is refused before reading
+
+
+class FileError(ValueError):
+    """A file that cannot be read or written as asked: ``"<path>: <reason>"``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path, self.reason = os.fspath(path), reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def kind_of(path: str | os.PathLike) -> str:
+    """``"safetensors"``, ``"npz"``, ``"pickle"`` or ``"keras"`` by the name's suffix."""
+    name = os.fspath(path).lower()
+    for kind, suffixes in (
+        ("safetensors", SAFETENSORS),
+        ("npz", NPZ),
+        ("pickle", PICKLE),
+        ("keras", KERAS),
+    ):
+        if name.endswith(suffixes):
+            return kind
+    raise FileError(
+        path,
+        "unknown weights format (use .safetensors, .npz, .pt/.pth/.bin/.ckpt, .weights.h5, .h5 "
+        "or .keras)",
+    )
+
+
+# ---------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(temporary_path)``, then rename the temporary file to ``path``.
+
+    The temporary file is in ``path``'s folder and keeps its suffixes (writers that
+    insist on an extension accept it); it is removed if ``write`` fails or is
+    interrupted.  OS errors become :class:`FileError` naming ``path``."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    suffix = "".join(Path(name).suffixes)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{suffix}", dir=folder)
+    except OSError as exc:
+        raise FileError(path, exc.strerror or str(exc)) from None
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise FileError(path, exc.strerror or str(exc)) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _plain_arrays(tensors: dict[str, Any], path: str) -> dict[str, Any]:
+    import numpy as np
+
+    out = {}
+    for key, value in tensors.items():
+        a = np.asarray(value)
+        if a.dtype.kind not in "biuf" or a.dtype.itemsize > 8:
+            raise FileError(path, f"cannot store tensor {key!r} of dtype {a.dtype}")
+        out[key] = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return out
+
+
+def write_tensors(
+    path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str] | None = None
+) -> None:
+    """Write NumPy arrays (little-endian on disk) and string metadata to a
+    ``.safetensors`` or ``.npz`` file, atomically."""
+    path = os.fspath(path)
+    kind = kind_of(path)
+    arrays = _plain_arrays(tensors, path)
+    metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+    if kind == "safetensors":
+        from safetensors.numpy import save_file
+
+        def save(tmp: str) -> None:
+            try:
+                save_file(arrays, tmp, metadata=metadata or None)
+            except Exception as exc:  # the library's own error type (a full disk, ...)
+                raise FileError(path, _reason(exc)) from None
+
+        atomic_write(path, save)
+    elif kind == "npz":
+        import numpy as np
+
+        extra = {"__metadata__": np.array(json.dumps(metadata))} if metadata else {}
+
+        def save(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays, **extra)
+
+        atomic_write(path, save)
+    else:
+        raise FileError(path, "tensors are written as .safetensors or .npz")
+
+
+# ---------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------
+
+
+class TensorFile(abc.ABC):
+    """A weights file opened for reading: names and shapes without reading data;
+    ``file[name]`` reads one array (NumPy, native byte order)."""
+
+    def __init__(self, path: str, metadata: dict[str, str]) -> None:
+        self.path = path
+        self.metadata = metadata
+
+    @abc.abstractmethod
+    def keys(self) -> list[str]:
+        """The arrays' names."""
+
+    @abc.abstractmethod
+    def shape(self, key: str) -> tuple[int, ...]:
+        """One array's shape, read from the header only."""
+
+    @abc.abstractmethod
+    def __getitem__(self, key: str) -> Any:
+        """One array, read now."""
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def layer_names(self) -> list[str]:
+        """Names of the layers the file describes (Keras files), else empty."""
+        return []
+
+    def layer_group(self, name: str) -> str | None:
+        """The group holding layer ``name``'s variables (Keras files), else None."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - readers with open handles override it
+        """Release the file (readers that hold it open override this)."""
+
+    def __enter__(self) -> TensorFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _missing(self, key: str) -> FileError:
+        return FileError(
+            self.path, f"no array named {key!r}; the file has: {', '.join(self.keys())}"
+        )
+
+
+def _native(a: Any) -> Any:
+    """A writable array in native byte order; bfloat16 (raw 16-bit) widened to float32."""
+    import numpy as np
+
+    if a.dtype.byteorder not in "=|":
+        a = a.astype(a.dtype.newbyteorder("="))
+    return np.array(a, copy=True) if not a.flags.writeable else a
+
+
+def _bf16_to_float32(raw: Any) -> Any:
+    import numpy as np
+
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+# -- safetensors --------------------------------------------------------------
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"duplicate key(s) in the header: {', '.join(dup)}")
+    return dict(pairs)
+
+
+class _Safetensors(TensorFile):
+    def __init__(self, path: str) -> None:
+        from safetensors import safe_open
+
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+                if len(head) < 8:
+                    raise ValueError("too short for a safetensors header")
+                (n,) = struct.unpack("<Q", head)
+                if n > MAX_HEADER:
+                    raise ValueError(f"header length {n} exceeds {MAX_HEADER}")
+                header = json.loads(f.read(n).decode("utf-8"), object_pairs_hook=_no_duplicates)
+            self._handle = safe_open(path, framework="numpy")  # validates the whole layout
+        except OSError as exc:
+            raise FileError(path, exc.strerror or str(exc)) from None
+        except Exception as exc:  # json/struct/SafetensorError: the bytes are not one
+            raise FileError(path, f"not a valid safetensors file ({_reason(exc)})") from None
+        self._header = header
+        self._start = 8 + n
+        super().__init__(path, self._handle.metadata() or {})
+
+    def keys(self) -> list[str]:
+        return list(self._handle.keys())
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        if key not in self._header or key == "__metadata__":
+            raise self._missing(key)
+        return tuple(self._header[key]["shape"])
+
+    def __getitem__(self, key: str) -> Any:
+        import numpy as np
+
+        if key not in self.keys():
+            raise self._missing(key)
+        info = self._header[key]
+        if info["dtype"] == "BF16":  # NumPy has no bfloat16: read the bits, widen exactly
+            start, end = info["data_offsets"]
+            with open(self.path, "rb") as f:
+                f.seek(self._start + start)
+                raw = np.frombuffer(f.read(end - start), "<u2")
+            return _bf16_to_float32(raw).reshape(info["shape"])
+        try:
+            return _native(self._handle.get_tensor(key))
+        except (TypeError, ValueError) as exc:
+            raise FileError(self.path, f"cannot read tensor {key!r} ({_reason(exc)})") from None
+
+    def close(self) -> None:
+        self._handle.__exit__(None, None, None)
+
+
+# -- npz -------------------------------------------------------------------------
+
+
+class _Npz(TensorFile):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._zip = zipfile.ZipFile(path)
+            self._members = {
+                name[: -len(".npy")]: info
+                for info in self._zip.infolist()
+                if (name := info.filename).endswith(".npy")
+            }
+            if len(self._members) != len(self._zip.infolist()):
+                raise ValueError("it holds members that are not .npy arrays")
+            self._headers = {k: self._header(k) for k in self._members}
+        except FileError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, KeyError) as exc:
+            raise FileError(path, f"not a valid .npz file ({_reason(exc)})") from None
+        except OSError as exc:
+            raise FileError(path, exc.strerror or str(exc)) from None
+        self.path = path
+        metadata: dict[str, str] = {}
+        self._hidden: set[str] = set()
+        if "__metadata__" in self._members:
+            metadata = self._metadata()
+            self._hidden.add("__metadata__")
+        elif "config" in self._members and self._headers["config"][1].kind == "U":
+            metadata = {"subpixel": str(self._read("config"))}  # files of subpixel 0.1
+            self._hidden.add("config")
+        super().__init__(path, metadata)
+
+    def _header(self, key: str) -> tuple:
+        import numpy as np
+
+        fmt = np.lib.format
+        with self._zip.open(self._members[key]) as fp:
+            version = fmt.read_magic(fp)
+            reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = reader(fp, max_header_size=10000)
+            offset = fp.tell()
+        if dtype.hasobject:
+            raise FileError(self.path, f"refused: array {key!r} holds pickled Python objects")
+        n = 1
+        for s in shape:
+            n *= s
+        nbytes = n * dtype.itemsize
+        size = self._members[key].file_size
+        if nbytes > MAX_TENSOR_BYTES or offset + nbytes != size:
+            raise FileError(
+                self.path,
+                f"array {key!r} declares shape {shape} of {dtype} ({nbytes} bytes) but its member "
+                f"holds {size - offset} bytes",
+            )
+        return shape, dtype, fortran, offset, nbytes
+
+    def _read(self, key: str) -> Any:
+        import numpy as np
+
+        shape, dtype, fortran, offset, nbytes = self._headers[key]
+        try:
+            with self._zip.open(self._members[key]) as fp:
+                fp.read(offset)
+                data = fp.read(nbytes)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise FileError(self.path, f"array {key!r} is damaged ({_reason(exc)})") from None
+        if len(data) != nbytes:
+            raise FileError(self.path, f"array {key!r} is truncated")
+        a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+        return _native(a)
+
+    def _metadata(self) -> dict[str, str]:
+        raw = self._read("__metadata__")
+        try:
+            meta = json.loads(str(raw))
+        except (ValueError, RecursionError):
+            meta = None
+        if not isinstance(meta, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+        ):
+            raise FileError(self.path, "__metadata__ must be a JSON object of strings")
+        return meta
+
+    def keys(self) -> list[str]:
+        return [k for k in self._members if k not in self._hidden]
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        if key not in self.keys():
+            raise self._missing(key)
+        return tuple(self._headers[key][0])
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise self._missing(key)
+        return self._read(key)
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+# -- PyTorch pickles ----------------------------------------------------------------
+
+
+class _Pickle(TensorFile):
+    def __init__(self, path: str) -> None:
+        try:
+            import torch
+        except ImportError:
+            raise FileError(
+                path, "reading PyTorch checkpoints needs torch (pip install torch)"
+            ) from None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError as exc:
+            raise FileError(path, exc.strerror or str(exc)) from None
+        except Exception as exc:  # untrusted bytes: any failure means "not a checkpoint"
+            raise FileError(
+                path, f"not a PyTorch checkpoint torch.load can read safely ({_reason(exc)})"
+            ) from None
+        self._tensors: dict[str, Any] = {}
+        self._flatten(state, "", torch)
+        if not self._tensors:
+            raise FileError(path, f"holds no tensors (found {type(state).__name__})")
+        super().__init__(path, {})
+
+    def _flatten(self, obj: Any, prefix: str, torch: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            self._tensors[prefix.rstrip(".")] = obj
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                self._flatten(v, f"{prefix}{k}.", torch)
+
+    def keys(self) -> list[str]:
+        return list(self._tensors)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        if key not in self._tensors:
+            raise self._missing(key)
+        return tuple(self._tensors[key].shape)
+
+    def __getitem__(self, key: str) -> Any:
+        import torch
+
+        if key not in self._tensors:
+            raise self._missing(key)
+        t = self._tensors[key].detach()
+        if t.dtype == torch.bfloat16:
+            t = t.float()  # exact
+        try:
+            return _native(t.contiguous().numpy())
+        except (TypeError, RuntimeError) as exc:
+            raise FileError(self.path, f"cannot read tensor {key!r} ({_reason(exc)})") from None
+
+
+# -- Keras h5 ---------------------------------------------------------------------------
+
+
+class _Keras(TensorFile):
+    def __init__(self, path: str) -> None:
+        try:
+            import h5py
+        except ImportError:
+            raise FileError(path, "reading Keras files needs h5py (pip install h5py)") from None
+        self._zip = None
+        try:
+            if path.lower().endswith(".keras"):
+                self._zip = zipfile.ZipFile(path)
+                source: Any = self._zip.open("model.weights.h5")  # seekable: read on demand
+            else:
+                source = path
+            self._file = h5py.File(source, "r")
+            names: list[str] = []
+            self._file.visititems(
+                lambda k, v: names.append(k) if isinstance(v, h5py.Dataset) else None
+            )
+        except KeyError:
+            raise FileError(path, "not a Keras model file (no model.weights.h5 inside)") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise FileError(path, f"not a valid .keras file ({_reason(exc)})") from None
+        except OSError as exc:  # h5py reports a non-HDF5 file as OSError
+            raise FileError(path, f"not a readable HDF5 file ({_reason(exc)})") from None
+        self._names = names
+        self._layers = self._layer_map(path)
+        super().__init__(path, {})
+
+    def _layer_map(self, path: str) -> dict[str, str]:
+        """Layer name -> weights group.  Keras names a layer's group after its class
+        (``conv2d``, ``conv2d_1``, ... in layer order), not its name; a ``.keras`` file's
+        config.json lists the layers, so the names map to groups.  A bare weights file
+        knows only its groups."""
+        groups = {
+            n.split("/")[1] for n in self._names if n.startswith("layers/") and n.count("/") >= 2
+        }
+        mapping = {g: f"layers/{g}" for g in groups}
+        if self._zip is None:
+            return mapping
+        try:
+            config = json.loads(self._zip.read("config.json"))
+            layers = config["config"]["layers"]
+            sequential = config.get("class_name") == "Sequential"
+        except (KeyError, TypeError, ValueError, zipfile.BadZipFile):
+            return mapping
+        used: dict[str, int] = {}
+        for entry in layers if isinstance(layers, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+                continue
+            kind = str(entry.get("class_name", ""))
+            if sequential and kind == "InputLayer":
+                continue  # a Sequential model's weights skip its input layer
+            group = _snake_case(kind)
+            if group in used:
+                used[group] += 1
+                group = f"{group}_{used[group]}"
+            else:
+                used[group] = 0
+            name = entry["config"].get("name")
+            if isinstance(name, str) and group in groups:
+                mapping[name] = f"layers/{group}"
+        return mapping
+
+    def layer_names(self) -> list[str]:
+        return sorted(self._layers)
+
+    def layer_group(self, name: str) -> str | None:
+        return self._layers.get(name)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        if key not in self._names:
+            raise self._missing(key)
+        return tuple(self._file[key].shape)
+
+    def __getitem__(self, key: str) -> Any:
+        import numpy as np
+
+        if key not in self._names:
+            raise self._missing(key)
+        ds = self._file[key]
+        if ds.dtype.kind not in "biuf":
+            raise FileError(self.path, f"dataset {key!r} has dtype {ds.dtype}, not numbers")
+        if ds.size * ds.dtype.itemsize > MAX_TENSOR_BYTES:
+            raise FileError(self.path, f"dataset {key!r} declares {ds.shape}: too large")
+        try:
+            return _native(np.asarray(ds[()]))
+        except (OSError, ValueError) as exc:
+            raise FileError(self.path, f"cannot read dataset {key!r} ({_reason(exc)})") from None
+
+    def close(self) -> None:
+        self._file.close()
+        if self._zip is not None:
+            self._zip.close()
+
+
+def _snake_case(name: str) -> str:
+    """Keras's rule for the weights-file name of a layer class (``Conv2D`` -> ``conv2d``,
+    ``SubPixelConv`` -> ``sub_pixel_conv``)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def open_tensors(path: str | os.PathLike, *, allow_pickle: bool = False) -> TensorFile:
+    """Open a weights file by its suffix; :class:`FileError` for anything wrong with it.
+
+    PyTorch checkpoints are pickle files: refused unless ``allow_pickle``, and even
+    then read with ``torch.load(weights_only=True)``, which runs no code from the file."""
+    path = os.fspath(path)
+    kind = kind_of(path)
+    if not os.path.isfile(path):
+        raise FileError(path, "no such file")
+    if kind == "safetensors":
+        return _Safetensors(path)
+    if kind == "npz":
+        return _Npz(path)
+    if kind == "pickle":
+        if not allow_pickle:
+            raise FileError(
+                path,
+                "PyTorch checkpoints are pickle files, which can run code; pass --allow-pickle "
+                "(allow_pickle=True) to read it with torch.load(weights_only=True)",
+            )
+        return _Pickle(path)
+    return _Keras(path)
+
+
+def read_all(path: str | os.PathLike, **kwargs: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every array and the metadata of a (small) weights file."""
+    with open_tensors(path, **kwargs) as f:
+        return {k: f[k] for k in f.keys()}, dict(f.metadata)

@@ -1,0 +1,72 @@
+"""The ``subpixel`` command (also ``python -m subpixel``), one module per command.
+
+subpixel info     installed backends, their versions and devices
+subpixel check    every installed backend against the NumPy reference (default)
+subpixel upscale  super-resolve an image with the bundled ESPCN
+subpixel bench    shuffle throughput against a plain copy and the native ops
+subpixel convert  port sub-pixel conv weights between files, frameworks and orders
+
+Every problem with what the user passed is one line ``subpixel: error: ...`` and
+exit status 2; a failed check exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from .. import __version__
+from . import bench, check, convert, info, upscale
+from ._common import UserError
+
+__all__ = ["UserError", "build_parser", "main"]
+
+COMMANDS = (info, check, upscale, bench, convert)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the one-line form of every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        prog = self.prog.removeprefix("subpixel").strip()
+        self.exit(2, f"subpixel: error: {prog + ': ' if prog else ''}{message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="subpixel",
+        description="Pixel shuffle / sub-pixel convolution across NumPy, CuPy, PyTorch, "
+        "TensorFlow and JAX.",
+    )
+    parser.add_argument("--version", action="version", version=f"subpixel {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS:
+        command.add(sub)
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"subpixel: error: {message}".splitlines()[0], file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["check", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return args.run(args)
+    except (UserError, ValueError) as exc:  # ValueError: the library's contract messages
+        return _error(str(exc))
+    except OSError as exc:  # unreadable input, unwritable output, a full disk
+        return _error(f"{exc.filename or ''}: {exc.strerror or exc}")
+    except MemoryError:
+        return _error("out of memory (is the input much larger than intended?)")
+    except KeyboardInterrupt:
+        print("subpixel: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,83 @@
+"""What every command shares: one-line user errors, input and output paths that
+never lose data, backends checked before any work, positive-number arguments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from .._dispatch import BACKEND_NAMES, available_backends, backend_by_name
+
+
+class UserError(Exception):
+    """A problem with the command's input: reported in one line, exit status 2."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def input_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: no such file" if not p.exists() else f"{path}: not a file")
+    return p
+
+
+def output_file(path: str | os.PathLike, *, inputs: list[Any], force: bool) -> Path:
+    """``path`` checked before anything is computed or written: not one of ``inputs``,
+    not an existing file unless ``force``, in an existing folder."""
+    out = Path(path)
+    for source in inputs:
+        if source is not None and _same_file(out, Path(source)):
+            raise UserError(f"{path}: the output is the input file {source}; choose another name")
+    if out.is_dir():
+        raise UserError(f"{path}: is a folder")
+    if out.exists() and not force:
+        raise UserError(f"{path}: exists; pass --force to overwrite it")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"{path}: no such folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{path}: folder {folder} is not writable")
+    return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def usable_backend(name: str, *, requested: bool = True) -> Any:
+    """The backend called ``name`` after a round trip of a small array through it;
+    ``UserError`` (saying why) if it is not installed or cannot run here."""
+    if name not in BACKEND_NAMES:
+        raise UserError(f"unknown backend {name!r} (known: {', '.join(BACKEND_NAMES)})")
+    if name not in available_backends():
+        raise UserError(
+            f"backend {name!r} is not installed here (installed: {', '.join(available_backends())})"
+        )
+    import numpy as np
+
+    try:
+        backend = backend_by_name(name)
+        backend.to_numpy(backend.from_numpy(np.zeros(1, np.float32)))
+    except Exception as exc:  # a framework that imports but cannot run (no GPU, no driver)
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise UserError(f"backend {name!r} cannot run here ({reason})") from None
+    return backend
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output file")

@@ -1,0 +1,104 @@
+"""``subpixel bench``: shuffle throughput against a plain copy and the native ops."""
+
+from __future__ import annotations
+
+import argparse
+
+from .._dispatch import BACKEND_NAMES, available_backends
+from .._timing import best_time
+from ._common import UserError, add_force, output_file, positive_int, usable_backend
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="shuffle throughput against a plain copy and the native ops")
+    p.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKEND_NAMES,
+        help="repeatable; default: all installed (those that cannot run here are skipped)",
+    )
+    p.add_argument(
+        "--shape",
+        type=positive_int,
+        nargs=4,
+        default=(4, 256, 128, 128),
+        metavar=("N", "C", "H", "W"),
+        help="the input (channels_first); C divisible by 4",
+    )
+    p.add_argument("--repeat", type=positive_int, default=5, help="runs per timing (best is kept)")
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="bar chart of the ratios (needs matplotlib)",
+    )
+    add_force(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .. import ops
+
+    shape = tuple(args.shape)
+    if shape[1] % 4:
+        raise UserError(
+            f"--shape: C={shape[1]} must be divisible by 4 (factor 2 in two dimensions)"
+        )
+    if args.plot:
+        plot_path = output_file(args.plot, inputs=[], force=args.force)
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise UserError("--plot needs matplotlib (pip install 'subpixel[plot]')") from None
+    requested = args.backend is not None
+    names = args.backend or available_backends()
+    backends = []
+    for name in names:
+        try:
+            backends.append((name, usable_backend(name)))
+        except UserError as exc:
+            if requested:
+                raise
+            print(f"{name}: skipped ({exc})")
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    rows = []
+    for name, backend in backends:
+        x = backend.from_numpy(a)
+        baselines = backend.bench_baselines(x)
+
+        def timed(fn, sync=backend.synchronize):
+            return best_time(fn, args.repeat, warmup=1, sync=sync)
+
+        t_copy = timed(baselines["copy"])
+        t_native = timed(baselines["native"]) if "native" in baselines else None
+        for order in ("CRD", "DCR"):
+            t = timed(lambda x=x, order=order: ops.shuffle(x, 2, order=order))
+            rows.append((name, order, t, t / t_copy, None if t_native is None else t / t_native))
+    nbytes = a.nbytes
+    print(
+        f"shuffle of {shape} float32 ({nbytes / 2**20:.1f} MiB), factor 2, channels_first, "
+        f"best of {args.repeat}"
+    )
+    print(f"{'backend':<11} {'order':<5} {'ms':>8} {'GB/s':>7} {'/ copy':>7} {'/ native':>9}")
+    for name, order, t, r_copy, r_native in rows:
+        native = "-" if r_native is None else f"{r_native:.2f}"
+        print(
+            f"{name:<11} {order:<5} {t * 1e3:8.2f} {2 * nbytes / t / 1e9:7.1f} {r_copy:7.2f} {native:>9}"
+        )
+    if args.plot:
+        from .._files import atomic_write
+
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.bar([f"{n}\n{o}" for n, o, *_ in rows], [r[3] for r in rows], color="tab:blue")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_ylabel("time / plain copy")
+        ax.set_title(f"subpixel.shuffle {shape}, factor 2")
+        fig.tight_layout()
+        atomic_write(plot_path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+        print(f"wrote {args.plot}")
+    return 0
