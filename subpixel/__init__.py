@@ -9,10 +9,10 @@ Importing this package imports no array framework.
 """
 
 from ._dispatch import available_backends
-from ._spec import LAYOUTS, ORDERS
+from ._spec import LAYOUTS, ORDERS, Layout, Order
 from .ops import backend_name, blur, shuffle, sub_pixel_conv, unshuffle
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place: pyproject.toml reads it
 
 
 def __getattr__(name: str):
@@ -31,6 +31,8 @@ def __getattr__(name: str):
 __all__ = [
     "LAYOUTS",
     "ORDERS",
+    "Layout",
+    "Order",
     "SubPixelConv",
     "__version__",
     "available_backends",

@@ -51,11 +51,11 @@ _REGISTRY: tuple[_Entry, ...] = (
 
 BACKEND_NAMES: tuple[str, ...] = tuple(e.name for e in _REGISTRY)
 
-_by_type: dict[type, Backend] = {}
-_by_name: dict[str, Backend] = {}
+_by_type: dict[type, Backend[Any]] = {}
+_by_name: dict[str, Backend[Any]] = {}
 
 
-def _load(name: str) -> Backend:
+def _load(name: str) -> Backend[Any]:
     backend = _by_name.get(name)
     if backend is None:
         module = importlib.import_module(f"subpixel.backends.{name}")
@@ -63,7 +63,7 @@ def _load(name: str) -> Backend:
     return backend
 
 
-def backend_for(x: Any, argname: str = "x") -> Backend:
+def backend_for(x: Any, argname: str = "x") -> Backend[Any]:
     """The backend that handles ``x``; ``TypeError`` if none does."""
     backend = _by_type.get(type(x)) or _find(x, argname)
     if backend is None:
@@ -71,7 +71,7 @@ def backend_for(x: Any, argname: str = "x") -> Backend:
     return backend
 
 
-def _find(x: Any, argname: str) -> Backend | None:
+def _find(x: Any, argname: str) -> Backend[Any] | None:
     for entry in _REGISTRY:
         framework = sys.modules.get(entry.framework)
         if framework is None:
@@ -90,12 +90,12 @@ def _find(x: Any, argname: str) -> Backend | None:
     return None
 
 
-def backend_or_none(x: Any, argname: str) -> Backend | None:
+def backend_or_none(x: Any, argname: str) -> Backend[Any] | None:
     """Like :func:`backend_for`, but None for an object no backend handles."""
     return _by_type.get(type(x)) or _find(x, argname)
 
 
-def backend_by_name(name: str) -> Backend:
+def backend_by_name(name: str) -> Backend[Any]:
     """The backend called ``name`` (importing its framework)."""
     if name not in BACKEND_NAMES:
         raise ValueError(

@@ -129,9 +129,11 @@ def write_tensors(
 
         extra = {"__metadata__": np.array(json.dumps(metadata))} if metadata else {}
 
+        savez: Any = np.savez  # (its stubs type **arrays as its keyword options)
+
         def save(tmp: str) -> None:
             with open(tmp, "wb") as f:
-                np.savez(f, **arrays, **extra)
+                savez(f, **arrays, **extra)
 
         atomic_write(path, save)
     else:

@@ -141,11 +141,16 @@ class LayerSpec:
         return self.out_channels * math.prod(self.factor)
 
     @property
-    def weight_shape(self) -> tuple[int, ...]:
-        """The kernel in PyTorch layout, ``(out_channels * R, in_channels, *kernel)``."""
+    def inputs(self) -> int:
+        """``in_channels``, which a lazily built layer knows only once built."""
         if self.in_channels is None:
             raise ValueError("The layer's `in_channels` is not known yet (the layer is not built)")
-        return (self.lr_channels, self.in_channels, *self.kernel_size)
+        return self.in_channels
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """The kernel in PyTorch layout, ``(out_channels * R, in_channels, *kernel)``."""
+        return (self.lr_channels, self.inputs, *self.kernel_size)
 
     @property
     def has_crop(self) -> bool:

@@ -241,7 +241,7 @@ def _shape_str(shape: Sequence[Any]) -> str:
 
 def make_plan(
     op: str,
-    shape: Sequence[Any],
+    shape: Sequence[Any] | None,
     factor: Any,
     spatial_dims: Any = None,
     layout: Any = "channels_first",
@@ -487,8 +487,8 @@ class ConvPlan:
 
 
 def make_conv_plan(
-    x_shape: Sequence[Any],
-    w_shape: Sequence[int],
+    x_shape: Sequence[Any] | None,
+    w_shape: Sequence[Any] | None,
     b_shape: Sequence[int] | None,
     factor: Any,
     padding: Any = "same",
@@ -503,6 +503,10 @@ def make_conv_plan(
 
     ``check_channels=False`` skips matching ``x``'s channels against the weight's
     (for shape inference before a layer has built its weight)."""
+    if x_shape is None:
+        raise unknown_rank("x")
+    if w_shape is None:
+        raise unknown_rank("weight")
     w_shape = tuple(w_shape)
     if spatial_dims is None:
         spatial_dims = len(w_shape) - 2 if len(w_shape) >= 3 else None
@@ -535,7 +539,7 @@ def make_conv_plan(
         )
     kernel = w_shape[2:]
     pads = normalize_padding(padding, kernel)
-    lr_spatial = []
+    lr_spatial: list[Any] = []
     for s, k, (a, b) in zip(spatial, kernel, pads):
         if s is None:
             lr_spatial.append(None)
@@ -657,12 +661,12 @@ def conv_dtype(name: str, dtype: Any) -> None:
         )
 
 
-def check_out(plan: Plan, out_shape: Sequence[Any], out_dtype: Any, x_dtype: Any) -> None:
+def check_out(plan: Plan, out_shape: Sequence[Any] | None, out_dtype: Any, x_dtype: Any) -> None:
     """Validate a preallocated ``out``'s shape and dtype against a plan."""
-    if tuple(out_shape) != tuple(plan.out_shape):
+    if out_shape is None or tuple(out_shape) != tuple(plan.out_shape):
         raise ValueError(
             f"`out` must have shape {_shape_str(plan.out_shape)} for this {plan.op}. "
-            f"Received: out.shape={_shape_str(tuple(out_shape))}"
+            f"Received: out.shape={'unknown' if out_shape is None else _shape_str(tuple(out_shape))}"
         )
     if out_dtype != x_dtype:
         raise ValueError(

@@ -24,6 +24,7 @@ import numpy as np
 from . import _files, ops, weights
 from ._dispatch import backend_for
 from ._layer_spec import PARAM_DTYPES, LayerSpec
+from ._spec import Layout, Order
 
 __all__ = ["SubPixelConv"]
 
@@ -85,9 +86,9 @@ class SubPixelConv:
         *,
         spatial_dims: int | None = None,
         bias: bool = True,
-        order: str = "CRD",
+        order: Order = "CRD",
         padding: Any = "same",
-        layout: str = "channels_first",
+        layout: Layout = "channels_first",
         init: Any = "icnr",
         blur: bool = False,
         crop: Any = None,
@@ -114,7 +115,7 @@ class SubPixelConv:
         elif init == "icnr":
             w = weights.icnr(shape, spec.factor, order=spec.order, seed=_rng(seed), dtype=dt)
         elif init == "he_normal":
-            fan_in = spec.in_channels * math.prod(spec.kernel_size)  # type: ignore[operator]
+            fan_in = spec.inputs * math.prod(spec.kernel_size)
             w = _rng(seed).standard_normal(shape) * math.sqrt(2.0 / fan_in)
         else:
             raise ValueError(
@@ -135,7 +136,7 @@ class SubPixelConv:
         layer = cls.__new__(cls)
         layer._spec, layer._dtype = spec, np.dtype(dtype)
         layer.weight = w
-        layer.bias = None if bias is None else weights._to_numpy(bias, "bias")
+        layer.bias = weights._maybe_numpy(bias, "bias")
         return layer
 
     # -- the description -----------------------------------------------------
@@ -321,8 +322,8 @@ class SubPixelConv:
         output_padding: Any = None,
         groups: int = 1,
         source: str = "torch",
-        order: str = "CRD",
-        layout: str = "channels_first",
+        order: Order = "CRD",
+        layout: Layout = "channels_first",
     ) -> SubPixelConv:
         """The exact sub-pixel equivalent of a transposed convolution (see
         :func:`subpixel.weights.conv_transpose_to_sub_pixel`)."""
@@ -366,7 +367,12 @@ class SubPixelConv:
 
     @classmethod
     def from_torch(
-        cls, module: Any, *, factor: Any = None, order: str = "CRD", layout: str = "channels_first"
+        cls,
+        module: Any,
+        *,
+        factor: Any = None,
+        order: Order = "CRD",
+        layout: Layout = "channels_first",
     ) -> SubPixelConv:
         """From a :mod:`subpixel.layers.torch` ``SubPixelConvNd``, or from a plain
         ``torch.nn.ConvNd`` (stride 1, zero padding) followed by a shuffle of
@@ -382,7 +388,7 @@ class SubPixelConv:
         return torch_layers.from_agnostic(self)
 
     @classmethod
-    def from_keras(cls, layer: Any, *, factor: Any = None, order: str = "CRD") -> SubPixelConv:
+    def from_keras(cls, layer: Any, *, factor: Any = None, order: Order = "CRD") -> SubPixelConv:
         """From a built :class:`subpixel.layers.keras.SubPixelConv`, or from a built plain
         ``keras.layers.ConvND`` (stride 1) followed by a shuffle of ``factor`` in ``order``."""
         from .layers import keras as keras_layers
@@ -402,7 +408,7 @@ class SubPixelConv:
 
         return flax_layers.to_agnostic(module)
 
-    def to_flax(self, layout: str | None = None, rngs: Any = None) -> Any:
+    def to_flax(self, layout: Layout | None = None, rngs: Any = None) -> Any:
         """A :class:`subpixel.layers.flax.SubPixelConv` with these parameters."""
         from .layers import flax as flax_layers
 

@@ -7,11 +7,13 @@ from typing import Any, TypeVar
 
 from . import _spec
 from ._dispatch import backend_for, backend_or_none
+from ._spec import Layout, Order
+from .backends._base import Backend
 
 Array = TypeVar("Array")
 Factor = int | Sequence[int]
 
-__all__ = ["backend_name", "shuffle", "unshuffle"]
+__all__ = ["backend_name", "blur", "shuffle", "sub_pixel_conv", "unshuffle"]
 
 
 def _run(op: str, x, factor, spatial_dims, layout, order, out):
@@ -31,10 +33,11 @@ def _run(op: str, x, factor, spatial_dims, layout, order, out):
     return backend.rearrange(x, plan, out)
 
 
-def _check_out(backend: Any, x: Any, out: Any, plan: _spec.Plan) -> None:
+def _check_out(backend: Backend[Any], x: Any, out: Any, plan: _spec.Plan) -> None:
     if not backend.mutable:
         raise _spec.out_not_supported(backend.name, out)
-    if backend_or_none(out, "out") is not backend:
+    out_backend = backend_or_none(out, "out")
+    if out_backend is None or out_backend is not backend:
         raise _spec.out_wrong_type(backend.name, out)
     _spec.check_out(plan, backend.shape(out), backend.dtype(out), backend.dtype(x))
     if backend.device(out) != backend.device(x):
@@ -49,8 +52,8 @@ def shuffle(
     factor: Factor,
     *,
     spatial_dims: int | None = None,
-    layout: str = "channels_first",
-    order: str = "CRD",
+    layout: Layout = "channels_first",
+    order: Order = "CRD",
     out: Array | None = None,
 ) -> Array:
     """Pixel shuffle (depth-to-space): move channel blocks into space.
@@ -93,8 +96,8 @@ def unshuffle(
     factor: Factor,
     *,
     spatial_dims: int | None = None,
-    layout: str = "channels_first",
-    order: str = "CRD",
+    layout: Layout = "channels_first",
+    order: Order = "CRD",
     out: Array | None = None,
 ) -> Array:
     """Pixel unshuffle (space-to-depth): the exact inverse of :func:`shuffle`.
@@ -135,8 +138,8 @@ def sub_pixel_conv(
     factor: Factor,
     padding: Any = "same",
     spatial_dims: int | None = None,
-    layout: str = "channels_first",
-    order: str = "CRD",
+    layout: Layout = "channels_first",
+    order: Order = "CRD",
     blur: bool = False,
     crop: Any = None,
 ) -> Array:
@@ -179,7 +182,7 @@ def sub_pixel_conv(
         order,
         crop=crop,
     )
-    if _has_no_terms(cplan, backend.shape(weight)):
+    if _has_no_terms(cplan, tuple(backend.shape(weight) or ())):
         # nothing to sum: the LR result is the bias alone (or empty)
         y = backend.rearrange(_bias_only(backend, x, bias, cplan), cplan.shuffle)
     elif hasattr(backend, "sub_pixel_conv"):  # a backend with a faster combined path
@@ -213,7 +216,8 @@ def _bias_only(backend: Any, x: Any, bias: Any, cplan: _spec.ConvPlan) -> Any:
         return lr
     d = len(cplan.kernel)
     if cplan.layout == "channels_first":
-        bias = bias[(slice(None), *(None,) * d)]
+        expand = (slice(None), *(None,) * d)
+        bias = bias[expand]
     return lr + bias
 
 
@@ -228,7 +232,7 @@ def _crop_key(cplan: _spec.ConvPlan) -> tuple:
     return tuple(key)
 
 
-def blur(x: Array, *, spatial_dims: int = 2, layout: str = "channels_first") -> Array:
+def blur(x: Array, *, spatial_dims: int = 2, layout: Layout = "channels_first") -> Array:
     """Replication-pad one pixel before each spatial axis, then average every
     2x...x2 window: a stride-1 box blur that keeps the shape.
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _spec
 from ._layer_spec import MAX_FACTOR, icnr_index
+from ._spec import Order
 
 __all__ = [
     "ConvTransposeParams",
@@ -94,9 +95,13 @@ class ConvTransposeParams:
 # ---------------------------------------------------------------------------
 
 
+def _maybe_numpy(a: Any, name: str) -> np.ndarray | None:
+    """:func:`_to_numpy`, passing None through (an absent bias)."""
+    return None if a is None else _to_numpy(a, name)
+
+
 def _to_numpy(a: Any, name: str) -> np.ndarray:
-    if a is None:
-        return None
+    """Any backend's array (or array-like) as a NumPy array."""
     if isinstance(a, np.ndarray):
         return a
     from ._dispatch import backend_for
@@ -166,8 +171,8 @@ def reorder_channels(
     w: Any,
     factor: Any,
     *,
-    src: str = "CRD",
-    dst: str = "DCR",
+    src: Order = "CRD",
+    dst: Order = "DCR",
     axis: int = 0,
     spatial_dims: int | None = None,
 ) -> np.ndarray:
@@ -243,7 +248,7 @@ def conv_transpose_to_sub_pixel(
     output_padding: Any = None,
     groups: int = 1,
     source: str = "torch",
-    order: str = "CRD",
+    order: Order = "CRD",
 ) -> SubPixelPlan:
     """The sub-pixel form of a transposed convolution (exact).
 
@@ -264,7 +269,7 @@ def conv_transpose_to_sub_pixel(
         A :class:`SubPixelPlan`; ``plan.weight`` is in PyTorch conv layout.
     """
     w = np.asarray(_to_numpy(weight, "weight"))
-    b = _to_numpy(bias, "bias")
+    b = _maybe_numpy(bias, "bias")
     source = _check_choice(source, "source", SOURCES)
     order = _spec.normalize_order(order)
     d = _check_kernel(w)
@@ -311,7 +316,8 @@ def conv_transpose_to_sub_pixel(
     kp = tuple(-(-K[i] // s[i]) for i in range(d))  # LR kernel size
     # zero-pad the kernel to a multiple of the stride (the seed's f=(1,2,3) example)
     padded = np.zeros(w.shape[:2] + tuple(kp[i] * s[i] for i in range(d)), dtype=w.dtype)
-    padded[(slice(None), slice(None), *(slice(0, k) for k in K))] = w
+    taps = (slice(None), slice(None), *(slice(0, k) for k in K))
+    padded[taps] = w
     # (C_in, C_out/g, kp_1, s_1, ..., kp_d, s_d): tap j, phase f at kernel index j*s + f
     split = padded.reshape(w.shape[:2] + tuple(x for i in range(d) for x in (kp[i], s[i])))
     # flip the taps: the LR correlation reads x[m - j] as tap q = kp - 1 - j
@@ -355,7 +361,7 @@ def sub_pixel_to_conv_transpose(
     bias: Any = None,
     *,
     factor: Any,
-    order: str = "CRD",
+    order: Order = "CRD",
     padding: Any = "same",
     crop: Any = None,
     groups: int = 1,
@@ -382,7 +388,7 @@ def sub_pixel_to_conv_transpose(
     target's padding vocabulary cannot express the result.
     """
     w = np.asarray(_to_numpy(weight, "weight"))
-    b = _to_numpy(bias, "bias")
+    b = _maybe_numpy(bias, "bias")
     order = _spec.normalize_order(order)
     target = _check_choice(target, "target", SOURCES)
     d = _check_kernel(w)
@@ -424,7 +430,7 @@ def sub_pixel_to_conv_transpose(
         post.append(n_post)
     w = np.pad(w, [(0, 0), (0, 0)] + [(pre[i], post[i]) for i in range(d)])
     kq = w.shape[2:]
-    left = [pads[i][0] + pre[i] for i in range(d)]
+    lefts = [pads[i][0] + pre[i] for i in range(d)]
     g_in = w.shape[1]
     c_in = g_in * groups
     g_out = c_out // groups
@@ -434,7 +440,7 @@ def sub_pixel_to_conv_transpose(
     big = split.transpose(perm)
     big = np.flip(big, axis=tuple(3 + 2 * i for i in range(d)))  # undo the tap flip
     big = big.reshape((c_in, g_out, *(kq[i] * s[i] for i in range(d))))
-    p = tuple((kq[i] - 1 - left[i]) * s[i] for i in range(d))
+    p = tuple((kq[i] - 1 - lefts[i]) * s[i] for i in range(d))
     big = np.ascontiguousarray(big)
     crops = _spec.normalize_crop(crop, d)
     if any(a or b for a, b in crops):
@@ -455,7 +461,7 @@ def sub_pixel_to_conv_transpose(
     if all(p[i] == 0 for i in range(d)):
         return ConvTransposeParams(tf_kernel, ct_bias, s, "valid", None, 1, "tensorflow")
     if all(
-        p[i] == ((kq[i] - 1) * s[i]) // 2 and (kq[i] - 1 - left[i]) == left[i] for i in range(d)
+        p[i] == ((kq[i] - 1) * s[i]) // 2 and (kq[i] - 1 - lefts[i]) == lefts[i] for i in range(d)
     ):
         return ConvTransposeParams(tf_kernel, ct_bias, s, "same", None, 1, "tensorflow")
     raise ValueError(
@@ -578,7 +584,7 @@ def icnr(
     shape: Sequence[int],
     factor: Any,
     *,
-    order: str = "CRD",
+    order: Order = "CRD",
     init: Callable[..., Any] | np.ndarray | None = None,
     seed: int | np.random.Generator | None = None,
     dtype: Any = np.float32,

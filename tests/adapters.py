@@ -44,6 +44,10 @@ class Adapter:
     def _slice_last(self, x):
         return x[..., ::2]
 
+    def transpose(self, x, perm):
+        """A transposed view (or, for immutable arrays, a transposed copy) of ``x``."""
+        return x.transpose(perm)
+
     def same_device(self, x) -> bool:
         return True
 
@@ -144,6 +148,9 @@ class TorchAdapter(Adapter):
     def same_device(self, x):
         return str(x.device).startswith(self.device)
 
+    def transpose(self, x, perm):
+        return x.permute(perm)
+
     def aliased(self, a, out_shape, offset):
         buf = self.torch.empty(a.size + offset, dtype=self._dtype(a.dtype.name), device=self.device)
         buf[: a.size] = self.asarray(a.ravel())
@@ -197,6 +204,9 @@ class TensorflowAdapter(Adapter):
     def _slice_last(self, x):
         # tf tensors are always dense; a strided slice is the closest thing
         return x[..., ::2]
+
+    def transpose(self, x, perm):
+        return self.tf.transpose(x, perm)
 
 
 class JaxAdapter(Adapter):

@@ -20,7 +20,7 @@ def _run(*args):
 def test_gpu_check_dry_run():
     proc = _run("benchmarks/gpu_check.py", "--dry-run-cpu", "--quick")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "numpy (dry run)" in proc.stdout
+    assert "pytest numpy: 1/1" in proc.stdout
 
 
 def test_cost_model_prints_the_seed_example():

@@ -74,7 +74,7 @@ def _launch(fn: Any, total: int, args: tuple) -> None:
     fn((blocks,), (threads,), args)
 
 
-class CupyBackend(ArrayBackend):
+class CupyBackend(ArrayBackend[Any]):
     name = "cupy"
     mutable = True
 

@@ -50,7 +50,7 @@ def _conv(x: jax.Array, weight: jax.Array, bias: Any, cplan: ConvPlan) -> jax.Ar
     return jnp.reshape(lr, (*batch, *lr.shape[1:]))
 
 
-class JaxBackend(ArrayBackend):
+class JaxBackend(ArrayBackend[jax.Array]):
     name = "jax"
     mutable = False
 

@@ -201,7 +201,7 @@ def strided_copy(dst: np.ndarray, src: np.ndarray, perm: tuple) -> None:
         f.result()
 
 
-class NumpyBackend(ArrayBackend):
+class NumpyBackend(ArrayBackend[np.ndarray]):
     name = "numpy"
     mutable = True
 

@@ -102,7 +102,7 @@ def _run_time_checks(plan: Plan, shape: list) -> list:
     return checks
 
 
-class TensorflowBackend(ArrayBackend):
+class TensorflowBackend(ArrayBackend[Any]):
     name = "tensorflow"
     mutable = False
 

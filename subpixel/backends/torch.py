@@ -140,7 +140,7 @@ def _rearrange(x: torch.Tensor, plan: Plan) -> torch.Tensor:
     return y.reshape(plan.out_shape)
 
 
-class TorchBackend(ArrayBackend):
+class TorchBackend(ArrayBackend[torch.Tensor]):
     name = "torch"
     mutable = True
 

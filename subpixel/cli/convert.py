@@ -9,6 +9,7 @@ import argparse
 from typing import Any
 
 from .. import _files
+from .._spec import Order
 from ._common import UserError, add_force, input_file, output_file, positive_int
 
 OUTPUTS = (".safetensors", ".npz", ".pt", ".pth", ".weights.h5")
@@ -197,7 +198,7 @@ def _from_arrays(f: _files.TensorFile, args: argparse.Namespace):
     keras_file = _files.kind_of(f.path) == "keras"
     layout = args.src_layout or ("keras" if keras_file else "torch")
     layout = {"tensorflow": "keras"}.get(layout, layout)
-    order = args.src_order or "CRD"
+    order: Order = args.src_order or "CRD"
     if args.from_conv_transpose is not None:
         stride = _one_or_tuple(args.from_conv_transpose)
         output_padding = _one_or_tuple(args.output_padding)

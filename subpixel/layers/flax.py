@@ -24,6 +24,7 @@ from flax import nnx
 
 from .. import _spec, ops, weights
 from .._layer_spec import LayerSpec, icnr_index
+from .._spec import Layout, Order
 
 if TYPE_CHECKING:
     from ..layer import SubPixelConv as AgnosticSubPixelConv
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-def icnr_init(factor: Any, order: str = "CRD", base_init: Any = None):
+def icnr_init(factor: Any, order: Order = "CRD", base_init: Any = None):
     """A Flax initializer: ICNR over ``base_init`` (default: Flax's conv default,
     LeCun normal) for a kernel ``(*k, C_in, C_out * prod(factor))`` (the rule of
     :func:`subpixel._layer_spec.icnr_index`)."""
@@ -64,8 +65,8 @@ class PixelShuffle(nnx.Module):
         factor: Any,
         *,
         spatial_dims: int | None = None,
-        order: str = "CRD",
-        layout: str = "channels_last",
+        order: Order = "CRD",
+        layout: Layout = "channels_last",
     ) -> None:
         d = _spec.normalize_spatial_dims(spatial_dims, factor)
         self.factor, self.spatial_dims = _spec.normalize_factor(factor, d), d
@@ -95,8 +96,8 @@ class SubPixelConv(nnx.Module):
         factor: Any,
         *,
         padding: Any = "same",
-        order: str = "CRD",
-        layout: str = "channels_last",
+        order: Order = "CRD",
+        layout: Layout = "channels_last",
         use_bias: bool = True,
         kernel_init: Any = None,
         bias_init: Any = None,
@@ -154,12 +155,12 @@ class SubPixelConv(nnx.Module):
 
 
 def from_agnostic(
-    layer: AgnosticSubPixelConv, layout: str | None = None, rngs: Any = None
+    layer: AgnosticSubPixelConv, layout: Layout | None = None, rngs: Any = None
 ) -> SubPixelConv:
     """A Flax :class:`SubPixelConv` holding a :class:`subpixel.SubPixelConv`'s parameters."""
     spec = layer.spec
     module = SubPixelConv(
-        spec.in_channels,
+        spec.inputs,
         spec.out_channels,
         spec.kernel_size,
         spec.factor,
@@ -172,7 +173,7 @@ def from_agnostic(
         rngs=rngs or nnx.Rngs(0),
     )
     module.kernel[...] = jnp.asarray(weights.convert_layout(layer.weight, src="torch", dst="flax"))
-    if layer.bias is not None:
+    if layer.bias is not None and module.bias is not None:
         module.bias[...] = jnp.asarray(layer.bias)
     return module
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import _spec, ops, weights
 from .._layer_spec import LayerSpec, icnr_index
+from .._spec import Layout, Order
 
 if TYPE_CHECKING:
     from ..layer import SubPixelConv as AgnosticSubPixelConv
@@ -32,7 +33,7 @@ __all__ = ["ICNR", "PixelShuffle", "PixelUnshuffle", "SubPixelConv", "from_agnos
 _register = keras.saving.register_keras_serializable(package="subpixel")
 
 
-def _data_format(data_format: str | None) -> str:
+def _data_format(data_format: str | None) -> Layout:
     return _spec.normalize_layout(data_format or keras.config.image_data_format())
 
 
@@ -42,7 +43,7 @@ class ICNR(keras.initializers.Initializer):
     kernel from ``initializer`` copied to every phase (the rule of
     :func:`subpixel._layer_spec.icnr_index`)."""
 
-    def __init__(self, factor: Any, order: str = "CRD", initializer: Any = "he_normal") -> None:
+    def __init__(self, factor: Any, order: Order = "CRD", initializer: Any = "he_normal") -> None:
         self.factor = factor
         self.order = _spec.normalize_order(order)
         self.initializer = keras.initializers.get(initializer)
@@ -72,7 +73,7 @@ class PixelShuffle(keras.layers.Layer):
         self,
         factor: Any,
         spatial_dims: int | None = None,
-        order: str = "CRD",
+        order: Order = "CRD",
         data_format: str | None = None,
         **kwargs,
     ) -> None:
@@ -139,7 +140,7 @@ class SubPixelConv(keras.layers.Layer):
         kernel_size: Any,
         factor: Any,
         padding: Any = "same",
-        order: str = "CRD",
+        order: Order = "CRD",
         data_format: str | None = None,
         use_bias: bool = True,
         kernel_initializer: Any = "icnr",
@@ -264,9 +265,9 @@ def from_agnostic(layer: AgnosticSubPixelConv, data_format: str | None = None) -
     )
     spatial = (None,) * spec.spatial_dims
     k.build(
-        (None, spec.in_channels, *spatial)
+        (None, spec.inputs, *spatial)
         if data_format == "channels_first"
-        else (None, *spatial, spec.in_channels)
+        else (None, *spatial, spec.inputs)
     )
     params = [weights.convert_layout(layer.weight, src="torch", dst="keras")]
     if layer.bias is not None:
@@ -278,7 +279,7 @@ def from_agnostic(layer: AgnosticSubPixelConv, data_format: str | None = None) -
 _CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
 
-def to_agnostic(layer: Any, *, factor: Any = None, order: str = "CRD") -> AgnosticSubPixelConv:
+def to_agnostic(layer: Any, *, factor: Any = None, order: Order = "CRD") -> AgnosticSubPixelConv:
     """A :class:`subpixel.SubPixelConv` from a built Keras :class:`SubPixelConv`, or
     from a built plain ``keras.layers.Conv1D/2D/3D`` (stride 1, undilated,
     ungrouped, no activation) read as the LR convolution of a sub-pixel conv with

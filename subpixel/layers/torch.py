@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import _spec, ops
 from .._layer_spec import LayerSpec
+from .._spec import Layout, Order
 
 if TYPE_CHECKING:
     from ..layer import SubPixelConv
@@ -44,8 +45,8 @@ class PixelShuffle(nn.Module):
         factor: Any,
         *,
         spatial_dims: int | None = None,
-        order: str = "CRD",
-        layout: str = "channels_first",
+        order: Order = "CRD",
+        layout: Layout = "channels_first",
     ) -> None:
         super().__init__()
         d = _spec.normalize_spatial_dims(spatial_dims, factor)
@@ -81,7 +82,7 @@ class _SubPixelConvNd(nn.Module):
         *,
         padding: Any = "same",
         bias: bool = True,
-        order: str = "CRD",
+        order: Order = "CRD",
         init: str = "icnr",
         blur: bool = False,
         crop: Any = None,
@@ -123,7 +124,7 @@ class _SubPixelConvNd(nn.Module):
         """PyTorch's conv initialisation; with ``init="icnr"`` drawn for the base
         kernel and copied to every phase (zero bias), so that the layer starts as
         conv + nearest-neighbour upsampling."""
-        fan_in = self.spec.in_channels * math.prod(self.spec.kernel_size)
+        fan_in = self.spec.inputs * math.prod(self.spec.kernel_size)
         with torch.no_grad():
             if self.init == "default":
                 nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -196,7 +197,7 @@ def from_agnostic(layer: SubPixelConv) -> _SubPixelConvNd:
     (float32; the data layout of a PyTorch layer is channels_first)."""
     spec = layer.spec
     module = SUB_PIXEL_CONV[spec.spatial_dims](
-        spec.in_channels,
+        spec.inputs,
         spec.out_channels,
         spec.kernel_size,
         spec.factor,
@@ -209,7 +210,7 @@ def from_agnostic(layer: SubPixelConv) -> _SubPixelConvNd:
     )
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(layer.weight.astype("float32")))
-        if module.bias is not None:
+        if module.bias is not None and layer.bias is not None:
             module.bias.copy_(torch.from_numpy(layer.bias.astype("float32")))
     return module
 
@@ -218,7 +219,7 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def to_agnostic(
-    module: Any, *, factor: Any = None, order: str = "CRD", layout: str = "channels_first"
+    module: Any, *, factor: Any = None, order: Order = "CRD", layout: Layout = "channels_first"
 ) -> SubPixelConv:
     """A :class:`subpixel.SubPixelConv` from a ``SubPixelConvNd``, or from a plain
     ``nn.Conv1d/2d/3d`` (stride 1, undilated, ungrouped, zero padding) read as the

@@ -182,12 +182,19 @@ def upscale_image(
     to_255 = (img.astype(np.float64) - lo) * (255.0 / (hi - lo))  # exact for uint8
     colour = to_255[..., :3] if C >= 3 else to_255[..., :1]
     alpha = to_255[..., -1] if C in (2, 4) else None
-    run = {"backend": backend, "tile": tile, "progress": progress}
     if colour.shape[2] == 1:
-        out = upscale_luma(model, colour[..., 0] / 255.0, **run)[..., None] * 255.0
+        out = (
+            upscale_luma(
+                model, colour[..., 0] / 255.0, backend=backend, tile=tile, progress=progress
+            )[..., None]
+            * 255.0
+        )
     else:
         ycc = image.rgb_to_ycbcr(colour)
-        y_hr = upscale_luma(model, ycc[..., 0] / 255.0, **run) * 255.0
+        y_hr = (
+            upscale_luma(model, ycc[..., 0] / 255.0, backend=backend, tile=tile, progress=progress)
+            * 255.0
+        )
         chroma = image.resize_bicubic(ycc[..., 1:], H * r, W * r)
         out = image.ycbcr_to_rgb(np.concatenate([y_hr[..., None], chroma], axis=-1))
     if alpha is not None:
