@@ -69,6 +69,18 @@ def icnr_index(out_channels: int, factor: tuple[int, ...], order: str) -> Any:
     return np.tile(np.arange(C), R)  # DCR: LR channel b * C + c
 
 
+def check_plain_conv(framework: str, factor: Any, stride: Any, dilation: Any, groups: int) -> None:
+    """A framework's plain convolution is the LR half of a sub-pixel conv only with a
+    ``factor`` given and stride 1, no dilation, no groups; ``ValueError`` otherwise."""
+    if factor is None:
+        raise ValueError(f"`factor` is needed to read a plain {framework} conv as a sub-pixel conv")
+    if any(s != 1 for s in stride) or any(v != 1 for v in dilation) or groups != 1:
+        raise ValueError(
+            "Only stride-1, undilated, ungrouped convolutions are sub-pixel convolutions. "
+            f"Received: stride={tuple(stride)}, dilation={tuple(dilation)}, groups={groups}"
+        )
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """A sub-pixel convolution: an LR conv with ``out_channels * prod(factor)``

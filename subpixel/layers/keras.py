@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from .. import _spec, ops, weights
-from .._layer_spec import LayerSpec, icnr_index
+from .._layer_spec import LayerSpec, check_plain_conv, icnr_index
 from .._spec import Layout, Order
 
 if TYPE_CHECKING:
@@ -308,17 +308,7 @@ def to_agnostic(layer: Any, *, factor: Any = None, order: Order = "CRD") -> Agno
     bias = _numpy(layer.bias) if layer.bias is not None else None
     if isinstance(layer, SubPixelConv):
         return Agnostic.from_spec(layer.spec, kernel, bias)
-    if factor is None:
-        raise ValueError("`factor` is needed to read a plain Keras conv as a sub-pixel conv")
-    if (
-        any(s != 1 for s in layer.strides)
-        or any(v != 1 for v in layer.dilation_rate)
-        or layer.groups != 1
-    ):
-        raise ValueError(
-            "Only stride-1, undilated, ungrouped convolutions are sub-pixel convolutions. "
-            f"Received: strides={layer.strides}, dilation_rate={layer.dilation_rate}, groups={layer.groups}"
-        )
+    check_plain_conv("Keras", factor, layer.strides, layer.dilation_rate, layer.groups)
     if layer.padding not in ("same", "valid"):
         raise ValueError(f"`layer` has padding={layer.padding!r}; only 'same' and 'valid' convert")
     return Agnostic.from_weights(

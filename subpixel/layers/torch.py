@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .. import _spec, ops
-from .._layer_spec import LayerSpec
+from .._layer_spec import LayerSpec, check_plain_conv
 from .._spec import Layout, Order
 
 if TYPE_CHECKING:
@@ -241,17 +241,7 @@ def to_agnostic(
             "`module` must be a subpixel SubPixelConv1d/2d/3d or a torch.nn.Conv1d/2d/3d. "
             f"Received: module of type {type(module).__module__}.{type(module).__qualname__}"
         )
-    if factor is None:
-        raise ValueError("`factor` is needed to read a plain torch conv as a sub-pixel conv")
-    if (
-        any(s != 1 for s in module.stride)
-        or any(v != 1 for v in module.dilation)
-        or module.groups != 1
-    ):
-        raise ValueError(
-            "Only stride-1, undilated, ungrouped convolutions are sub-pixel convolutions. "
-            f"Received: stride={module.stride}, dilation={module.dilation}, groups={module.groups}"
-        )
+    check_plain_conv("torch", factor, module.stride, module.dilation, module.groups)
     if module.padding_mode != "zeros":
         raise ValueError(
             "`module` pads with padding_mode="
