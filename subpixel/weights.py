@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _spec
 from ._layer_spec import MAX_FACTOR, icnr_index
+from ._lowering import gather_index
 from ._spec import Order
 
 __all__ = [
@@ -207,11 +208,7 @@ def reorder_channels(
     C = _spec.check_divisible_channels("w", w.shape[axis], r, w.shape, f"channels on axis {axis}")
     if src == dst:
         return np.array(w, copy=True)
-    if dst == "DCR":  # DCR position b*C + c holds CRD channel c*R + b
-        idx = (np.arange(C)[None, :] * R + np.arange(R)[:, None]).ravel()
-    else:  # CRD position c*R + b holds DCR channel b*C + c
-        idx = (np.arange(R)[None, :] * C + np.arange(C)[:, None]).ravel()
-    return np.take(w, idx, axis=axis)
+    return np.take(w, gather_index(C * R, r, src, dst), axis=axis)
 
 
 # ---------------------------------------------------------------------------

@@ -17,6 +17,9 @@ MODULES = [
     "subpixel.layer",
     "subpixel.image",
     "subpixel.models.espcn",
+    "subpixel.deploy",
+    "subpixel._lowering",
+    "subpixel._layer_spec",
 ]
 PAGES = ["conventions.md", "weights.md"]
 

@@ -94,3 +94,53 @@ def test_channel_divisibility_has_one_message():
     ):
         _spec.check_divisible_channels("w", 6, (2, 2), (1, 6, 3, 3), "channels on axis 1")
     assert _spec.check_divisible_channels("weight", 12, (2, 3), (12, 1, 1, 1)) == 2
+
+
+def test_flat_steps_never_exceed_the_input_rank():
+    """The `flat` lowering's plan, executed with NumPy, equals the oracle for every
+    layout, order, op, factor and 1-, 2-, 3-D data, and no step has a higher rank
+    than a batched input (an unbatched one may need one more)."""
+    import itertools
+    import math
+
+    import numpy as np
+
+    from subpixel import _lowering
+
+    from reference import reference
+
+    for d, op, layout, order in itertools.product(
+        (1, 2, 3), ("shuffle", "unshuffle"), ("channels_first", "channels_last"), ("CRD", "DCR")
+    ):
+        for r in ((2,) * d, (3,) * d, (2, 3, 1)[:d], (1, 2, 3)[:d]):
+            for channels, batch in ((1, (2,)), (3, (2,)), (2, ())):
+                low = (3, 2, 4)[:d]
+                hi = tuple(s * f for s, f in zip(low, r))
+                c = channels * math.prod(r) if op == "shuffle" else channels
+                spatial = low if op == "shuffle" else hi
+                shape = (
+                    (*batch, c, *spatial) if layout == "channels_first" else (*batch, *spatial, c)
+                )
+                plan = _spec.make_plan(op, shape, r, d, layout, order)
+                a = np.random.default_rng(0).standard_normal(shape)
+                y = a
+                for step_shape, perm in _lowering.flat_steps(plan):
+                    assert len(step_shape) <= len(shape) + (0 if batch else 1)
+                    y = y.reshape(step_shape).transpose(perm)
+                expected = reference(op, a, r, spatial_dims=d, layout=layout, order=order)
+                np.testing.assert_array_equal(y.reshape(plan.out_shape), expected)
+
+
+def test_one_hot_kernel_is_a_shuffle():
+    import numpy as np
+
+    from subpixel import _lowering
+
+    from reference import conv_transpose_ref, reference
+
+    for order in ("CRD", "DCR"):
+        for dense in (False, True):
+            kernel, groups = _lowering.one_hot_kernel(3, (2, 3), order, dense=dense)
+            x = np.random.default_rng(1).standard_normal((2, 18, 4, 5))
+            got = conv_transpose_ref(x, kernel, None, (2, 3), 0, 0, groups)
+            np.testing.assert_array_equal(got, reference("shuffle", x, (2, 3), order=order))

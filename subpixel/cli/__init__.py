@@ -5,6 +5,7 @@ subpixel check    every installed backend against the NumPy reference (default)
 subpixel upscale  super-resolve an image with the bundled ESPCN
 subpixel bench    shuffle throughput against a plain copy and the native ops
 subpixel convert  port sub-pixel conv weights between files, frameworks and orders
+subpixel export   the bundled ESPCN as ONNX or LiteRT/TFLite, checked in its runtime
 
 Every problem with what the user passed is one line ``subpixel: error: ...`` and
 exit status 2; a failed check exits with 1.
@@ -19,12 +20,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import bench, check, convert, info, upscale
+from . import bench, check, convert, export, info, upscale
 from ._common import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
 
-COMMANDS = (info, check, upscale, bench, convert)
+COMMANDS = (info, check, upscale, bench, convert, export)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -33,6 +33,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reference", default=None, help="an HR image of the output's size to report PSNR against"
     )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="FILE",
+        help="run an exported model.onnx or model.tflite (`subpixel export`) instead of the "
+        "bundled one; its scale is read from the file",
+    )
     add_force(p)
     p.set_defaults(run=run)
 
@@ -64,13 +71,21 @@ def run(args: argparse.Namespace) -> int:
     from ..models.espcn import SAMPLE
 
     usable_backend(args.backend)
+    runtime_model = None
+    if args.model is not None:
+        from ..deploy import RuntimeModel
+
+        if args.backend != "numpy":
+            raise UserError("--model runs in its own runtime: --backend does not apply")
+        runtime_model = RuntimeModel(input_file(args.model))
+        args.scale = runtime_model.scale
     sample = args.input == "sample"
     path = SAMPLE if sample else input_file(args.input)
     if sample and args.reference:
         raise UserError(
             "--reference cannot be used with IN=sample: the demo compares with the original"
         )
-    out_path = output_file(args.output, inputs=[path, args.reference], force=args.force)
+    out_path = output_file(args.output, inputs=[path, args.reference, args.model], force=args.force)
     original = image.read_image(path)
     r = args.scale
     if sample:  # the demo: make an LR version of the bundled image, then compare with it
@@ -91,13 +106,14 @@ def run(args: argparse.Namespace) -> int:
                     f"will be {expected[1]}x{expected[0]}: they must match"
                 )
     image.check_writable(out_path, lr)  # before the work: the format must take this image
-    model = ESPCN.pretrained(r)
+    model = runtime_model or ESPCN.pretrained(r)
     progress = args.tile is not None and sys.stderr.isatty()
     out = upscale_image(lr, model, backend=args.backend, tile=args.tile, progress=progress)
     image.write_image(out_path, out)
     print(
         f"wrote {args.output}: {out.shape[1]}x{out.shape[0]} from {lr.shape[1]}x{lr.shape[0]} "
-        f"(ESPCN x{r} on {args.backend}{f', tiles of {args.tile}' if args.tile else ''})"
+        f"(ESPCN x{r} on {args.backend if runtime_model is None else args.model}"
+        f"{f', tiles of {args.tile}' if args.tile else ''})"
     )
     if reference is not None:  # bicubic: the same resize, rounded to 8 bits as an image would be
         bicubic = np.clip(np.round(image.resize_bicubic(_to_255(lr), *out.shape[:2])), 0, 255)

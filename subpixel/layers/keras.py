@@ -23,12 +23,22 @@ import numpy as np
 
 from .. import _spec, ops, weights
 from .._layer_spec import LayerSpec, check_plain_conv, icnr_index
+from .._lowering import Lowering, check_native, has_native_op, normalize_lowering
 from .._spec import Layout, Order
+from . import _keras_lowering
 
 if TYPE_CHECKING:
     from ..layer import SubPixelConv as AgnosticSubPixelConv
 
-__all__ = ["ICNR", "PixelShuffle", "PixelUnshuffle", "SubPixelConv", "from_agnostic", "to_agnostic"]
+__all__ = [
+    "ICNR",
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "SubPixelConv",
+    "from_agnostic",
+    "from_espcn",
+    "to_agnostic",
+]
 
 _register = keras.saving.register_keras_serializable(package="subpixel")
 
@@ -63,9 +73,22 @@ class ICNR(keras.initializers.Initializer):
         }
 
 
+def _check_lowering(lowering: Any, factor: tuple[int, ...], data_format: str) -> Lowering:
+    lowering = normalize_lowering(lowering)
+    check_native(lowering, factor)
+    if lowering == "native" and data_format != "channels_last":
+        raise ValueError(
+            "`lowering='native'` needs data_format='channels_last' (TensorFlow's depth_to_space "
+            f"and TFLite's DEPTH_TO_SPACE are NHWC). Received: data_format={data_format!r}"
+        )
+    return lowering
+
+
 @_register
 class PixelShuffle(keras.layers.Layer):
-    """:func:`subpixel.shuffle` as a Keras layer."""
+    """:func:`subpixel.shuffle` as a Keras layer.  ``lowering``: how a TFLite/LiteRT
+    conversion writes it (``"auto"``, ``"native"``, ``"reshape"``, ``"flat"``,
+    ``"conv"``; docs/deploy.md); the numbers are the same in every lowering."""
 
     op = "shuffle"
 
@@ -75,6 +98,7 @@ class PixelShuffle(keras.layers.Layer):
         spatial_dims: int | None = None,
         order: Order = "CRD",
         data_format: str | None = None,
+        lowering: Lowering = "auto",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -83,15 +107,11 @@ class PixelShuffle(keras.layers.Layer):
         self.spatial_dims = d
         self.order = _spec.normalize_order(order)
         self.data_format = _data_format(data_format)
+        self.lowering = _check_lowering(lowering, self.factor, self.data_format)
 
     def call(self, x):
-        fn = ops.shuffle if self.op == "shuffle" else ops.unshuffle
-        return fn(
-            x,
-            self.factor,
-            spatial_dims=self.spatial_dims,
-            layout=self.data_format,
-            order=self.order,
+        return _keras_lowering.rearrange(
+            x, self.op, self.factor, self.spatial_dims, self.order, self.data_format, self.lowering
         )
 
     def compute_output_shape(self, input_shape):
@@ -107,6 +127,7 @@ class PixelShuffle(keras.layers.Layer):
             spatial_dims=self.spatial_dims,
             order=self.order,
             data_format=self.data_format,
+            lowering=self.lowering,
         )
         return config
 
@@ -149,6 +170,7 @@ class SubPixelConv(keras.layers.Layer):
         spatial_dims: int | None = None,
         crop: Any = None,
         activation: Any = None,
+        lowering: Lowering = "auto",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -170,6 +192,7 @@ class SubPixelConv(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.activation = keras.activations.get(activation)
+        self.lowering = _check_lowering(lowering, self.spec.factor, self.spec.layout)
 
     filters = property(lambda self: self.spec.out_channels)
     kernel_size = property(lambda self: self.spec.kernel_size)
@@ -196,11 +219,58 @@ class SubPixelConv(keras.layers.Layer):
         )
 
     def call(self, x):
-        d = self.spatial_dims
-        weight = keras.ops.transpose(self.kernel, (d + 1, d, *range(d)))  # -> (O, I, *k)
-        bias = None if self.bias is None else keras.ops.add(self.bias, 0)  # a backend tensor
-        y = ops.sub_pixel_conv(x, weight, bias, **self.spec.op_kwargs())
-        return self.activation(y)
+        spec = self.spec
+        d = spec.spatial_dims
+        if self.lowering == "auto" and not _keras_lowering.tracing_for_tflite():
+            weight = keras.ops.transpose(self.kernel, (d + 1, d, *range(d)))  # -> (O, I, *k)
+            bias = None if self.bias is None else keras.ops.add(self.bias, 0)  # a backend tensor
+            return self.activation(ops.sub_pixel_conv(x, weight, bias, **spec.op_kwargs()))
+        return self.activation(self._lowered(x))
+
+    def _lowered(self, x):
+        """The forward pass as Keras ops, the shuffle in ``lowering`` (what a TFLite
+        conversion records)."""
+        spec = self.spec
+        kernel = keras.ops.cast(self.kernel, x.dtype)
+        bias = None if self.bias is None else keras.ops.cast(self.bias, x.dtype)
+        tracing = _keras_lowering.tracing_for_tflite()
+        native = self.lowering == "native" or (
+            self.lowering == "auto"
+            and spec.layout == "channels_last"
+            and has_native_op(spec.factor)
+        )
+        folded = native and tracing and spec.order == "CRD"
+        if folded:  # put the kernel's channels in depth_to_space's DCR order: no extra op
+            kernel, bias = _keras_lowering.fold_kernel(kernel, bias, spec.factor)
+        channels_first = spec.layout == "channels_first"
+        if any(a or b for a, b in spec.padding):
+            pads = [list(p) for p in spec.padding]
+            x = keras.ops.pad(
+                x, [[0, 0], [0, 0], *pads] if channels_first else [[0, 0], *pads, [0, 0]]
+            )
+        y = keras.ops.conv(x, kernel, padding="valid", data_format=spec.layout)
+        if bias is not None:
+            shape = (-1,) + (1,) * spec.spatial_dims if channels_first else (-1,)
+            y = y + keras.ops.reshape(bias, shape)
+        y = _keras_lowering.rearrange(
+            y,
+            "shuffle",
+            spec.factor,
+            spec.spatial_dims,
+            spec.order,
+            spec.layout,
+            self.lowering,
+            folded=folded,
+        )
+        if spec.blur:
+            y = ops.blur(y, spatial_dims=spec.spatial_dims, layout=spec.layout)
+        if spec.has_crop:
+            first = 2 if channels_first else 1
+            key = [slice(None)] * (first + spec.spatial_dims + (0 if channels_first else 1))
+            for k, (a, b) in enumerate(spec.crop):
+                key[first + k] = slice(a, -b if b else None)
+            y = y[tuple(key)]
+        return y
 
     def compute_output_shape(self, input_shape):
         plan = _spec.make_conv_plan(
@@ -233,6 +303,7 @@ class SubPixelConv(keras.layers.Layer):
             spatial_dims=self.spatial_dims,
             crop=[list(p) for p in self.crop],
             activation=keras.activations.serialize(self.activation),
+            lowering=self.lowering,
         )
         return config
 
@@ -314,3 +385,24 @@ def to_agnostic(layer: Any, *, factor: Any = None, order: Order = "CRD") -> Agno
     return Agnostic.from_weights(
         kernel, bias, factor=factor, order=order, padding=layer.padding, layout=layer.data_format
     )
+
+
+def from_espcn(model: Any, lowering: Lowering = "auto", order: Order = "CRD") -> keras.Model:
+    """The bundled ESPCN (:class:`subpixel.models.ESPCN`) as a Keras model in NHWC, its
+    last layer a :class:`SubPixelConv` with ``lowering`` and ``order`` (the same numbers
+    in either): ``(N, H, W, 1)`` luminance in [0, 1] in, ``(N, H * scale, W * scale, 1)``
+    out."""
+    p = model.head_params(order)
+    inputs = keras.Input((None, None, 1))
+    h = keras.layers.Rescaling(1.0, offset=-model.mean)(inputs)
+    conv1 = keras.layers.Conv2D(64, 5, padding="same", activation="tanh")
+    conv2 = keras.layers.Conv2D(32, 3, padding="same", activation="tanh")
+    head = SubPixelConv(
+        1, 3, model.scale, padding=1, order=order, lowering=lowering, data_format="channels_last"
+    )
+    h = head(conv2(conv1(h)))
+    outputs = keras.layers.Rescaling(1.0, offset=model.mean)(h)
+    for layer, name in ((conv1, "conv1"), (conv2, "conv2"), (head, "conv3")):
+        kernel = weights.convert_layout(p[f"{name}.weight"], src="torch", dst="keras")
+        layer.set_weights([kernel, p[f"{name}.bias"]])
+    return keras.Model(inputs, outputs)

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .. import _spec, ops
+from .. import _spec
 from .._layer_spec import LayerSpec, check_plain_conv
+from .._lowering import Lowering, check_native, normalize_lowering
 from .._spec import Layout, Order
+from . import _torch_lowering
 
 if TYPE_CHECKING:
     from ..layer import SubPixelConv
@@ -31,14 +33,29 @@ __all__ = [
     "SubPixelConv2d",
     "SubPixelConv3d",
     "from_agnostic",
+    "from_espcn",
     "to_agnostic",
 ]
 
 
-class PixelShuffle(nn.Module):
-    """:func:`subpixel.shuffle` as a module: N-D factors and both channel orders."""
+def _check_lowering(lowering: Any, factor: tuple[int, ...], layout: str) -> Lowering:
+    lowering = normalize_lowering(lowering)
+    check_native(lowering, factor)
+    if lowering in ("native", "conv") and layout != "channels_first":
+        raise ValueError(
+            f"`lowering={lowering!r}` needs layout='channels_first' in PyTorch. Received: layout={layout!r}"
+        )
+    return lowering
 
-    op = staticmethod(ops.shuffle)
+
+class PixelShuffle(nn.Module):
+    """:func:`subpixel.shuffle` as a module: N-D factors and both channel orders.
+
+    ``lowering``: how an export writes the shuffle into the graph (``"auto"``,
+    ``"native"``, ``"reshape"``, ``"flat"``, ``"conv"``; docs/deploy.md); the numbers
+    are the same in every lowering."""
+
+    op = "shuffle"
 
     def __init__(
         self,
@@ -47,6 +64,7 @@ class PixelShuffle(nn.Module):
         spatial_dims: int | None = None,
         order: Order = "CRD",
         layout: Layout = "channels_first",
+        lowering: Lowering = "auto",
     ) -> None:
         super().__init__()
         d = _spec.normalize_spatial_dims(spatial_dims, factor)
@@ -54,20 +72,22 @@ class PixelShuffle(nn.Module):
         self.spatial_dims = d
         self.order = _spec.normalize_order(order)
         self.layout = _spec.normalize_layout(layout)
+        self.lowering = _check_lowering(lowering, self.factor, self.layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(
-            x, self.factor, spatial_dims=self.spatial_dims, layout=self.layout, order=self.order
+        return _torch_lowering.rearrange(
+            x, self.op, self.factor, self.spatial_dims, self.order, self.lowering, self.layout
         )
 
     def extra_repr(self) -> str:
-        return f"factor={self.factor}, order={self.order!r}, layout={self.layout!r}"
+        lowering = "" if self.lowering == "auto" else f", lowering={self.lowering!r}"
+        return f"factor={self.factor}, order={self.order!r}, layout={self.layout!r}{lowering}"
 
 
 class PixelUnshuffle(PixelShuffle):
-    """:func:`subpixel.unshuffle` as a module."""
+    """:func:`subpixel.unshuffle` as a module (``lowering`` as :class:`PixelShuffle`)."""
 
-    op = staticmethod(ops.unshuffle)
+    op = "unshuffle"
 
 
 class _SubPixelConvNd(nn.Module):
@@ -86,6 +106,7 @@ class _SubPixelConvNd(nn.Module):
         init: str = "icnr",
         blur: bool = False,
         crop: Any = None,
+        lowering: Lowering = "auto",
         device: Any = None,
         dtype: Any = None,
     ) -> None:
@@ -105,6 +126,7 @@ class _SubPixelConvNd(nn.Module):
         if init not in ("icnr", "default"):
             raise ValueError(f"`init` must be 'icnr' or 'default'. Received: init={init!r}")
         self.init = init
+        self.lowering = _check_lowering(lowering, self.spec.factor, "channels_first")
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(self.spec.weight_shape, **kw))
         self.bias = nn.Parameter(torch.empty(self.spec.lr_channels, **kw)) if bias else None
@@ -143,7 +165,7 @@ class _SubPixelConvNd(nn.Module):
                 self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = ops.sub_pixel_conv(x, self.weight, self.bias, **self.spec.op_kwargs())
+        y = _torch_lowering.sub_pixel_conv(x, self.weight, self.bias, self.spec, self.lowering)
         # a drop-in replacement: the output in the input's memory format (PyTorch's
         # convolutions, and a ConvTranspose being replaced, keep it)
         if x.is_contiguous() and not y.is_contiguous():
@@ -155,7 +177,9 @@ class _SubPixelConvNd(nn.Module):
         return (
             f"{s.in_channels}, {s.out_channels}, kernel_size={s.kernel_size}, "
             f"factor={s.factor}, padding={s.padding}, order={s.order!r}, "
-            f"bias={s.bias}, blur={s.blur}" + (f", crop={s.crop}" if s.has_crop else "")
+            f"bias={s.bias}, blur={s.blur}"
+            + (f", crop={s.crop}" if s.has_crop else "")
+            + ("" if self.lowering == "auto" else f", lowering={self.lowering!r}")
         )
 
 
@@ -256,3 +280,34 @@ def to_agnostic(
         padding=padding,
         layout=layout,
     )
+
+
+class _Shift(nn.Module):
+    """Adds a constant (ESPCN's input mean, subtracted before and added after)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = float(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.value
+
+
+def from_espcn(model: Any, lowering: Lowering = "auto", order: Order = "CRD") -> nn.Sequential:
+    """The bundled ESPCN (:class:`subpixel.models.ESPCN`) as a PyTorch module, its last
+    layer a :class:`SubPixelConv2d` with ``lowering`` and ``order`` (the same numbers
+    in either): ``(N, 1, H, W)`` luminance in [0, 1] in, ``(N, 1, H * scale, W * scale)``
+    out."""
+    p = {k: torch.from_numpy(v) for k, v in model.head_params(order).items()}
+    conv1, conv2 = nn.Conv2d(1, 64, 5, padding=2), nn.Conv2d(64, 32, 3, padding=1)
+    head = SubPixelConv2d(
+        32, 1, 3, model.scale, padding=1, lowering=lowering, order=order, init="default"
+    )
+    with torch.no_grad():
+        for layer, name in ((conv1, "conv1"), (conv2, "conv2"), (head, "conv3")):
+            layer.weight.copy_(p[f"{name}.weight"])
+            assert layer.bias is not None
+            layer.bias.copy_(p[f"{name}.bias"])
+    return nn.Sequential(
+        _Shift(-model.mean), conv1, nn.Tanh(), conv2, nn.Tanh(), head, _Shift(model.mean)
+    ).eval()

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .. import _files, _spec, image, ops
+from .. import _files, _spec, image, ops, weights
 from .._dispatch import backend_by_name, backend_for
 
 SCALES = (2, 3, 4)
@@ -68,6 +68,29 @@ class ESPCN:
         tensors, metadata = _files.read_all(_DIR / f"espcn_x{scale}.safetensors")
         return cls(tensors, scale, metadata)
 
+    def head_params(self, order: str = "CRD") -> dict[str, np.ndarray]:
+        """The parameters with the last layer's channels in ``order`` (trained as CRD)."""
+        if order == "CRD":
+            return dict(self.params)
+        r = (self.scale, self.scale)
+        reordered = {
+            k: weights.reorder_channels(self.params[k], r, src="CRD", dst="DCR")
+            for k in ("conv3.weight", "conv3.bias")
+        }
+        return {**self.params, **reordered}
+
+    def to_torch(self, lowering: str = "auto", order: str = "CRD") -> Any:
+        """This network as a PyTorch module (:func:`subpixel.layers.torch.from_espcn`)."""
+        from ..layers import torch as torch_layers
+
+        return torch_layers.from_espcn(self, lowering, order)  # type: ignore[arg-type]
+
+    def to_keras(self, lowering: str = "auto", order: str = "CRD") -> Any:
+        """This network as a Keras model, NHWC (:func:`subpixel.layers.keras.from_espcn`)."""
+        from ..layers import keras as keras_layers
+
+        return keras_layers.from_espcn(self, lowering, order)  # type: ignore[arg-type]
+
     def _params_like(self, x: Any) -> dict[str, Any]:
         backend = backend_for(x)
         key = (backend.name, backend.device(x), backend.dtype_name(x))
@@ -100,8 +123,18 @@ def _spans(n: int, step: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
+class LumaModel(Protocol):
+    """What the upscaling functions run: ``(N, 1, H, W)`` luminance in [0, 1] ->
+    ``(N, 1, H * scale, W * scale)`` (:class:`ESPCN`, or an exported file opened with
+    :class:`subpixel.deploy.RuntimeModel`)."""
+
+    scale: int
+
+    def __call__(self, y: Any) -> Any: ...
+
+
 def upscale_luma(
-    model: ESPCN,
+    model: LumaModel,
     y: np.ndarray,
     *,
     backend: str = "numpy",
@@ -152,7 +185,7 @@ def upscale_luma(
 
 def upscale_image(
     img: np.ndarray,
-    model: ESPCN,
+    model: LumaModel,
     *,
     backend: str = "numpy",
     tile: int | None = None,

@@ -1,0 +1,255 @@
+"""From a trained model to a runtime, checked: export PyTorch modules to ONNX and
+Keras models to LiteRT/TFLite, run the exported file in its runtime, and list the
+ops it holds.  Choose how each shuffle is written with the layers' ``lowering=``
+(docs/deploy.md).  Every function imports its framework only when called.
+
+>>> from subpixel import deploy
+>>> deploy.runtime_of("model.onnx"), deploy.runtime_of("model.tflite")
+('onnx', 'tflite')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+from . import _files
+
+__all__ = [
+    "RuntimeModel",
+    "keras_to_tflite",
+    "onnx_ops",
+    "run_onnx",
+    "run_tflite",
+    "runtime_of",
+    "tflite_ops",
+    "torch_to_onnx",
+]
+
+
+def runtime_of(path: str | os.PathLike) -> str:
+    """``"onnx"`` or ``"tflite"`` by the file's extension; ``ValueError`` otherwise."""
+    name = os.fspath(path).lower()
+    if name.endswith(".onnx"):
+        return "onnx"
+    if name.endswith((".tflite", ".litert")):
+        return "tflite"
+    raise _files.FileError(path, "unknown model format (use .onnx or .tflite)")
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """The exporters' and converters' progress chatter, silenced."""
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
+        warnings.simplefilter("ignore")
+        yield
+
+
+# ---------------------------------------------------------------------------
+# ONNX
+# ---------------------------------------------------------------------------
+
+
+def torch_to_onnx(
+    module: Any,
+    example: Any,
+    path: str | os.PathLike,
+    *,
+    dynamo: bool = True,
+    opset: int = 17,
+    dynamic: bool = True,
+) -> None:
+    """Export ``module`` (eval mode) to ``path`` with ``torch.onnx.export``, batch and
+    spatial sizes dynamic (``dynamic``), atomically.  ``dynamo=False`` uses the
+    TorchScript exporter (which writes exactly ``opset``; the dynamo exporter writes
+    18 or newer)."""
+    import torch
+
+    dims = [0, *range(2, example.dim())] if dynamic else []
+    kw: dict[str, Any] = {}
+    if dims and dynamo:
+        kw["dynamic_shapes"] = ({i: torch.export.Dim.AUTO for i in dims},)
+    elif dims:
+        kw["dynamic_axes"] = {"x": {i: f"d{i}" for i in dims}, "y": {i: f"o{i}" for i in dims}}
+
+    def write(tmp: str) -> None:
+        with _quiet(), torch.no_grad():
+            torch.onnx.export(
+                module.eval(),
+                (example,),
+                tmp,
+                dynamo=dynamo,
+                opset_version=opset,
+                input_names=["x"],
+                output_names=["y"],
+                **kw,
+            )
+
+    _files.atomic_write(path, write)
+
+
+def onnx_ops(path: str | os.PathLike) -> set[str]:
+    """The op types in an ONNX file."""
+    import onnx
+
+    return {node.op_type for node in onnx.load(os.fspath(path)).graph.node}
+
+
+def run_onnx(path: str | os.PathLike, x: Any) -> Any:
+    """Run an ONNX file with one input in ONNX Runtime (CPU); the first output."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: x})[0]
+
+
+# ---------------------------------------------------------------------------
+# LiteRT / TFLite
+# ---------------------------------------------------------------------------
+
+
+def keras_to_tflite(
+    model: Any, *, mode: str = "float32", representative: Iterable[Any] | None = None
+) -> bytes:
+    """A Keras model (TensorFlow backend) as a LiteRT flatbuffer with builtin ops only:
+    ``mode="float32"``, ``"float16"`` (weights) or ``"int8"`` (full integer, calibrated
+    on ``representative`` inputs; float input and output)."""
+    import tensorflow as tf
+
+    if mode not in ("float32", "float16", "int8"):
+        raise ValueError(f"`mode` must be 'float32', 'float16' or 'int8'. Received: mode={mode!r}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if representative is None:
+            raise ValueError("`representative` inputs are needed for int8 quantization")
+        samples = list(representative)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([s] for s in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with _quiet():
+        return bytes(converter.convert())
+
+
+def _interpreter(blob: bytes, delegates: bool = True) -> Any:
+    try:
+        from ai_edge_litert import interpreter as litert
+    except ImportError:  # TensorFlow's own (deprecated) copy of the interpreter
+        import tensorflow as tf
+
+        litert = tf.lite
+    if delegates:
+        return litert.Interpreter(model_content=blob)
+    types = getattr(litert, "OpResolverType", None) or litert.experimental.OpResolverType
+    resolver = types.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return litert.Interpreter(model_content=blob, experimental_op_resolver_type=resolver)
+
+
+def tflite_ops(blob: bytes) -> set[str]:
+    """The builtin ops of a LiteRT model (before any delegate takes them over)."""
+    it = _interpreter(blob, delegates=False)
+    return {op["op_name"] for op in it._get_ops_details()}
+
+
+def run_tflite(blob: bytes, x: Any) -> tuple[Any, list[int]]:
+    """Run a LiteRT model on ``x`` (its input resized to ``x``'s shape): the first output
+    and the ranks of every tensor of the graph."""
+    import numpy as np
+
+    it = _interpreter(blob, delegates=False)
+    inp = it.get_input_details()[0]
+    it.resize_tensor_input(inp["index"], list(np.shape(x)))
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    x = np.asarray(x, np.float32)
+    if inp["dtype"] != np.float32:  # an integer input: quantize with its own parameters
+        scale, zero = inp["quantization"]
+        x = np.clip(np.round(x / scale + zero), *_limits(inp["dtype"])).astype(inp["dtype"])
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    out = it.get_output_details()[0]
+    y = it.get_tensor(out["index"])
+    if out["dtype"] != np.float32:
+        scale, zero = out["quantization"]
+        y = (y.astype(np.float32) - zero) * scale
+    ranks = [len(t["shape"]) for t in it.get_tensor_details()]
+    return y, ranks
+
+
+def _limits(dtype: Any) -> tuple[int, int]:
+    import numpy as np
+
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+# ---------------------------------------------------------------------------
+# an exported super-resolution model, run like subpixel.models.ESPCN
+# ---------------------------------------------------------------------------
+
+
+class RuntimeModel:
+    """An exported ``.onnx``/``.tflite`` network mapping ``(N, 1, H, W)`` luminance to
+    ``(N, 1, H * scale, W * scale)``, callable on NumPy arrays like
+    :class:`subpixel.models.ESPCN` (so ``upscale_luma`` tiles it the same way).
+    ``scale`` is measured on a small input when the file is opened."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import numpy as np
+
+        self.path = os.fspath(path)
+        self.runtime = runtime_of(path)
+        if not os.path.isfile(self.path):
+            raise _files.FileError(path, "no such file")
+        try:
+            if self.runtime == "onnx":
+                import onnxruntime as ort
+
+                self._session = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+            else:
+                with open(self.path, "rb") as f:
+                    self._blob = f.read()
+                _interpreter(self._blob, delegates=False)
+            probe = self(np.zeros((1, 1, 8, 8), np.float32))
+        except _files.FileError:
+            raise
+        except ImportError as exc:
+            raise _files.FileError(path, f"running it needs {exc.name} (pip install it)") from None
+        except Exception as exc:  # the runtime's own error: not a model it can run
+            text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise _files.FileError(
+                path, f"not a super-resolution model the runtime runs ({text})"
+            ) from None
+        scale = probe.shape[-1] // 8
+        if (
+            probe.ndim != 4
+            or probe.shape[:2] != (1, 1)
+            or probe.shape[-2:] != (8 * scale, 8 * scale)
+            or scale < 1
+        ):
+            raise _files.FileError(
+                path, f"maps a (1, 1, 8, 8) luminance input to {probe.shape}, not (1, 1, 8r, 8r)"
+            )
+        self.scale = scale
+
+    def __call__(self, y: Any) -> Any:
+        import numpy as np
+
+        y = np.ascontiguousarray(y, np.float32)
+        if self.runtime == "onnx":
+            name = self._session.get_inputs()[0].name
+            return self._session.run(None, {name: y})[0]
+        out, _ = run_tflite(self._blob, np.moveaxis(y, 1, -1))  # LiteRT models are NHWC
+        return np.ascontiguousarray(np.moveaxis(out, -1, 1))

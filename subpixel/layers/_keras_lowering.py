@@ -1,0 +1,108 @@
+"""Keras emitters of :mod:`subpixel._lowering`: the same numbers as
+:func:`subpixel.shuffle` in every lowering, as Keras ops, so that a model converted
+to LiteRT/TFLite (TensorFlow backend) holds the graph asked for.
+
+``native`` is TensorFlow's ``depth_to_space``/``space_to_depth`` (TFLite
+``DEPTH_TO_SPACE``/``SPACE_TO_DEPTH``), which are DCR and channels_last only: a CRD
+shuffle gathers its channels first, a CRD unshuffle after, and a CRD ``SubPixelConv``
+reorders its kernel instead (no extra op).  On the other Keras backends, and in eager
+mode, ``native`` and ``auto`` compute with :func:`subpixel.shuffle`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from .. import _lowering, _spec, ops, weights
+
+__all__ = ["fold_kernel", "rearrange", "tracing_for_tflite"]
+
+
+def tracing_for_tflite() -> bool:
+    """True while TensorFlow traces a graph (``tf.function``, a TFLite conversion)."""
+    if keras.config.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
+def _plan(x: Any, op: str, factor: Any, spatial_dims: Any, layout: str, order: str) -> _spec.Plan:
+    shape = tuple(keras.ops.shape(x))  # ints, or scalar tensors where a size is unknown
+    return _spec.make_plan(op, shape, factor, spatial_dims, layout, order, cache=False)
+
+
+def _native(x: Any, plan: _spec.Plan, gather: bool) -> Any:
+    r = plan.factor[0]
+    channels = x.shape[-1]
+    if plan.op == "shuffle":
+        if gather and plan.order == "CRD":  # the op reads DCR channels
+            x = keras.ops.take(
+                x, _lowering.gather_index(channels, plan.factor, "CRD", "DCR"), axis=-1
+            )
+        return keras.ops.depth_to_space(x, r, data_format="channels_last")
+    y = keras.ops.space_to_depth(x, r, data_format="channels_last")
+    if plan.order == "CRD":  # the op writes DCR channels
+        y = keras.ops.take(
+            y, _lowering.gather_index(channels * r * r, plan.factor, "DCR", "CRD"), axis=-1
+        )
+    return y
+
+
+def _conv(x: Any, plan: _spec.Plan) -> Any:
+    nbatch = plan.batch_ndim
+    channels = (plan.out_shape if plan.op == "shuffle" else plan.in_shape)[
+        nbatch if plan.layout == "channels_first" else -1
+    ]
+    kernel, _ = _lowering.one_hot_kernel(channels, plan.factor, plan.order, dense=True)
+    kernel = keras.ops.cast(
+        weights.convert_layout(kernel, src="torch", dst="keras", transposed=plan.op == "shuffle"),
+        x.dtype,
+    )
+    fn = keras.ops.conv_transpose if plan.op == "shuffle" else keras.ops.conv
+    return fn(x, kernel, strides=plan.factor, padding="valid", data_format=plan.layout)
+
+
+def rearrange(
+    x: Any,
+    op: str,
+    factor: Any,
+    spatial_dims: Any,
+    order: str,
+    layout: str,
+    lowering: str,
+    *,
+    folded: bool = False,
+) -> Any:
+    """``subpixel.shuffle``/``unshuffle`` in ``lowering``; ``folded``: the channels were
+    already put in DCR order by the kernel (a CRD SubPixelConv, ``native``)."""
+    tracing = tracing_for_tflite()
+    kw = {"spatial_dims": spatial_dims, "layout": layout, "order": order}
+    if lowering in ("auto", "native") and not tracing:
+        return getattr(ops, op)(x, factor, **kw)
+    plan = _plan(x, op, factor, spatial_dims, layout, order)
+    native = layout == "channels_last" and plan.batch_ndim == 1
+    if lowering == "native" or (
+        lowering == "auto" and native and _lowering.has_native_op(plan.factor)
+    ):
+        if folded:
+            plan = _plan(x, op, factor, spatial_dims, layout, "DCR")
+        return _native(x, plan, gather=not folded)
+    if lowering == "flat":
+        for shape, perm in _lowering.flat_steps(plan):
+            x = keras.ops.transpose(keras.ops.reshape(x, shape), perm)
+        return keras.ops.reshape(x, plan.out_shape)
+    if lowering == "conv":
+        return _conv(x, plan)
+    y = keras.ops.transpose(keras.ops.reshape(x, plan.src_shape), plan.perm)
+    return keras.ops.reshape(y, plan.out_shape)
+
+
+def fold_kernel(kernel: Any, bias: Any, factor: tuple[int, ...]) -> tuple[Any, Any]:
+    """A CRD layer's kernel ``(*k, C_in, C_out * R)`` and bias with their output
+    channels put in DCR order, for TensorFlow's DCR-only ``depth_to_space``."""
+    index = _lowering.gather_index(kernel.shape[-1], factor, "CRD", "DCR")
+    kernel = keras.ops.take(kernel, index, axis=-1)
+    return kernel, (None if bias is None else keras.ops.take(bias, index, axis=0))
