@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import struct
 import tempfile
 import zipfile
@@ -35,7 +36,8 @@ NPZ = (".npz",)
 PICKLE = (".pt", ".pth", ".bin", ".ckpt")
 KERAS = (".weights.h5", ".h5", ".keras")
 MAX_HEADER = 100 << 20  # safetensors' own limit
-MAX_TENSOR_BYTES = 16 << 30  # a declared tensor larger than this is refused before reading
+MAX_TENSOR_BYTES = 2 << 30  # a declared tensor larger than this is refused before reading
+MAX_NAMES_SHOWN = 20  # names listed in an error message
 
 
 class FileError(ValueError):
@@ -85,12 +87,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except OSError as exc:
         raise FileError(path, exc.strerror or str(exc)) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _mode_for(path: str) -> int:
+    """The permissions a new file gets (the umask's), or the replaced file's own."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _plain_arrays(tensors: dict[str, Any], path: str) -> dict[str, Any]:
@@ -115,15 +128,18 @@ def write_tensors(
     arrays = _plain_arrays(tensors, path)
     metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
     if kind == "safetensors":
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        def save(tmp: str) -> None:
-            try:
-                save_file(arrays, tmp, metadata=metadata or None)
-            except Exception as exc:  # the library's own error type (a full disk, ...)
-                raise FileError(path, _reason(exc)) from None
+        try:  # serialised in memory (weights are small): no temporary file of the library's
+            blob = save(arrays, metadata=metadata or None)
+        except Exception as exc:  # the library's own error type
+            raise FileError(path, _reason(exc)) from None
 
-        atomic_write(path, save)
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(blob)
+
+        atomic_write(path, write)
     elif kind == "npz":
         import numpy as np
 
@@ -186,9 +202,7 @@ class TensorFile(abc.ABC):
         self.close()
 
     def _missing(self, key: str) -> FileError:
-        return FileError(
-            self.path, f"no array named {key!r}; the file has: {', '.join(self.keys())}"
-        )
+        return FileError(self.path, f"no array named {key!r}; the file has: {names(self.keys())}")
 
 
 def _native(a: Any) -> Any:
@@ -210,11 +224,19 @@ def _bf16_to_float32(raw: Any) -> Any:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise ValueError(f"duplicate key(s) in the header: {', '.join(dup)}")
-    return dict(pairs)
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        dup = sorted({k for k, _ in pairs if k in seen or seen.add(k)})  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key(s) in the header: {names(dup)}")
+    return result
+
+
+def names(keys: list[str]) -> str:
+    """A list of array names for a message, shortened past :data:`MAX_NAMES_SHOWN`."""
+    shown = ", ".join(keys[:MAX_NAMES_SHOWN])
+    more = len(keys) - MAX_NAMES_SHOWN
+    return f"{shown}, ... ({more} more)" if more > 0 else shown
 
 
 class _Safetensors(TensorFile):
@@ -261,7 +283,7 @@ class _Safetensors(TensorFile):
             return _bf16_to_float32(raw).reshape(info["shape"])
         try:
             return _native(self._handle.get_tensor(key))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:  # e.g. F8 dtypes NumPy lacks
             raise FileError(self.path, f"cannot read tensor {key!r} ({_reason(exc)})") from None
 
     def close(self) -> None:
@@ -469,7 +491,14 @@ class _Keras(TensorFile):
             config = json.loads(self._zip.read("config.json"))
             layers = config["config"]["layers"]
             sequential = config.get("class_name") == "Sequential"
-        except (KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            RecursionError,
+            AttributeError,
+            zipfile.BadZipFile,
+        ):
             return mapping
         used: dict[str, int] = {}
         for entry in layers if isinstance(layers, list) else []:
@@ -511,8 +540,13 @@ class _Keras(TensorFile):
         ds = self._file[key]
         if ds.dtype.kind not in "biuf":
             raise FileError(self.path, f"dataset {key!r} has dtype {ds.dtype}, not numbers")
-        if ds.size * ds.dtype.itemsize > MAX_TENSOR_BYTES:
+        if ds.external or ds.is_virtual:  # storage outside this file: never followed
+            raise FileError(self.path, f"dataset {key!r} refers to data outside the file: refused")
+        nbytes = ds.size * ds.dtype.itemsize
+        if nbytes > MAX_TENSOR_BYTES:
             raise FileError(self.path, f"dataset {key!r} declares {ds.shape}: too large")
+        if nbytes and ds.id.get_storage_size() == 0:
+            raise FileError(self.path, f"dataset {key!r} declares {ds.shape} but holds no data")
         try:
             return _native(np.asarray(ds[()]))
         except (OSError, ValueError) as exc:

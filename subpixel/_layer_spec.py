@@ -32,10 +32,12 @@ MAX_CHANNELS = 1 << 24  # far above any real layer; keeps hostile files from all
 MAX_KERNEL = 1 << 10
 MAX_FACTOR = 1 << 10
 MAX_PADDING = 1 << 12
+MAX_PARAMETERS = 1 << 31  # kernel elements: far above any real layer, below a hostile file's
 
 
 def _bool(value: Any, name: str) -> bool:
-    if type(value) is bool or type(value).__name__ == "bool_":
+    kind = type(value)
+    if kind is bool or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")):
         return bool(value)
     raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
 
@@ -128,6 +130,14 @@ class LayerSpec:
         r = _spec.normalize_factor(factor, d)
         if max(r) > MAX_FACTOR:
             raise ValueError(f"`factor` must be at most {MAX_FACTOR}. Received: factor={factor!r}")
+        if in_channels is not None and _spec._is_int(in_channels) and _spec._is_int(out_channels):
+            n = int(in_channels) * int(out_channels) * math.prod(r) * math.prod(kernel)
+            if n > MAX_PARAMETERS:
+                raise ValueError(
+                    f"The layer would have {n} kernel parameters (more than 2**31). Received: "
+                    f"in_channels={in_channels!r}, out_channels={out_channels!r}, "
+                    f"kernel_size={kernel_size!r}, factor={factor!r}"
+                )
         return cls(
             in_channels=None if in_channels is None else _count(in_channels, "in_channels"),
             out_channels=_count(out_channels, "out_channels"),

@@ -38,6 +38,8 @@ COMPLEX_DTYPES = ("complex64", "complex128")
 INTEGER_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")
 # computed results for bool and integer input (blur) are in this dtype on every backend
 DEFAULT_FLOAT = "float32"
+# half-precision floats are averaged in float32 (exact for their subnormals) and rounded once
+BLUR_COMPUTE = {"float16": "float32", "bfloat16": "float32"}
 # no array has more elements than this, empty or not (NumPy refuses such shapes)
 MAX_ELEMENTS = 2**59
 
@@ -66,12 +68,14 @@ __all__ = [
     "out_problem",
     "out_wrong_device",
     "out_wrong_type",
+    "parameter_dtype",
     "refused_array",
     "spatial_not_divisible",
     "unknown_rank",
     "unmovable_dtype",
     "unsupported_array",
     "unsupported_dtype",
+    "wrong_device",
 ]
 
 
@@ -606,6 +610,7 @@ def unsupported_array(argname: str, x: Any, supported: Sequence[str]) -> TypeErr
 
 _OUT_PROBLEMS = {
     "read_only": "`out` is read-only",
+    "internal_overlap": "`out` has elements that share memory (a broadcast or zero-stride view)",
     "requires_grad": (
         "`out` requires grad: writing into it would bypass autograd (PyTorch's own "
         "functions refuse such an `out`); pass no `out`, or write under torch.no_grad()"
@@ -628,10 +633,21 @@ def out_problem(problem: str, out: Any, detail: str) -> ValueError:
     return ValueError(f"{_OUT_PROBLEMS[problem]}. Received: out with {detail}")
 
 
-def out_wrong_device(x_device: Any, out_device: Any) -> ValueError:
+def wrong_device(argname: str, x_device: Any, device: Any) -> ValueError:
     return ValueError(
-        f"`out` must be on the input's device ({x_device}). Received: out on device {out_device}"
+        f"`{argname}` must be on the input's device ({x_device}). "
+        f"Received: {argname} on device {device}"
     )
+
+
+def out_wrong_device(x_device: Any, out_device: Any) -> ValueError:
+    return wrong_device("out", x_device, out_device)
+
+
+def parameter_dtype(argname: str, name: str, dtype: Any) -> None:
+    """Weights and biases hold real numbers (they are cast to the data's float dtype)."""
+    if name != "bool" and name not in INTEGER_DTYPES and name not in FLOAT_DTYPES:
+        raise unsupported_dtype(argname, dtype, "must hold real numbers (bool, integer or float)")
 
 
 def unsupported_dtype(argname: str, dtype: Any, what: str) -> TypeError:

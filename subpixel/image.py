@@ -35,6 +35,8 @@ __all__ = [
     "ycbcr_to_rgb",
 ]
 
+# modes Pillow writes and reads back under another name for the same samples
+_MODE_FAMILY = {"I;16": "I16", "I;16B": "I16", "I;16L": "I16", "I;16N": "I16", "I": "I16"}
 # Pillow modes read as they are, and those converted first (nothing is lost)
 _AS_IS = {"L", "LA", "RGB", "RGBA", "I;16", "F"}
 _CONVERT = {"1": "L", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
@@ -133,11 +135,20 @@ def check_writable(path: str | os.PathLike, like: np.ndarray) -> None:
     path = os.fspath(path)
     img = np.asarray(like)
     mode, fmt = _mode(img, path), _format(path)
-    tiny = img[:1, :1]
+    buffer = io.BytesIO()
     try:
-        _picture(tiny, mode).save(io.BytesIO(), format=fmt)
+        _picture(img[:1, :1], mode).save(buffer, format=fmt)
+        buffer.seek(0)
+        with _pil().open(buffer) as back:
+            kept = back.mode
     except (OSError, ValueError, KeyError) as exc:
         raise _files.FileError(path, f"{fmt} cannot store this image ({mode}): {exc}") from None
+    if _MODE_FAMILY.get(kept, kept) != _MODE_FAMILY.get(mode, mode):  # a lossy conversion
+        raise _files.FileError(
+            path,
+            f"{fmt} would store this {mode} image as {kept} (losing depth or alpha); "
+            "use .png or .tif",
+        )
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
@@ -170,14 +181,23 @@ _RGB2YCBCR = (
 _OFFSET = np.array([16.0, 128.0, 128.0])
 
 
+def _three_channels(a: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    if a.ndim < 1 or a.shape[-1] != 3:
+        raise ValueError(
+            f"`{name}` must have 3 channels on its last axis. Received: shape {a.shape}"
+        )
+    return a
+
+
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """RGB in [0, 255] -> YCbCr (Y in [16, 235]) as float64."""
-    return np.asarray(rgb, np.float64) @ _RGB2YCBCR.T + _OFFSET
+    return _three_channels(rgb, "rgb") @ _RGB2YCBCR.T + _OFFSET
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     """The inverse of :func:`rgb_to_ycbcr` (float64, not clipped)."""
-    return (np.asarray(ycc, np.float64) - _OFFSET) @ np.linalg.inv(_RGB2YCBCR).T
+    return (_three_channels(ycc, "ycc") - _OFFSET) @ np.linalg.inv(_RGB2YCBCR).T
 
 
 # ---------------------------------------------------------------------------
@@ -235,6 +255,8 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0, shave: int = 0) -> f
         raise ValueError(
             f"`a` and `b` must be images of one shape. Received: {a.shape} and {b.shape}"
         )
+    if not peak > 0:
+        raise ValueError(f"`peak` must be positive. Received: peak={peak!r}")
     if isinstance(shave, bool) or not isinstance(shave, (int, np.integer)) or shave < 0:
         raise ValueError(f"`shave` must be a non-negative integer. Received: shave={shave!r}")
     if 2 * shave >= min(a.shape[:2]):

@@ -57,9 +57,13 @@ def _rng(seed: Any) -> np.random.Generator:
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of a private read-only copy: NumPy refuses to make such a view
+    writeable again (``flags.writeable = True`` raises), so nothing edits it in place."""
     a = np.array(a, copy=True)
     a.flags.writeable = False
-    return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 class SubPixelConv:

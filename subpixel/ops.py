@@ -119,10 +119,18 @@ def unshuffle(
 
 
 def _as_backend_array(a: Any, backend: Any, like: Any, argname: str) -> Any:
-    """``a`` as an array of ``like``'s backend, dtype and device (NumPy arrays convert)."""
-    if a is None or backend.is_array(a):
+    """``a`` as an array of ``like``'s backend, dtype and device (NumPy arrays convert);
+    real numbers only, on ``like``'s device."""
+    if a is None:
+        return a
+    if backend.is_array(a):
+        _spec.parameter_dtype(argname, backend.dtype_name(a), backend.dtype(a))
+        device, expected = backend.device(a), backend.device(like)
+        if device and expected and device != expected:
+            raise _spec.wrong_device(argname, expected, device)
         return a
     if type(a).__module__ == "numpy" and hasattr(a, "shape"):
+        _spec.parameter_dtype(argname, a.dtype.name, a.dtype)
         return backend.from_numpy(a, like=like)
     raise TypeError(
         f"`{argname}` must be an array of the input's library ({backend.name}) or a NumPy "
@@ -258,16 +266,20 @@ def _blur(backend: Any, y: Any, plan: _spec.Plan) -> Any:
     d = plan.spatial_dims
     ndim = len(plan.out_shape)
     first = ndim - d if plan.layout == "channels_first" else ndim - d - 1
-    wide = _spec.blur_dtype(backend.dtype_name(y), backend.dtype(y))
-    if wide is not None:
-        y = backend.astype(y, wide)
+    name = backend.dtype_name(y)
+    result = _spec.blur_dtype(name, backend.dtype(y))
+    compute = _spec.BLUR_COMPUTE.get(name, result)
+    if compute is not None:
+        y = backend.astype(y, compute)
     for axis in range(first, first + d):  # separable: pad one before, average pairs
         head = (slice(None),) * axis + (slice(0, 1),)
         y = backend.concat([y[head], y], axis)
         lo = (slice(None),) * axis + (slice(0, -1),)
         hi = (slice(None),) * axis + (slice(1, None),)
-        # halve, then add: exact (scaling by 2 commutes with rounding) and never overflows
+        # halve, then add: never overflows, and exact but for subnormal numbers
         y = y[lo] * 0.5 + y[hi] * 0.5
+    if compute is not None and result is None:  # float16/bfloat16: rounded once, at the end
+        y = backend.astype(y, name)
     return y
 
 

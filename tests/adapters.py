@@ -98,6 +98,12 @@ class NumpyAdapter(Adapter):
                 TypeError,
                 r"^`out` must be a plain numpy\.ndarray, not a masked array.*MaskedArray$",
             ),
+            (
+                "zero-strides",
+                np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape)),
+                ValueError,
+                r"^`out` has elements that share memory",
+            ),
         ]
 
 
@@ -167,6 +173,12 @@ class TorchAdapter(Adapter):
                 ),
                 ValueError,
                 r"^`out` requires grad: .*Received: out with requires_grad=True$",
+            ),
+            (
+                "expanded",
+                torch.zeros(1, dtype=self._dtype(dtype), device=self.device).expand(shape),
+                ValueError,
+                r"^`out` has elements that share memory",
             ),
             (
                 "other-device",

@@ -417,3 +417,60 @@ def test_check_of_a_named_backend_that_cannot_run_fails(capsys):
         "not installed" if importlib.util.find_spec("cupy") is None else "cannot run here"
     ) in out
     assert "check FAILED" in out
+
+
+@pytest.mark.parametrize(
+    "mode,suffix",
+    [("RGBA", ".bmp"), ("RGBA", ".gif"), ("RGBA", ".ppm"), ("I;16", ".gif"), ("I;16", ".webp")],
+)
+def test_formats_that_would_lose_depth_or_alpha_are_refused(tmp_path, capsys, mode, suffix):
+    src = tmp_path / "in.png"
+    if mode == "RGBA":
+        Image.fromarray(np.zeros((4, 4, 4), np.uint8)).save(src)
+    else:
+        Image.fromarray(np.full((4, 4), 20000, np.uint16)).save(src)
+    assert "would store this" in one_line(capsys, "upscale", src, tmp_path / f"o{suffix}")
+    assert not (tmp_path / f"o{suffix}").exists()
+
+
+def test_non_finite_float_images_are_refused(tmp_path, capsys):
+    a = np.full((4, 4), 0.5, np.float32)
+    a[1, 1] = np.nan
+    src = tmp_path / "nan.tif"
+    Image.fromarray(a, mode="F").save(src)
+    assert "NaN or infinite" in one_line(capsys, "upscale", src, tmp_path / "o.tif")
+
+
+def test_sigterm_mid_write_leaves_nothing(tmp_path):
+    """A terminated conversion removes its temporary file; no output appears."""
+    import signal
+    import time
+
+    np.savez(
+        tmp_path / "big.npz",
+        weight=np.random.default_rng(0).standard_normal((64, 64, 3, 3000)).astype(np.float32),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "subpixel",
+            "convert",
+            str(tmp_path / "big.npz"),
+            str(tmp_path / "o.npz"),
+            "--factor",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(
+        p.name.startswith(".o.npz") for p in tmp_path.iterdir()
+    ):
+        if proc.poll() is not None:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["big.npz"], ["big.npz", "o.npz"])

@@ -262,3 +262,20 @@ def test_unwritable_out_is_refused(adapter):
     for _, out, exc, pattern in cases:
         with pytest.raises(exc, match=pattern):
             subpixel.shuffle(x, 2, out=out)
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=random_case())
+def test_property_result_never_aliases_the_input(adapter, case):
+    """Whatever the shape (size-1 axes included), the result is a new array."""
+    if not adapter.supports_out:
+        pytest.skip(f"{adapter.name} arrays are immutable: aliasing cannot be observed")
+    factor, spatial, batch, channels, layout, order = case
+    kw = dict(spatial_dims=len(factor), layout=layout, order=order)
+    a = make_data(lr_shape(batch, channels * math.prod(factor), spatial, layout), "float32", seed=2)
+    for op, data in (("shuffle", a), ("unshuffle", reference("shuffle", a, factor, **kw))):
+        x = adapter.asarray(data)
+        y = getattr(subpixel, op)(x, factor, **kw)
+        before = adapter.to_numpy(y).copy()
+        x[...] = -1
+        np.testing.assert_array_equal(adapter.to_numpy(y), before)

@@ -101,3 +101,12 @@ def test_sub_pixel_conv_zero_sizes(adapter, layout, batch, c_in, c_out):
     expected = sub_pixel_conv_ref(x, w, b, 2, ((1, 1), (1, 1)), layout)
     assert y.shape == expected.shape
     np.testing.assert_array_equal(y, expected)
+
+
+def test_blur_of_half_precision_subnormals(adapter):
+    """float16 is averaged in float32 and rounded once: a constant stays itself."""
+    if "float16" not in adapter.dtypes:
+        pytest.skip("no float16")
+    a = np.full((1, 1, 2, 2), 3 * 2.0**-24, np.float16)
+    got = adapter.to_numpy(subpixel.blur(adapter.asarray(a, "float16")))
+    np.testing.assert_array_equal(got, a)

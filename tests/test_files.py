@@ -315,3 +315,65 @@ def test_keras_files_read_only_what_is_asked(tmp_path):
         z.writestr("config.json", "{}")
     with pytest.raises(ValueError, match=r"empty\.keras: not a Keras model file"):
         _files.open_tensors(tmp_path / "empty.keras")
+
+
+def test_keras_datasets_stored_outside_the_file_are_refused(tmp_path):
+    """HDF5 external storage would read any local file into the weights."""
+    h5py = pytest.importorskip("h5py")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"ROOT SECRET KEY MATERIAL 1234567890abcde")
+    path = tmp_path / "leak.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "layers/conv2d/vars/0", shape=(1, 1, 1, 40), dtype="u1", external=[(str(secret), 0, 40)]
+        )
+    with (
+        _files.open_tensors(path) as f,
+        pytest.raises(ValueError, match="refers to data outside the file"),
+    ):
+        f["layers/conv2d/vars/0"]
+
+
+def test_many_keys_are_read_quickly(tmp_path):
+    """The duplicate-key check is linear: 40k tensors open in well under a second."""
+    import time
+
+    header = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(40000)}
+    path = _safetensors(tmp_path / "many.safetensors", header, data=b"")
+    start = time.perf_counter()
+    with _files.open_tensors(path) as f:
+        assert len(f.keys()) == 40000
+        with pytest.raises(ValueError, match=r"\.\.\. \(39980 more\)"):
+            f["missing"]
+    assert time.perf_counter() - start < 5
+
+
+def test_written_files_follow_the_umask_and_keep_a_replaced_files_mode(tmp_path):
+    layer = subpixel.SubPixelConv(2, 1, 3, 2, seed=0)
+    old = os.umask(0o022)
+    try:
+        layer.save(tmp_path / "new.safetensors")
+        assert (tmp_path / "new.safetensors").stat().st_mode & 0o777 == 0o644
+        existing = tmp_path / "old.npz"
+        existing.write_bytes(b"x")
+        existing.chmod(0o664)
+        layer.save(existing)
+        assert existing.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
+def test_keras_config_nested_too_deep_is_harmless(tmp_path):
+    pytest.importorskip("h5py")
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f.create_dataset("layers/conv2d/vars/0", data=np.ones((3, 3, 1, 4), np.float32))
+    with zipfile.ZipFile(tmp_path / "deep.keras", "w") as z:
+        z.writestr("config.json", "[" * 100000 + "]" * 100000)
+        z.writestr("model.weights.h5", buffer.getvalue())
+    with _files.open_tensors(tmp_path / "deep.keras") as f:
+        assert f.layer_group("conv2d") == "layers/conv2d"

@@ -337,3 +337,32 @@ def test_to_conv_transpose_keeps_the_crop():
     if layer.spec.has_crop:
         with pytest.raises(ValueError, match="`crop` has no Keras"):
             layer.to_conv_transpose("tensorflow")
+
+
+@pytest.mark.parametrize("bad", ["object", "str", "complex"])
+def test_weights_hold_real_numbers_on_every_backend(adapter, bad):
+    w = {
+        "object": np.array([[[[1.0]]]] * 4, dtype=object),
+        "str": np.full((4, 1, 1, 1), "1"),
+        "complex": np.ones((4, 1, 1, 1), np.complex64),
+    }[bad]
+    x = adapter.asarray(np.ones((1, 1, 3, 3), np.float32))
+    with pytest.raises(TypeError, match=r"^`weight` must hold real numbers"):
+        subpixel.sub_pixel_conv(x, w, factor=2, padding=0)
+
+
+def test_big_endian_numpy_parameters(adapter):
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((4, 2, 3, 3)).astype(">f4")
+    b = np.arange(4, dtype=">f8")
+    expected = sub_pixel_conv_ref(x, w.astype(np.float64), b, 2, ((1, 1), (1, 1)))
+    got = adapter.to_numpy(subpixel.sub_pixel_conv(adapter.asarray(x), w, b, factor=2))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_numpy_bool_is_a_bool():
+    assert subpixel.SubPixelConv(2, 1, 3, 2, blur=np.True_).blur is True
+    with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
+        subpixel.SubPixelConv(2, 1, 3, 2).weight.flags.writeable = True
+    with pytest.raises(ValueError, match=r"kernel parameters \(more than 2\*\*31\)"):
+        subpixel.SubPixelConv(2**24, 2**24, 3, 2)

@@ -284,3 +284,24 @@ def test_large_tensor_with_autograd_takes_the_graph_path():
     assert y.grad_fn is not None
     y.backward(torch.ones_like(y))
     torch.testing.assert_close(x.grad, torch.ones_like(x))
+
+
+@pytest.mark.parametrize("which", ["weight", "bias"])
+def test_parameters_on_another_device_are_refused(which):
+    x = torch.rand(1, 2, 5, 5)
+    w, b = torch.ones(4, 2, 3, 3), torch.ones(4)
+    if which == "weight":
+        w = w.to("meta")
+    else:
+        b = b.to("meta")
+    with pytest.raises(
+        ValueError,
+        match=rf"^`{which}` must be on the input's device \(cpu\)\. Received: {which} on device meta$",
+    ):
+        subpixel.sub_pixel_conv(x, w, b, factor=2)
+
+
+def test_from_torch_refuses_a_module_without_data():
+    conv = torch.nn.Conv2d(2, 8, 3, padding=1).to("meta")
+    with pytest.raises(ValueError, match="holds no data"):
+        subpixel.SubPixelConv.from_torch(conv, factor=2)

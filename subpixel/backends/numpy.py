@@ -217,6 +217,8 @@ class NumpyBackend(ArrayBackend[np.ndarray]):
     def out_problem(self, out: Any, x: Any) -> tuple[str, str] | None:
         if not out.flags.writeable:
             return "read_only", "flags.writeable=False"
+        if any(st == 0 and n > 1 for st, n in zip(out.strides, out.shape)):
+            return "internal_overlap", f"strides={out.strides}"
         return None
 
     def copy_into(self, out: Any, y: Any) -> None:

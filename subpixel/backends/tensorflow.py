@@ -121,7 +121,12 @@ class TensorflowBackend(ArrayBackend[Any]):
         return tf.cast(x, name)
 
     def device(self, x: Any) -> str:
-        return getattr(x, "device", "") or ""
+        """``"cpu:0"``, ``"gpu:1"``, ...; "" where TensorFlow has not placed ``x`` (graph mode)."""
+        name = getattr(x, "device", "") or ""
+        if not name:
+            return ""
+        spec = tf.DeviceSpec.from_string(name)
+        return f"{(spec.device_type or '').lower()}:{spec.device_index or 0}"
 
     def zeros(self, shape: tuple, like: Any) -> tf.Tensor:
         return tf.zeros(shape, dtype=like.dtype)

@@ -136,8 +136,18 @@ def _rearrange(x: torch.Tensor, plan: Plan) -> torch.Tensor:
             return _native(x, plan)
     if plan.is_identity:  # nothing moves, but the result must be a new tensor
         return x.clone(memory_format=torch.contiguous_format).view(plan.out_shape)
-    y = x.reshape(plan.src_shape).permute(plan.perm)
-    return y.reshape(plan.out_shape)
+    # reshape copies unless the permuted view already has the output's shape: then
+    # contiguous() does (a result is never a view of the input)
+    y = x.reshape(plan.src_shape).permute(plan.perm).reshape(plan.out_shape).contiguous()
+    if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and _same_memory(x, y):
+        y = y.clone()  # a size-1 axis moved at run time: the "copy" was a view
+    return y
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.device.type == "meta" or a.numel() == 0:
+        return False
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 class TorchBackend(ArrayBackend[torch.Tensor]):
@@ -166,14 +176,14 @@ class TorchBackend(ArrayBackend[torch.Tensor]):
         return str(x.device)
 
     def may_share_memory(self, a: Any, b: Any) -> bool:
-        if a.device != b.device or a.device.type == "meta":
-            return False
-        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        return a.device == b.device and _same_memory(a, b)
 
     def out_problem(self, out: Any, x: Any) -> tuple[str, str] | None:
         # (an input that requires grad is fine: the copy into `out` is recorded)
         if out.requires_grad and torch.is_grad_enabled():
             return "requires_grad", "requires_grad=True"
+        if any(st == 0 and n > 1 for st, n in zip(out.stride(), out.shape)):
+            return "internal_overlap", f"stride={tuple(out.stride())}"
         return None
 
     def copy_into(self, out: Any, y: Any) -> None:
@@ -198,7 +208,8 @@ class TorchBackend(ArrayBackend[torch.Tensor]):
         return {"copy": lambda: buf.copy_(x), "native": lambda: F.pixel_shuffle(x, 2)}
 
     def from_numpy(self, a: Any, like: Any = None) -> torch.Tensor:
-        t = torch.from_numpy(np.array(a, copy=True))
+        a = np.asarray(a)
+        t = torch.from_numpy(np.array(a, dtype=a.dtype.newbyteorder("="), copy=True))
         return t if like is None else t.to(device=like.device, dtype=like.dtype)
 
     def concat(self, arrays: list, axis: int) -> torch.Tensor:

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -54,14 +57,23 @@ def _error(message: str) -> int:
     return 2
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: temporary output files are removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["check", *(argv if argv is not None else sys.argv[1:])])
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main else None
     try:
-        return args.run(args)
+        # a command reports in its own words: the libraries' warnings would add lines
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return args.run(args)
     except (UserError, ValueError) as exc:  # ValueError: the library's contract messages
         return _error(str(exc))
     except OSError as exc:  # unreadable input, unwritable output, a full disk
@@ -71,3 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("subpixel: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)

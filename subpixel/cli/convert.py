@@ -131,6 +131,9 @@ def _from_metadata(f: _files.TensorFile, args: argparse.Namespace):
         clashes.append(f"--src-layout {args.src_layout} (the file holds PyTorch layout)")
     if args.from_conv_transpose is not None:
         clashes.append("--from-conv-transpose (the file already holds a sub-pixel conv)")
+    for flag in ("padding", "output_padding"):
+        if getattr(args, flag) is not None:
+            clashes.append(f"--{flag.replace('_', '-')} (the file's layer has its own)")
     for flag in ("layer", "weight_key", "bias_key"):
         if getattr(args, flag):
             clashes.append(f"--{flag.replace('_', '-')} (the file holds one layer: {CONFIG_KEY})")
@@ -248,9 +251,24 @@ def _write(layer, dst: str, args: argparse.Namespace) -> None:
         import torch
 
         state = {f"{args.prefix}{k}": v for k, v in layer.to_torch().state_dict().items()}
-        _files.atomic_write(dst, lambda tmp: torch.save(state, tmp))
+
+        def save(tmp: str) -> None:
+            try:
+                torch.save(state, tmp)
+            except RuntimeError as exc:  # PyTorch reports a short write as RuntimeError
+                raise _files.FileError(
+                    dst, f"could not be written ({str(exc).splitlines()[0]})"
+                ) from None
+
+        _files.atomic_write(dst, save)
     else:  # .weights.h5, through a one-layer Keras model
-        import keras
+        try:
+            import keras
+        except ImportError as exc:  # Keras present but its backend is not
+            raise UserError(
+                f"{dst}: writing .weights.h5 needs Keras with an installed backend "
+                f"(KERAS_BACKEND): {exc}"
+            ) from None
 
         k = layer.to_keras("channels_last")
         model = keras.Sequential(

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         )
     out_path = output_file(args.output, inputs=[path, args.reference, args.model], force=args.force)
     original = image.read_image(path)
+    if original.dtype.kind == "f" and not np.isfinite(original).all():
+        raise UserError(f"{args.input}: holds NaN or infinite samples, which have no brightness")
     r = args.scale
     if sample:  # the demo: make an LR version of the bundled image, then compare with it
         h, w = (original.shape[0] // r) * r, (original.shape[1] // r) * r

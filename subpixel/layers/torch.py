@@ -251,6 +251,8 @@ def to_agnostic(
     cannot represent exactly is refused."""
     from ..layer import SubPixelConv
 
+    if isinstance(module, nn.Module) and any(p.is_meta for p in module.parameters()):
+        raise ValueError("`module` holds no data (its parameters are on the meta device)")
     if isinstance(module, _SubPixelConvNd):
         spec = module.spec.replace(layout=layout)
         return SubPixelConv.from_spec(spec, _numpy(module.weight), _numpy(module.bias))

@@ -207,6 +207,10 @@ def upscale_image(
     if img.dtype == np.uint8 or img.dtype == np.uint16:
         lo, hi = 0.0, float(np.iinfo(img.dtype).max)
     elif img.dtype == np.float32 or img.dtype == np.float64:
+        if not np.isfinite(img).all():
+            raise ValueError(
+                "`img` holds NaN or infinite samples: they have no brightness to scale"
+            )
         lo, hi = min(0.0, float(img.min())), max(1.0, float(img.max()))
     else:
         raise ValueError(f"`img` must be uint8, uint16 or float32. Received: dtype {img.dtype}")
