@@ -27,7 +27,7 @@ def _no_types(module: Any) -> tuple:
 
 class _Entry(NamedTuple):
     name: str  # the backend's public name
-    framework: str  # the top-level module whose presence in sys.modules we look for
+    framework: str  # the module whose presence in sys.modules we look for ("": none)
     array_types: Callable[[Any], tuple]  # framework module -> the array types it owns
     # array types of the library that the contract cannot honour, and why
     refused: Callable[[Any], tuple] = _no_types
@@ -47,9 +47,19 @@ _REGISTRY: tuple[_Entry, ...] = (
     _Entry("tensorflow", "tensorflow", lambda tf: (tf.Tensor, tf.Variable)),
     _Entry("jax", "jax", lambda jax: (jax.Array,)),
     _Entry("cupy", "cupy", lambda cp: (cp.ndarray,)),
+    _Entry("dask", "dask.array", lambda da: (da.Array,)),
+    # last: any array of the Python Array API standard that no backend above claims
+    _Entry("array_api", "", lambda _: ()),
 )
 
+
+def _speaks_array_api(x: Any) -> bool:
+    return hasattr(type(x), "__array_namespace__")
+
+
 BACKEND_NAMES: tuple[str, ...] = tuple(e.name for e in _REGISTRY)
+# backends of a library of their own (the Array API fallback has none to install or run)
+LIBRARY_BACKENDS: tuple[str, ...] = tuple(e.name for e in _REGISTRY if e.framework)
 
 _by_type: dict[type, Backend[Any]] = {}
 _by_name: dict[str, Backend[Any]] = {}
@@ -73,6 +83,12 @@ def backend_for(x: Any, argname: str = "x") -> Backend[Any]:
 
 def _find(x: Any, argname: str) -> Backend[Any] | None:
     for entry in _REGISTRY:
+        if not entry.framework:
+            if _speaks_array_api(x):
+                backend = _load(entry.name)
+                _by_type[type(x)] = backend
+                return backend
+            continue
         framework = sys.modules.get(entry.framework)
         if framework is None:
             continue
@@ -105,10 +121,12 @@ def backend_by_name(name: str) -> Backend[Any]:
 
 
 def available_backends() -> list[str]:
-    """Names of the backends whose framework is installed (nothing is imported)."""
+    """Names of the backends whose library is installed (nothing is imported; the Array
+    API fallback, which serves whatever library an array comes from, is not listed)."""
     found = []
     for entry in _REGISTRY:
-        if entry.framework in sys.modules or importlib.util.find_spec(entry.framework):
+        top = entry.framework.split(".")[0]  # find_spec of a submodule would import its parent
+        if top and (entry.framework in sys.modules or importlib.util.find_spec(top)):
             found.append(entry.name)
     return found
 
@@ -116,5 +134,8 @@ def available_backends() -> list[str]:
 def framework_version(name: str) -> str:
     """The version of the library behind the backend called ``name`` (importing it)."""
     entry = next(e for e in _REGISTRY if e.name == name)
-    module = importlib.import_module(entry.framework)
+    if not entry.framework:
+        return "-"
+    importlib.import_module(entry.framework)
+    module = sys.modules[entry.framework.split(".")[0]]
     return str(getattr(module, "__version__", "?"))

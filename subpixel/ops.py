@@ -272,10 +272,11 @@ def _blur(backend: Any, y: Any, plan: _spec.Plan) -> Any:
     if compute is not None:
         y = backend.astype(y, compute)
     for axis in range(first, first + d):  # separable: pad one before, average pairs
-        head = (slice(None),) * axis + (slice(0, 1),)
+        # full keys (a trailing Ellipsis): the Array API standard indexes no other way
+        head = (*(slice(None),) * axis, slice(0, 1), Ellipsis)
         y = backend.concat([y[head], y], axis)
-        lo = (slice(None),) * axis + (slice(0, -1),)
-        hi = (slice(None),) * axis + (slice(1, None),)
+        lo = (*(slice(None),) * axis, slice(0, -1), Ellipsis)
+        hi = (*(slice(None),) * axis, slice(1, None), Ellipsis)
         # halve, then add: never overflows, and exact but for subnormal numbers
         y = y[lo] * 0.5 + y[hi] * 0.5
     if compute is not None and result is None:  # float16/bfloat16: rounded once, at the end

@@ -290,12 +290,69 @@ class CupyAdapter(Adapter):
         return buf[: a.size].reshape(a.shape), buf[offset : offset + a.size].reshape(out_shape)
 
 
+class DaskAdapter(Adapter):
+    """Dask arrays of NumPy chunks, chunked on every axis (2 per axis where it can),
+    so that every operation crosses chunk boundaries."""
+
+    name = "dask"
+    framework = "dask.array"
+    dtypes = tuple(d for d in ALL_DTYPES if d != "bfloat16")
+    supports_out = False
+
+    def __init__(self, device="cpu"):
+        super().__init__(device)
+        import dask.array as da
+
+        self.da = da
+
+    def asarray(self, a, dtype=None):
+        a = np.asarray(a, dtype=dtype or a.dtype)
+        chunks = tuple(max(1, -(-s // 2)) for s in a.shape)
+        return self.da.from_array(a.copy(), chunks=chunks)
+
+    def to_numpy(self, x):
+        assert isinstance(x, self.da.Array), type(x)
+        return np.asarray(x.compute())
+
+
+class ArrayApiAdapter(Adapter):
+    """array-api-strict arrays: only what the Array API standard promises."""
+
+    name = "array_api"
+    framework = "array_api_strict"
+    dtypes = tuple(d for d in ALL_DTYPES if d not in ("bfloat16", "float16"))
+    supports_out = False
+
+    def __init__(self, device="cpu"):
+        super().__init__(device)
+        import array_api_strict
+
+        self.xp = array_api_strict
+
+    def asarray(self, a, dtype=None):
+        return self.xp.asarray(np.asarray(a, dtype=dtype or a.dtype).copy())
+
+    def to_numpy(self, x):
+        assert hasattr(x, "__array_namespace__") and type(x).__module__.startswith(
+            "array_api_strict"
+        ), type(x)
+        return np.from_dlpack(x)
+
+    def _slice_last(self, x):
+        return x[..., ::2]
+
+    def transpose(self, x, perm):
+        return self.xp.permute_dims(x, perm)
+
+
 ADAPTERS = {
     "numpy": NumpyAdapter,
     "torch": TorchAdapter,
     "tensorflow": TensorflowAdapter,
     "jax": JaxAdapter,
     "cupy": CupyAdapter,
+    "dask": DaskAdapter,
+    "array_api": ArrayApiAdapter,
 }
 
 

@@ -6,7 +6,21 @@ import json
 import subprocess
 import sys
 
-FRAMEWORKS = ["numpy", "torch", "tensorflow", "jax", "jaxlib", "cupy", "keras", "flax", "onnx"]
+FRAMEWORKS = [
+    "numpy",
+    "torch",
+    "tensorflow",
+    "jax",
+    "jaxlib",
+    "cupy",
+    "keras",
+    "flax",
+    "onnx",
+    "dask",
+    "array_api_strict",
+    "safetensors",
+    "PIL",
+]
 
 
 def _modules_after(code: str) -> list[str]:

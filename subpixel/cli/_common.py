@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._dispatch import BACKEND_NAMES, available_backends, backend_by_name
+from .._dispatch import LIBRARY_BACKENDS, available_backends, backend_by_name
 
 
 class UserError(Exception):
@@ -62,8 +62,8 @@ def _same_file(a: Path, b: Path) -> bool:
 def usable_backend(name: str, *, requested: bool = True) -> Any:
     """The backend called ``name`` after a round trip of a small array through it;
     ``UserError`` (saying why) if it is not installed or cannot run here."""
-    if name not in BACKEND_NAMES:
-        raise UserError(f"unknown backend {name!r} (known: {', '.join(BACKEND_NAMES)})")
+    if name not in LIBRARY_BACKENDS:
+        raise UserError(f"unknown backend {name!r} (known: {', '.join(LIBRARY_BACKENDS)})")
     if name not in available_backends():
         raise UserError(
             f"backend {name!r} is not installed here (installed: {', '.join(available_backends())})"

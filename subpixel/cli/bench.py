@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .._dispatch import BACKEND_NAMES, available_backends
+from .._dispatch import LIBRARY_BACKENDS, available_backends
 from .._timing import best_time
 from ._common import UserError, add_force, output_file, positive_int, usable_backend
 
@@ -14,7 +14,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         action="append",
-        choices=BACKEND_NAMES,
+        choices=LIBRARY_BACKENDS,
         help="repeatable; default: all installed (those that cannot run here are skipped)",
     )
     p.add_argument(

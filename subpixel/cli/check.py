@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .._dispatch import BACKEND_NAMES, available_backends
+from .._dispatch import LIBRARY_BACKENDS, available_backends
 from ._common import UserError, usable_backend
 
 # (op, numpy shape, factor, spatial_dims, layout)
@@ -24,7 +24,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         action="append",
-        choices=BACKEND_NAMES,
+        choices=LIBRARY_BACKENDS,
         help="check only this backend (repeatable); one that cannot run here fails the check",
     )
     p.set_defaults(run=run)

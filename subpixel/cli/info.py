@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
-from .._dispatch import BACKEND_NAMES, available_backends, backend_by_name, framework_version
+from .._dispatch import LIBRARY_BACKENDS, available_backends, backend_by_name, framework_version
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     print(f"subpixel {__version__}, Python {sys.version.split()[0]}")
     installed = available_backends()
-    for name in BACKEND_NAMES:
+    for name in LIBRARY_BACKENDS:
         if name not in installed:
             print(f"  {name:<11} not installed")
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._dispatch import BACKEND_NAMES
+from .._dispatch import LIBRARY_BACKENDS
 from ._common import UserError, add_force, input_file, output_file, positive_int, usable_backend
 
 
@@ -21,7 +21,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "output", metavar="OUT", help="the upscaled image; its extension sets the format"
     )
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=3)
-    p.add_argument("--backend", default="numpy", choices=BACKEND_NAMES)
+    p.add_argument("--backend", default="numpy", choices=LIBRARY_BACKENDS)
     p.add_argument(
         "--tile",
         type=positive_int,
