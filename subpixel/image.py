@@ -30,6 +30,7 @@ __all__ = [
     "psnr",
     "read_image",
     "resize_bicubic",
+    "resize_region",
     "rgb_to_ycbcr",
     "write_image",
     "ycbcr_to_rgb",
@@ -179,6 +180,7 @@ _RGB2YCBCR = (
     / 255.0
 )
 _OFFSET = np.array([16.0, 128.0, 128.0])
+_YCBCR2RGB = np.linalg.inv(_RGB2YCBCR)
 
 
 def _three_channels(a: np.ndarray, name: str) -> np.ndarray:
@@ -190,14 +192,22 @@ def _three_channels(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def _mix(a: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``a @ matrix.T`` over the last axis, as elementwise sums in a fixed order (a
+    BLAS product's rounding would depend on how many pixels it is given)."""
+    return np.stack(
+        [a[..., 0] * m[0] + a[..., 1] * m[1] + a[..., 2] * m[2] for m in matrix], axis=-1
+    )
+
+
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """RGB in [0, 255] -> YCbCr (Y in [16, 235]) as float64."""
-    return _three_channels(rgb, "rgb") @ _RGB2YCBCR.T + _OFFSET
+    return _mix(_three_channels(rgb, "rgb"), _RGB2YCBCR) + _OFFSET
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     """The inverse of :func:`rgb_to_ycbcr` (float64, not clipped)."""
-    return (_three_channels(ycc, "ycc") - _OFFSET) @ np.linalg.inv(_RGB2YCBCR).T
+    return _mix(_three_channels(ycc, "ycc") - _OFFSET, _YCBCR2RGB)
 
 
 # ---------------------------------------------------------------------------
@@ -215,21 +225,55 @@ def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) weights: Keys' cubic (a = -0.5), antialiased when shrinking,
-    replicated edges; pixel centres aligned as in MATLAB's imresize."""
+def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, weight)``, each ``(n_out, taps)``: output pixel ``o`` is
+    ``sum_t weight[o, t] * input[index[o, t]]`` (Keys' cubic, a = -0.5, antialiased
+    when shrinking, replicated edges, pixel centres as MATLAB's imresize)."""
     scale = n_out / n_in
     support = 2.0 / min(scale, 1.0)
     centres = (np.arange(n_out) + 0.5) / scale - 0.5  # output centres in input coordinates
-    left = np.floor(centres - support).astype(int)
+    left = np.floor(centres - support).astype(np.int64)
     taps = math.ceil(2 * support) + 2
     idx = left[:, None] + np.arange(taps)
-    dist = centres[:, None] - idx
-    w = _cubic(dist * min(scale, 1.0))
+    w = _cubic((centres[:, None] - idx) * min(scale, 1.0))
     w /= w.sum(axis=1, keepdims=True)
-    m = np.zeros((n_out, n_in))
-    np.add.at(m, (np.repeat(np.arange(n_out), taps), np.clip(idx, 0, n_in - 1).ravel()), w.ravel())
-    return m
+    used = np.any(w != 0, axis=0)  # taps that are zero for every output pixel do nothing
+    return np.clip(idx[:, used], 0, n_in - 1), w[:, used]
+
+
+def _resize_axis(
+    img: np.ndarray, axis: int, n_in: int, n_out: int, out: tuple[int, int], offset: int
+) -> np.ndarray:
+    """Output pixels ``out[0]:out[1]`` of resizing ``axis`` from ``n_in`` to ``n_out``,
+    from ``img`` holding input pixels ``offset:offset + img.shape[axis]``.  The taps
+    are added one by one in a fixed order, elementwise: every output pixel is the
+    same arithmetic whatever part of the image is resized (tiles equal the whole)."""
+    idx, w = _taps(n_in, n_out)
+    idx, w = idx[out[0] : out[1]] - offset, w[out[0] : out[1]]
+    shape = [1] * img.ndim
+    shape[axis] = -1
+    total = np.zeros((*img.shape[:axis], idx.shape[0], *img.shape[axis + 1 :]), np.float64)
+    for t in range(idx.shape[1]):
+        total += w[:, t].reshape(shape) * np.take(img, idx[:, t], axis=axis)
+    return total
+
+
+def resize_region(
+    img: np.ndarray,
+    size_in: tuple[int, int],
+    size_out: tuple[int, int],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    origin: tuple[int, int] = (0, 0),
+) -> np.ndarray:
+    """Rows ``rows`` and columns ``cols`` of the bicubic resize of a ``size_in`` image
+    to ``size_out``, from ``img`` holding the input pixels from ``origin`` on (enough
+    of them: three pixels beyond the region's reach when enlarging).  Bit-identical to
+    the same pixels of :func:`resize_bicubic`."""
+    img = np.asarray(img, np.float64)
+    (h_in, w_in), (h_out, w_out) = size_in, size_out
+    tall = _resize_axis(img, 0, h_in, h_out, rows, origin[0])
+    return _resize_axis(tall, 1, w_in, w_out, cols, origin[1])
 
 
 def resize_bicubic(img: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -242,10 +286,8 @@ def resize_bicubic(img: np.ndarray, height: int, width: int) -> np.ndarray:
     for name, n in (("height", height), ("width", width)):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"`{name}` must be a positive integer. Received: {name}={n!r}")
-    rows = _resize_matrix(img.shape[0], int(height))
-    cols = _resize_matrix(img.shape[1], int(width))
-    out = np.tensordot(rows, img, axes=(1, 0))
-    return np.moveaxis(np.tensordot(cols, out, axes=(1, 1)), 0, 1)
+    size_out = (int(height), int(width))
+    return resize_region(img, img.shape[:2], size_out, (0, size_out[0]), (0, size_out[1]))
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0, shave: int = 0) -> float:

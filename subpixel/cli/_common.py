@@ -33,14 +33,17 @@ def input_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def output_file(path: str | os.PathLike, *, inputs: list[Any], force: bool) -> Path:
+def output_file(
+    path: str | os.PathLike, *, inputs: list[Any], force: bool, folder_ok: bool = False
+) -> Path:
     """``path`` checked before anything is computed or written: not one of ``inputs``,
-    not an existing file unless ``force``, in an existing folder."""
+    not an existing file unless ``force``, in an existing folder (``folder_ok``: the
+    output is itself a folder, a Zarr store)."""
     out = Path(path)
     for source in inputs:
         if source is not None and _same_file(out, Path(source)):
             raise UserError(f"{path}: the output is the input file {source}; choose another name")
-    if out.is_dir():
+    if out.is_dir() and not folder_ok:
         raise UserError(f"{path}: is a folder")
     if out.exists() and not force:
         raise UserError(f"{path}: exists; pass --force to overwrite it")

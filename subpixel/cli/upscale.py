@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .._dispatch import LIBRARY_BACKENDS
@@ -32,6 +33,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--reference", default=None, help="an HR image of the output's size to report PSNR against"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on an existing dask.distributed cluster (for .zarr inputs and outputs)",
     )
     p.add_argument(
         "--model",
@@ -80,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
         runtime_model = RuntimeModel(input_file(args.model))
         args.scale = runtime_model.scale
     sample = args.input == "sample"
+    if not sample and (_is_zarr(args.input) or _is_zarr(args.output)):
+        return _run_lazy(args, runtime_model)
+    if args.scheduler:
+        raise UserError("--scheduler runs .zarr inputs and outputs (images larger than memory)")
     path = SAMPLE if sample else input_file(args.input)
     if sample and args.reference:
         raise UserError(
@@ -125,4 +136,61 @@ def run(args: argparse.Namespace) -> int:
             f"{image.psnr(_luma(_to_255(out)), y_ref, shave=r):.2f} dB, bicubic "
             f"{image.psnr(_luma(bicubic), y_ref, shave=r):.2f} dB"
         )
+    return 0
+
+
+def _is_zarr(path: str) -> bool:
+    return str(path).rstrip("/").lower().endswith(".zarr")
+
+
+def _run_lazy(args: argparse.Namespace, runtime_model) -> int:
+    """Images larger than memory: read, upscale and write chunk by chunk with Dask."""
+    import importlib.util
+
+    for needed in ("dask", "zarr"):
+        if importlib.util.find_spec(needed) is None:
+            raise UserError(
+                f"a .zarr input or output needs {needed} (pip install 'subpixel[dask]')"
+            )
+    import dask.array as da
+
+    from .. import image
+    from ..models import ESPCN
+    from ..models.espcn import BLOCK
+    from ..models.large import DEFAULT_CHUNK, open_lazy, upscale_lazy, write_zarr
+
+    if args.reference:
+        raise UserError("--reference is for images in memory, not .zarr inputs or outputs")
+    if _is_zarr(args.input):
+        if not os.path.isdir(args.input):
+            raise UserError(f"{args.input}: no such Zarr store")
+        lr = open_lazy(args.input)
+    else:
+        lr = da.from_array(image.read_image(input_file(args.input)))
+    out_path = output_file(
+        args.output, inputs=[args.input, args.model], force=args.force, folder_ok=True
+    )
+    model = runtime_model or ESPCN.pretrained(args.scale)
+    hr = upscale_lazy(lr, model, chunk=args.tile, backend=args.backend)
+    chunk = -(-(args.tile or DEFAULT_CHUNK) // BLOCK) * BLOCK
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        client = Client(args.scheduler)
+    progress = sys.stderr.isatty()
+    try:
+        if _is_zarr(args.output):
+            write_zarr(hr, out_path, force=args.force, progress=progress, client=client)
+        else:
+            result = client.compute(hr).result() if client is not None else hr.compute()
+            image.write_image(out_path, result)
+    finally:
+        if client is not None:
+            client.close()
+    print(
+        f"wrote {args.output}: {hr.shape[1]}x{hr.shape[0]} from {lr.shape[1]}x{lr.shape[0]} "
+        f"(ESPCN x{model.scale}, chunks of up to {chunk} LR pixels"
+        f"{', on ' + args.scheduler if args.scheduler else ''})"
+    )
     return 0
