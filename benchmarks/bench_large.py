@@ -49,18 +49,19 @@ def peak_rss(pid: int, stop: threading.Event, out: list) -> None:
     import psutil
 
     root = psutil.Process(pid)
-    peak = 0
+    peak, largest = 0, 0
     while not stop.is_set():
         try:
             procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            sizes = [p.memory_info().rss for p in procs if p.is_running()]
+            peak, largest = max(peak, sum(sizes)), max(largest, *sizes)
         except psutil.Error:
             pass
         time.sleep(0.2)
-    out.append(peak)
+    out.extend((peak, largest))
 
 
-def run_upscale(src: str, dst: str, workers: int, chunk: int) -> tuple[float, int]:
+def run_upscale(src: str, dst: str, workers: int, chunk: int) -> tuple[float, int, int]:
     """`subpixel upscale` in a child process that starts its own LocalCluster."""
     code = (
         "import sys\n"
@@ -83,7 +84,7 @@ def run_upscale(src: str, dst: str, workers: int, chunk: int) -> tuple[float, in
     sampler.join()
     if proc.returncode:
         raise SystemExit(f"upscale failed with {proc.returncode}")
-    return time.perf_counter() - start, peak[0]
+    return time.perf_counter() - start, peak[0], peak[1]
 
 
 def check_crop(src: str, dst: str, size: int) -> bool:
@@ -117,7 +118,7 @@ def main() -> int:
     gib = 2**30
     rows = []
     for n in args.workers:
-        seconds, peak = run_upscale(src, dst, n, args.chunk)
+        seconds, peak, largest = run_upscale(src, dst, n, args.chunk)
         lr = args.size * args.size
         rows.append(
             [
@@ -126,6 +127,7 @@ def main() -> int:
                 f"{seconds:.0f}",
                 f"{lr / seconds / 1e6:.3f}",
                 f"{peak / gib:.2f}",
+                f"{largest / gib:.2f}",
             ]
         )
         print(rows[-1], flush=True)
@@ -134,7 +136,14 @@ def main() -> int:
     print(
         f"input {args.size * args.size * 3 / 1e9:.2f} GB, output {9 * args.size * args.size * 3 / 1e9:.2f} GB (uint8)"
     )
-    header = ["image (LR -> HR)", "workers", "seconds", "LR Mpx/s", "peak RSS, GiB (all processes)"]
+    header = [
+        "image (LR -> HR)",
+        "workers",
+        "seconds",
+        "LR Mpx/s",
+        "peak RSS, GiB (all processes)",
+        "largest process, GiB",
+    ]
     print(table(rows, header))
     print(
         f"a 1500 x 1500 crop upscaled lazily (chunks of 512) equals the in-memory upscale: {same}"

@@ -64,6 +64,18 @@ def test_task_graph_is_linear_in_chunks():
     assert max(sizes) < 3 and max(sizes) - min(sizes) < 0.5
 
 
+def test_weights_are_in_the_graph_once():
+    """Linear in bytes too: each chunk's task refers to the weights by key (a closure
+    over them once put a copy in every task)."""
+    import cloudpickle
+
+    w = np.ones((64 * 4, 64, 3, 3), np.float32)  # 590 KB
+    x = da.zeros((1, 64, 64, 64), chunks=(1, 64, 16, 16), dtype=np.float32)
+    graph = dict(subpixel.sub_pixel_conv(x, w, np.ones(64 * 4), factor=2).__dask_graph__())
+    big = [k for k, task in graph.items() if len(cloudpickle.dumps(task)) > w.nbytes / 2]
+    assert len(big) == 1, big
+
+
 def test_sub_pixel_conv_chunk_edges_are_exact():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2, 3, 17, 13)).astype(np.float64)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -187,27 +188,32 @@ class DaskBackend(ArrayBackend[da.Array]):
         out_chunks[cax] = (w_host.shape[0],)
         for ax, k in zip(saxes, cplan.kernel):
             out_chunks[ax] = (*x.chunks[ax][:-1], x.chunks[ax][-1] - (k - 1))
-        layout, order = cplan.layout, cplan.shuffle.order
+        # the parameters are one key each in the graph, not a copy in every task
+        return extended.map_blocks(
+            _conv_block,
+            dask.delayed(w_host),
+            None if b_host is None else dask.delayed(b_host),
+            d=d,
+            layout=cplan.layout,
+            order=cplan.shuffle.order,
+            chunks=tuple(out_chunks),
+            dtype=x.dtype,
+            meta=x._meta,
+        )
 
-        def run(block: Any) -> Any:
-            from .._dispatch import backend_for
 
-            backend = backend_for(block)
-            w = backend.from_numpy(w_host, like=block)
-            b = None if b_host is None else backend.from_numpy(b_host, like=block)
-            plan = _spec.make_conv_plan(
-                block.shape,
-                w_host.shape,
-                None if b_host is None else b_host.shape,
-                1,
-                "valid",
-                d,
-                layout,
-                order,
-            )
-            return backend.conv(block, w, b, plan)
+def _conv_block(
+    block: Any, w_host: np.ndarray, b_host: np.ndarray | None, *, d: int, layout: str, order: str
+) -> Any:
+    """One chunk (with the ``kernel - 1`` pixels after it) of the LR convolution."""
+    from .._dispatch import backend_for
 
-        return extended.map_blocks(run, chunks=tuple(out_chunks), dtype=x.dtype, meta=x._meta)
+    backend = backend_for(block)
+    w = backend.from_numpy(w_host, like=block)
+    b = None if b_host is None else backend.from_numpy(b_host, like=block)
+    b_shape = None if b_host is None else b_host.shape
+    plan = _spec.make_conv_plan(block.shape, w_host.shape, b_shape, 1, "valid", d, layout, order)
+    return backend.conv(block, w, b, plan)
 
 
 def _host(a: Any) -> np.ndarray:

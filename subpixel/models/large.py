@@ -47,6 +47,7 @@ def upscale_lazy(
     ``dask.array.asarray`` takes) upscaled like
     :func:`~subpixel.models.espcn.upscale_image`.  ``chunk``: LR pixels per side of a
     chunk, rounded up to whole blocks (default 512)."""
+    import dask
     import dask.array as da
 
     lr = da.asarray(lr)
@@ -62,21 +63,40 @@ def upscale_lazy(
     H, W, C = lr.shape
     r = model.scale
     limits = _value_range(lr)
-    starts = [np.cumsum((0, *c[:-1])) for c in lr.chunks[:2]]
     extended = da.overlap.overlap(lr, depth={0: HALO, 1: HALO, 2: 0}, boundary="none")
-
-    def run(block: np.ndarray, block_info: Any = None) -> np.ndarray:
-        i, j, _ = block_info[None]["chunk-location"]
-        r0, c0 = int(starts[0][i]), int(starts[1][j])
-        rows, cols = (r0, r0 + lr.chunks[0][i]), (c0, c0 + lr.chunks[1][j])
-        origin = (max(r0 - HALO, 0), max(c0 - HALO, 0))
-        return upscale_region(block, model, limits, (H, W), origin, rows, cols, backend=backend)
-
     chunks = (tuple(c * r for c in lr.chunks[0]), tuple(c * r for c in lr.chunks[1]), (C,))
+    # every task refers to the model by its one key in the graph, and holds nothing but
+    # numbers: a graph of n chunks stays O(n) in size, in the client and the scheduler
     out = extended.map_blocks(
-        run, chunks=chunks, dtype=lr.dtype, meta=np.empty((0, 0, 0), lr.dtype)
+        _run_chunk,
+        dask.delayed(model),
+        limits=limits,
+        shape=(H, W),
+        lr_chunks=(lr.chunks[0], lr.chunks[1]),
+        backend=backend,
+        chunks=chunks,
+        dtype=lr.dtype,
+        meta=np.empty((0, 0, 0), lr.dtype),
     )
     return out[..., 0] if flat else out
+
+
+def _run_chunk(
+    block: np.ndarray,
+    model: LumaModel,
+    *,
+    limits: tuple[float, float],
+    shape: tuple[int, int],
+    lr_chunks: tuple[tuple[int, ...], tuple[int, ...]],
+    backend: str,
+    block_info: Any = None,
+) -> np.ndarray:
+    """One chunk of :func:`upscale_lazy`: ``block`` is the chunk with its halo."""
+    i, j, _ = block_info[None]["chunk-location"]
+    r0, c0 = sum(lr_chunks[0][:i]), sum(lr_chunks[1][:j])
+    rows, cols = (r0, r0 + lr_chunks[0][i]), (c0, c0 + lr_chunks[1][j])
+    origin = (max(r0 - HALO, 0), max(c0 - HALO, 0))
+    return upscale_region(block, model, limits, shape, origin, rows, cols, backend=backend)
 
 
 def open_lazy(path: str | os.PathLike) -> Any:
