@@ -3,9 +3,9 @@ uses the same), plus a Markdown table."""
 
 from __future__ import annotations
 
-from subpixel._timing import best_time, machine_line
+from subpixel._timing import best_time, best_times, machine_line
 
-__all__ = ["best_time", "machine_line", "table"]
+__all__ = ["best_time", "best_times", "machine_line", "table"]
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

@@ -21,7 +21,11 @@ def __getattr__(name: str):
         from .layer import SubPixelConv
 
         return SubPixelConv
-    if name in ("weights", "layer", "layers"):
+    if name == "port_weights":
+        from .porting import port_weights
+
+        return port_weights
+    if name in ("weights", "layer", "layers", "deploy", "porting"):
         import importlib
 
         return importlib.import_module(f"subpixel.{name}")
@@ -38,6 +42,7 @@ __all__ = [
     "available_backends",
     "backend_name",
     "blur",
+    "port_weights",
     "shuffle",
     "sub_pixel_conv",
     "unshuffle",

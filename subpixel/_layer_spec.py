@@ -83,6 +83,16 @@ def check_plain_conv(framework: str, factor: Any, stride: Any, dilation: Any, gr
         )
 
 
+def check_rewrite_mode(mode: str, example: Any, modes: tuple[str, ...]) -> None:
+    """The ``mode`` of a framework's ``replace_conv_transpose``: one of ``modes``;
+    ``"fastest"`` times the forms on an ``example`` input, which it then needs."""
+    if mode not in modes:
+        names = ", ".join(repr(m) for m in modes[:-1]) + f" or {modes[-1]!r}"
+        raise ValueError(f"`mode` must be {names}. Received: mode={mode!r}")
+    if mode == "fastest" and example is None:
+        raise ValueError("`mode='fastest'` needs an `example` input to time the layers on")
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """A sub-pixel convolution: an LR conv with ``out_channels * prod(factor)``

@@ -6,7 +6,7 @@ import datetime
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def best_time(
@@ -31,6 +31,35 @@ def best_time(
             sync(out)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def best_times(
+    candidates: Sequence[Callable[..., object]],
+    rounds: int = 4,
+    repeat: int = 3,
+    sync: Callable[[object], object] | None = None,
+) -> list[float]:
+    """Best wall time of each of ``candidates`` (callables doing the same work), side
+    by side: rounds alternate between them, so that drift in the machine's speed hits
+    all alike."""
+    times = [float("inf")] * len(candidates)
+    for r in range(rounds):
+        for i, fn in enumerate(candidates):
+            t = best_time(fn, repeat, warmup=2 if r == 0 else 0, sync=sync)
+            times[i] = min(times[i], t)
+    return times
+
+
+def fastest(
+    candidates: Sequence[Callable[..., object]],
+    margin: float = 0.05,
+    sync: Callable[[object], object] | None = None,
+) -> int:
+    """The index of the fastest of ``candidates``; ``0`` (the original) unless another
+    is faster by more than ``margin``, so that noise never trades it for a slower form."""
+    times = best_times(candidates, sync=sync)
+    best = times.index(min(times))
+    return best if times[best] < times[0] * (1 - margin) else 0
 
 
 def machine_line() -> str:

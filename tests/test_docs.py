@@ -20,6 +20,7 @@ MODULES = [
     "subpixel.deploy",
     "subpixel._lowering",
     "subpixel._layer_spec",
+    "subpixel._phases",
 ]
 PAGES = ["conventions.md", "weights.md"]
 

@@ -267,3 +267,69 @@ def test_state_dict_round_trip_and_spec():
     torch.testing.assert_close(back(x), layer(x))
     with pytest.raises(ValueError, match=r"^`in_channels` must be an integer"):
         SubPixelConv2d(2.5, 3, 3, 2)
+
+
+# ---------------------------------------------------------------------------
+# a transposed convolution computed phase by phase, against PyTorch's own
+# ---------------------------------------------------------------------------
+
+
+def _phase_cases():
+    for d, cls in ((1, torch.nn.ConvTranspose1d), (2, torch.nn.ConvTranspose2d)):
+        for k, s, p in ((4, 2, 1), (3, 2, 1), (5, 3, 2), (1, 2, 0), (2, 3, 0), (6, 2, 2)):
+            for op in range(s):
+                yield cls, d, k, s, p, op
+    yield torch.nn.ConvTranspose2d, 2, (4, 3), (2, 3), (1, 0), (1, 2)  # per-axis values
+    yield torch.nn.ConvTranspose3d, 3, 3, 2, 1, 1
+
+
+@pytest.mark.parametrize("cls, d, k, s, p, op", list(_phase_cases()))
+def test_phased_conv_transpose_matches_pytorch(cls, d, k, s, p, op):
+    from subpixel.layers.torch import PhasedConvTranspose
+
+    torch.manual_seed(0)
+    m = cls(3, 2, k, stride=s, padding=p, output_padding=op).double()
+    for size in (1, 4, 5):
+        x = torch.randn(2, 3, *(size,) * d, dtype=torch.float64, requires_grad=True)
+        try:
+            want = m(x)
+        except RuntimeError:  # PyTorch refuses the size (an empty output): so do we
+            continue
+        phased = PhasedConvTranspose(m)
+        got = phased(x)
+        assert got.shape == want.shape
+        # the same products summed in another order: float64 rounding only
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        g = torch.randn_like(want)
+        (gx_want, gw_want) = torch.autograd.grad(want, (x, m.weight), g)
+        (gx_got, gw_got) = torch.autograd.grad(got, (x, phased.weight), g)
+        torch.testing.assert_close(gx_got, gx_want, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(gw_got, gw_want, rtol=1e-12, atol=1e-12)
+
+
+def test_phased_conv_transpose_keeps_state_dict_and_memory_format():
+    from subpixel.layers.torch import PhasedConvTranspose, replace_conv_transpose
+
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 3, 4, 2, 1), torch.nn.ReLU())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    replace_conv_transpose(model, mode="phases")
+    assert isinstance(model[0], PhasedConvTranspose)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0)
+    x = torch.randn(2, 4, 5, 6).contiguous(memory_format=torch.channels_last)
+    assert model(x).is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match=r"^`mode` must be 'subpixel', 'phases' or 'fastest'"):
+        replace_conv_transpose(model, mode="fast")
+    with pytest.raises(ValueError, match=r"^`conv_transpose` must be a ConvTranspose"):
+        PhasedConvTranspose(torch.nn.ConvTranspose2d(4, 3, 3, stride=1))
+
+
+def test_docstring_examples():
+    import doctest
+
+    import subpixel.layers.torch as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from .. import _spec, ops, weights
-from .._layer_spec import LayerSpec, icnr_index
+from .._layer_spec import LayerSpec, check_rewrite_mode, icnr_index
 from .._spec import Layout, Order
 
 if TYPE_CHECKING:
@@ -155,9 +155,13 @@ class SubPixelConv(nnx.Module):
 
 
 def from_agnostic(
-    layer: AgnosticSubPixelConv, layout: Layout | None = None, rngs: Any = None
+    layer: AgnosticSubPixelConv,
+    layout: Layout | None = None,
+    rngs: Any = None,
+    param_dtype: Any = None,
 ) -> SubPixelConv:
-    """A Flax :class:`SubPixelConv` holding a :class:`subpixel.SubPixelConv`'s parameters."""
+    """A Flax :class:`SubPixelConv` holding a :class:`subpixel.SubPixelConv`'s parameters
+    (in ``param_dtype``; default: theirs)."""
     spec = layer.spec
     module = SubPixelConv(
         spec.inputs,
@@ -171,10 +175,12 @@ def from_agnostic(
         blur=spec.blur,
         crop=spec.crop,
         rngs=rngs or nnx.Rngs(0),
+        param_dtype=param_dtype or layer.dtype,
     )
-    module.kernel[...] = jnp.asarray(weights.convert_layout(layer.weight, src="torch", dst="flax"))
+    kernel = weights.convert_layout(layer.weight, src="torch", dst="flax")
+    module.kernel[...] = jnp.asarray(kernel, module.kernel.dtype)
     if layer.bias is not None and module.bias is not None:
-        module.bias[...] = jnp.asarray(layer.bias)
+        module.bias[...] = jnp.asarray(layer.bias, module.bias.dtype)
     return module
 
 
@@ -190,3 +196,136 @@ def to_agnostic(module: Any) -> AgnosticSubPixelConv:
     kernel = weights.convert_layout(np.asarray(module.kernel[...]), src="flax", dst="torch")
     bias = None if module.bias is None else np.asarray(module.bias[...])
     return Agnostic.from_spec(module.spec, kernel, bias)
+
+
+# ---------------------------------------------------------------------------
+# rewriting a module's transposed convolutions, exactly
+# ---------------------------------------------------------------------------
+
+
+def _conv_transpose_args(m: Any) -> tuple[dict, Any]:
+    """(``from_conv_transpose`` keywords, kernel) for an ``nnx.ConvTranspose``: 'SAME' and
+    'VALID' are TensorFlow's rules; explicit ``(low, high)`` pads of the dilated input
+    are PyTorch's ``padding = k - 1 - low``, ``output_padding = high - low``."""
+    kernel = np.asarray(m.kernel[...])
+    d = kernel.ndim - 2
+    strides = m.strides if isinstance(m.strides, (tuple, list)) else (m.strides,) * d
+    if isinstance(m.padding, str):
+        tf_kernel = weights.convert_layout(
+            kernel,
+            src="flax",
+            dst="tensorflow",
+            transposed=True,
+            transpose_kernel=m.transpose_kernel,
+        )
+        return {
+            "stride": tuple(strides),
+            "padding": m.padding.lower(),
+            "source": "tensorflow",
+        }, tf_kernel
+    pads = [tuple(p) for p in m.padding]
+    k = kernel.shape[:d]
+    torch_kernel = weights.convert_layout(
+        kernel, src="flax", dst="torch", transposed=True, transpose_kernel=m.transpose_kernel
+    )
+    return {
+        "stride": tuple(strides),
+        "padding": tuple(k[i] - 1 - lo for i, (lo, _) in enumerate(pads)),
+        "output_padding": tuple(hi - lo for lo, hi in pads),
+    }, torch_kernel
+
+
+def _replaceable(m: Any) -> bool:
+    if not isinstance(m, nnx.ConvTranspose):
+        return False
+    strides = m.strides or 1
+    strides = strides if isinstance(strides, (tuple, list)) else (strides,)
+    dilation = m.kernel_dilation or 1
+    dilation = dilation if isinstance(dilation, (tuple, list)) else (dilation,)
+    return any(s > 1 for s in strides) and all(v == 1 for v in dilation)
+
+
+def sub_pixel_of(m: Any) -> SubPixelConv:
+    """The exact sub-pixel form of an ``nnx.ConvTranspose`` (stride > 1, undilated)."""
+    from ..layer import SubPixelConv as Agnostic
+
+    kwargs, kernel = _conv_transpose_args(m)
+    bias = None if m.bias is None else np.asarray(m.bias[...])
+    agnostic = Agnostic.from_conv_transpose(kernel, bias, layout="channels_last", **kwargs)
+    return from_agnostic(agnostic, layout="channels_last", param_dtype=m.param_dtype)
+
+
+def _slots(node: Any) -> list[tuple[Any, Any, Any]]:
+    """``(parent, key, module)`` of every replaceable ``nnx.ConvTranspose`` below
+    ``node`` (attributes, nested modules and lists)."""
+    items = (
+        list(enumerate(node))
+        if isinstance(node, list) or type(node).__name__ == "List"
+        else [(k, v) for k, v in vars(node).items() if not k.startswith("_")]
+    )
+    found = []
+    for key, value in items:
+        if _replaceable(value):
+            found.append((node, key, value))
+        elif isinstance(value, (nnx.Module, list)) or type(value).__name__ == "List":
+            found.extend(_slots(value))
+    return found
+
+
+def _put(parent: Any, key: Any, value: Any) -> None:
+    if isinstance(key, int):
+        parent[key] = value
+    else:
+        setattr(parent, key, value)
+
+
+def replace_conv_transpose(module: Any, *, mode: str = "subpixel", example: Any = None) -> Any:
+    """Swap every stride > 1 ``nnx.ConvTranspose`` below ``module`` (in place, nested
+    modules and lists included) for its exact sub-pixel equivalent; returns ``module``.
+    (Flax has no pixel-shuffle module of its own to replace: use
+    :class:`PixelShuffle`.)
+
+    ``mode="fastest"``: run ``module`` on ``example``, time each layer and its
+    sub-pixel form (``nnx.jit``) on the layer's own input and swap only the layers
+    whose sub-pixel form is faster."""
+    check_rewrite_mode(mode, example, ("subpixel", "fastest"))
+    slots = _slots(module)
+    if mode == "fastest":
+        slots = _faster_as_sub_pixel(module, slots, example)
+    for parent, key, m in slots:
+        _put(parent, key, sub_pixel_of(m))
+    return module
+
+
+class _Recorder:
+    """Stands in for a layer during one run and keeps its input."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer, self.inputs = layer, list[Any]()
+
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        self.inputs.append(x)
+        return self.layer(x, *args, **kwargs)
+
+
+def _faster_as_sub_pixel(module: Any, slots: list, example: Any) -> list:
+    from .._timing import fastest
+
+    recorders = [_Recorder(m) for _, _, m in slots]
+    try:
+        for (parent, key, _), recorder in zip(slots, recorders):
+            _put(parent, key, recorder)
+        module(jnp.asarray(example))
+    finally:
+        for parent, key, m in slots:
+            _put(parent, key, m)
+    run = nnx.jit(lambda layer, x: layer(x))
+    chosen = []
+    for slot, recorder in zip(slots, recorders):
+        if not recorder.inputs:  # not reached by the example: keep the original
+            continue
+        x = recorder.inputs[0]
+        forms = (slot[2], sub_pixel_of(slot[2]))
+        if fastest([lambda f=f, x=x: run(f, x).block_until_ready() for f in forms]) == 1:
+            chosen.append(slot)
+    return chosen

@@ -16,13 +16,14 @@ output channels are in ``order``.  Layers serialise with ``get_config`` and
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from .. import _spec, ops, weights
-from .._layer_spec import LayerSpec, check_plain_conv, icnr_index
+from .._layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, icnr_index
 from .._lowering import Lowering, check_native, has_native_op, normalize_lowering
 from .._spec import Layout, Order
 from . import _keras_lowering
@@ -37,6 +38,9 @@ __all__ = [
     "SubPixelConv",
     "from_agnostic",
     "from_espcn",
+    "replace_conv_transpose",
+    "replace_pixel_shuffle",
+    "sub_pixel_of",
     "to_agnostic",
 ]
 
@@ -109,7 +113,7 @@ class PixelShuffle(keras.layers.Layer):
         self.data_format = _data_format(data_format)
         self.lowering = _check_lowering(lowering, self.factor, self.data_format)
 
-    def call(self, x):
+    def call(self, x, mask=None):  # `mask`: accepted (and ignored) where a Lambda stood
         return _keras_lowering.rearrange(
             x, self.op, self.factor, self.spatial_dims, self.order, self.data_format, self.lowering
         )
@@ -317,9 +321,12 @@ def _numpy(v: Any) -> Any:
     return None if v is None else np.asarray(keras.ops.convert_to_numpy(v))
 
 
-def from_agnostic(layer: AgnosticSubPixelConv, data_format: str | None = None) -> SubPixelConv:
+def from_agnostic(
+    layer: AgnosticSubPixelConv, data_format: str | None = None, dtype: Any = None
+) -> SubPixelConv:
     """A built Keras :class:`SubPixelConv` holding a :class:`subpixel.SubPixelConv`'s
-    parameters (float32), in ``data_format`` (default: the layer's layout)."""
+    parameters, in ``data_format`` (default: the layer's layout) and ``dtype`` (a
+    Keras dtype or policy; default: the parameters' dtype)."""
     spec = layer.spec
     data_format = data_format or spec.layout
     k = SubPixelConv(
@@ -333,6 +340,7 @@ def from_agnostic(layer: AgnosticSubPixelConv, data_format: str | None = None) -
         blur=spec.blur,
         crop=spec.crop,
         kernel_initializer="zeros",
+        dtype=dtype or layer.dtype.name,
     )
     spatial = (None,) * spec.spatial_dims
     k.build(
@@ -343,7 +351,7 @@ def from_agnostic(layer: AgnosticSubPixelConv, data_format: str | None = None) -
     params = [weights.convert_layout(layer.weight, src="torch", dst="keras")]
     if layer.bias is not None:
         params.append(layer.bias)
-    k.set_weights([p.astype(np.float32) for p in params])
+    k.set_weights([p.astype(k.variable_dtype) for p in params])
     return k
 
 
@@ -406,3 +414,207 @@ def from_espcn(model: Any, lowering: Lowering = "auto", order: Order = "CRD") ->
         kernel = weights.convert_layout(p[f"{name}.weight"], src="torch", dst="keras")
         layer.set_weights([kernel, p[f"{name}.bias"]])
     return keras.Model(inputs, outputs)
+
+
+# ---------------------------------------------------------------------------
+# rewriting a model's upsampling layers, exactly
+# ---------------------------------------------------------------------------
+
+_CONV_T = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+
+
+def _replaceable(layer: Any) -> bool:
+    return (
+        isinstance(layer, _CONV_T)
+        and any(s > 1 for s in layer.strides)
+        and all(v == 1 for v in layer.dilation_rate)
+        and layer.padding in ("same", "valid")
+    )
+
+
+def sub_pixel_of(layer: Any) -> SubPixelConv:
+    """The exact sub-pixel form of a built ``Conv1D/2D/3DTranspose`` (stride > 1,
+    undilated), with its activation, name and data format."""
+    from ..layer import SubPixelConv as Agnostic
+
+    kernel = _numpy(layer.kernel)
+    bias = _numpy(layer.bias) if layer.bias is not None else None
+    agnostic = Agnostic.from_conv_transpose(
+        kernel,
+        bias,
+        stride=tuple(layer.strides),
+        padding=layer.padding,
+        output_padding=None if layer.output_padding is None else tuple(layer.output_padding),
+        source="tensorflow",
+        layout=layer.data_format,
+    )
+    new = from_agnostic(agnostic, data_format=layer.data_format, dtype=layer.dtype_policy)
+    new.activation = layer.activation
+    new.name = layer.name
+    return new
+
+
+def _rewrite(model: Any, replace: Any) -> Any:
+    """A functional or Sequential copy of ``model`` with ``replace(layer)`` (None: keep)
+    for each layer; the other layers keep their weights."""
+    replaced: dict[int, Any] = {}
+
+    def clone(layer: Any) -> Any:
+        new = replace(layer)
+        if new is None and isinstance(layer, keras.layers.Lambda):  # the same function,
+            return keras.layers.Lambda(  # not a serialised one (Keras refuses to load it)
+                layer.function,
+                output_shape=layer._output_shape,
+                mask=layer.mask,
+                arguments=layer.arguments,
+                name=layer.name,
+                dtype=layer.dtype_policy,
+            )
+        if new is None:
+            return layer.__class__.from_config(layer.get_config())
+        replaced[id(layer)] = new
+        return new
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for old, new in zip(model.layers, copy.layers):
+        if id(old) not in replaced and old.weights:
+            new.set_weights(old.get_weights())
+    return copy
+
+
+def replace_conv_transpose(model: Any, *, mode: str = "subpixel", example: Any = None) -> Any:
+    """A copy of a functional or Sequential ``model`` whose stride > 1
+    ``Conv1D/2D/3DTranspose`` layers are their exact sub-pixel equivalents (a
+    :class:`SubPixelConv` with the crop it needs and the same activation).
+
+    ``mode="fastest"``: run ``model`` on ``example``, time each layer and its sub-pixel
+    form on the layer's own input (each compiled by the backend as a one-layer model)
+    and replace only the layers whose sub-pixel form is faster."""
+    check_rewrite_mode(mode, example, ("subpixel", "fastest"))
+    faster = _faster_as_sub_pixel(model, example) if mode == "fastest" else None
+
+    def replace(layer: Any) -> Any:
+        if not _replaceable(layer) or (faster is not None and id(layer) not in faster):
+            return None
+        return sub_pixel_of(layer)
+
+    return _rewrite(model, replace)
+
+
+def _faster_as_sub_pixel(model: Any, example: Any) -> set[int]:
+    """The ids of ``model``'s replaceable layers whose sub-pixel form runs faster."""
+    from .._timing import fastest
+
+    layers = [layer for layer in model.layers if _replaceable(layer)]
+    if not layers:
+        return set()
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    inputs = probe(np.asarray(example), training=False)
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    chosen = set()
+    for layer, x in zip(layers, inputs):
+        x = keras.ops.convert_to_numpy(x)
+        twin = layer.__class__.from_config(layer.get_config())  # the user's layer untouched
+        twin.build(x.shape)
+        twin.set_weights(layer.get_weights())
+        runs = []
+        for candidate in (twin, sub_pixel_of(layer)):
+            inp = keras.Input(x.shape[1:], dtype=layer.compute_dtype)
+            one = keras.Model(inp, candidate(inp))
+            runs.append(lambda one=one, x=x: one.predict_on_batch(x))
+        if fastest(runs) == 1:
+            chosen.add(id(layer))
+    return chosen
+
+
+def shuffle_op(operation: Any) -> tuple[str, Order, tuple[int, ...], str] | None:
+    """``(op, order, factor, data_format)`` if ``operation`` (a layer of a functional
+    model, or one of its graph operations) is a pixel shuffle (``op="shuffle"``) or
+    unshuffle: subpixel's :class:`PixelShuffle`/:class:`PixelUnshuffle`, or
+    ``keras.ops.depth_to_space``/``space_to_depth`` or a ``Lambda`` (calling
+    ``tf.nn.depth_to_space``, say) that does exactly a shuffle, which is found by
+    running it on a probe and comparing with :func:`subpixel.shuffle` in each order and
+    layout its static shapes allow."""
+    if isinstance(operation, PixelShuffle):  # and PixelUnshuffle, a subclass
+        return operation.op, operation.order, operation.factor, operation.data_format
+    if isinstance(operation, keras.layers.Layer) and not isinstance(operation, keras.layers.Lambda):
+        return None
+    nodes = getattr(operation, "_inbound_nodes", [])
+    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1 or len(nodes[0].outputs) != 1:
+        return None
+    shape_in, shape_out = nodes[0].input_tensors[0].shape, nodes[0].outputs[0].shape
+    for data_format in ("channels_last", "channels_first"):
+        guess = _shuffle_guess(tuple(shape_in), tuple(shape_out), data_format)
+        if guess is None:
+            continue
+        op, factor, probe_shape = guess
+        probe = (np.arange(math.prod(probe_shape)) % 2**24).astype(np.float32).reshape(probe_shape)
+        try:
+            got = keras.ops.convert_to_numpy(operation(probe))
+        except Exception:  # it cannot run on the probe: not a shuffle we know
+            continue
+        fn = ops.shuffle if op == "shuffle" else ops.unshuffle
+        order: Order
+        for order in ("CRD", "DCR"):
+            want = fn(probe, factor, layout=data_format, order=order)
+            if got.shape == want.shape and np.array_equal(got, want):
+                return op, order, factor, data_format
+    return None
+
+
+def _shuffle_guess(
+    shape_in: tuple, shape_out: tuple, data_format: str
+) -> tuple[str, tuple[int, ...], tuple[int, ...]] | None:
+    """``(op, factor, probe shape)`` that static shapes allow for a shuffle in
+    ``data_format``, or None."""
+    d = len(shape_in) - 2
+    if d < 1 or len(shape_out) != len(shape_in):
+        return None
+    channel = -1 if data_format == "channels_last" else 1
+    spatial = range(1, 1 + d) if data_format == "channels_last" else range(2, 2 + d)
+    c_in, c_out = shape_in[channel], shape_out[channel]
+    if not (isinstance(c_in, int) and isinstance(c_out, int)) or min(c_in, c_out) < 1:
+        return None
+    op = "shuffle" if c_in > c_out else "unshuffle"
+    big, small = max(c_in, c_out), min(c_in, c_out)
+    if big % small or big == small:
+        return None
+    q = big // small
+    factor = []
+    for axis in spatial:
+        a, b = shape_in[axis], shape_out[axis]
+        if isinstance(a, int) and isinstance(b, int) and a > 0 and b > 0:
+            r, rest = divmod(b, a) if op == "shuffle" else divmod(a, b)
+            factor.append(r if rest == 0 else 0)
+        else:
+            r = round(q ** (1 / d))
+            factor.append(r if r**d == q else 0)
+    if 0 in factor or math.prod(factor) != q:
+        return None
+    probe = [1, *shape_in[1:]]
+    for axis, r in zip(spatial, factor):
+        if not isinstance(probe[axis], int):
+            probe[axis] = 2 * r  # divisible for an unshuffle
+    return op, tuple(factor), tuple(probe)
+
+
+def replace_pixel_shuffle(model: Any, *, lowering: Lowering = "auto") -> Any:
+    """A copy of a functional or Sequential ``model`` whose pixel shuffles written
+    with Keras or TensorFlow (``keras.ops.depth_to_space``/``space_to_depth``, or
+    ``Lambda`` layers doing exactly a shuffle, as :func:`shuffle_op` finds) are
+    subpixel's :class:`PixelShuffle`/:class:`PixelUnshuffle` in the same order and
+    layout, so that ``lowering=`` applies to them (the same numbers)."""
+
+    def replace(operation: Any) -> Any:
+        if isinstance(operation, PixelShuffle):
+            return None
+        found = shuffle_op(operation)
+        if found is None:
+            return None
+        op, order, factor, data_format = found
+        cls = PixelShuffle if op == "shuffle" else PixelUnshuffle
+        return cls(
+            factor, order=order, data_format=data_format, lowering=lowering, name=operation.name
+        )
+
+    return _rewrite(model, replace)

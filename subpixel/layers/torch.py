@@ -11,14 +11,15 @@ torch.Size([1, 3, 16, 16])
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from .. import _spec
-from .._layer_spec import LayerSpec, check_plain_conv
+from .. import _phases, _spec
+from .._layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode
 from .._lowering import Lowering, check_native, normalize_lowering
 from .._spec import Layout, Order
 from . import _torch_lowering
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ..layer import SubPixelConv
 
 __all__ = [
+    "PhasedConvTranspose",
     "PixelShuffle",
     "PixelUnshuffle",
     "SubPixelConv1d",
@@ -34,6 +36,9 @@ __all__ = [
     "SubPixelConv3d",
     "from_agnostic",
     "from_espcn",
+    "replace_conv_transpose",
+    "replace_pixel_shuffle",
+    "sub_pixel_of",
     "to_agnostic",
 ]
 
@@ -313,3 +318,202 @@ def from_espcn(model: Any, lowering: Lowering = "auto", order: Order = "CRD") ->
     return nn.Sequential(
         _Shift(-model.mean), conv1, nn.Tanh(), conv2, nn.Tanh(), head, _Shift(model.mean)
     ).eval()
+
+
+# ---------------------------------------------------------------------------
+# rewriting a model's upsampling layers, exactly
+# ---------------------------------------------------------------------------
+
+_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def _replaceable(m: nn.Module) -> bool:
+    return (
+        isinstance(m, _CONV_T)
+        and any(s > 1 for s in m.stride)
+        and all(v == 1 for v in m.dilation)
+        and m.groups == 1
+        and m.padding_mode == "zeros"
+        and not isinstance(m.padding, str)
+    )
+
+
+def sub_pixel_of(m: nn.Module) -> _SubPixelConvNd:
+    """The exact sub-pixel form of a ``ConvTranspose1d/2d/3d`` (stride > 1, ungrouped,
+    undilated), on its device and dtype."""
+    from ..layer import SubPixelConv
+
+    agnostic = SubPixelConv.from_conv_transpose(
+        _numpy(m.weight),
+        _numpy(m.bias),
+        stride=tuple(m.stride),
+        padding=tuple(m.padding),
+        output_padding=tuple(m.output_padding),
+    )
+    module = from_agnostic(agnostic).to(device=m.weight.device, dtype=m.weight.dtype)
+    return module.train(m.training)
+
+
+class PhasedConvTranspose(nn.Module):
+    """A ``ConvTranspose1d/2d/3d`` (stride > 1, ungrouped, undilated) computed as
+    ``prod(stride)`` convolutions, one per output phase, each over exactly the inputs
+    and kernel taps its outputs use, interleaved into the output (a pixel shuffle
+    written as strided copies).  The same arithmetic as the transposed convolution: no
+    tap is multiplied by a structural zero, so the parameters, their names and shapes
+    (``weight (I, O, *k)``, ``bias``), the gradients and ``state_dict`` are the
+    original's.
+
+    >>> import torch
+    >>> deconv = torch.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1)
+    >>> phased = PhasedConvTranspose(deconv)
+    >>> x = torch.randn(1, 8, 5, 5)
+    >>> torch.allclose(phased(x), deconv(x), atol=1e-6)
+    True
+    """
+
+    def __init__(self, conv_transpose: nn.Module) -> None:
+        super().__init__()
+        m = conv_transpose
+        if not _replaceable(m):
+            raise ValueError(
+                "`conv_transpose` must be a ConvTranspose1d/2d/3d with stride > 1, groups=1, "
+                f"dilation 1 and zero padding. Received: {m!r}"
+            )
+        self.stride = tuple(m.stride)
+        self.padding = tuple(m.padding)
+        self.output_padding = tuple(m.output_padding)
+        self.weight = nn.Parameter(m.weight.detach().clone(), m.weight.requires_grad)
+        self.bias = (
+            None if m.bias is None else nn.Parameter(m.bias.detach().clone(), m.bias.requires_grad)
+        )
+        self.train(m.training)
+
+    def extra_repr(self) -> str:
+        i, o, *k = self.weight.shape
+        return (
+            f"{i}, {o}, kernel_size={tuple(k)}, stride={self.stride}, padding={self.padding}, "
+            f"output_padding={self.output_padding}, bias={self.bias is not None}"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = len(self.stride)
+        kernel = self.weight.shape[2:]
+        plans = [
+            _phases.axis_plan(int(n), int(k), s, p, op)
+            for n, k, s, p, op in zip(
+                x.shape[-d:], kernel, self.stride, self.padding, self.output_padding
+            )
+        ]
+        pads = [v for plan in reversed(plans) for v in (plan.pad_before, plan.pad_after)]
+        x_pad = nn.functional.pad(x, pads) if any(pads) else x
+        fmt = _memory_format(x)
+        out = x.new_empty((*x.shape[: -d - 1], self.weight.shape[1], *(p.out_size for p in plans)))
+        out = out.contiguous(memory_format=fmt)
+        conv = (nn.functional.conv1d, nn.functional.conv2d, nn.functional.conv3d)[d - 1]
+        spatial = tuple(range(2, 2 + d))
+        for phase in itertools.product(*(plan.phases for plan in plans)):
+            if any(ph.count == 0 for ph in phase):
+                continue
+            outputs = (Ellipsis, *(slice(ph.q, None, s) for ph, s in zip(phase, self.stride)))
+            dst = out[outputs]
+            if any(ph.taps == 0 for ph in phase):  # no tap reaches these outputs: the bias
+                dst.copy_(self._bias_only(dst))
+                continue
+            taps = (
+                slice(None),
+                slice(None),
+                *(slice(ph.first_tap, None, s) for ph, s in zip(phase, self.stride)),
+            )
+            w = self.weight[taps].flip(spatial).transpose(0, 1)
+            window = (
+                Ellipsis,
+                *(slice(ph.start, ph.start + ph.count + ph.taps - 1) for ph in phase),
+            )
+            dst.copy_(conv(x_pad[window], w, self.bias))
+        return out
+
+    def _bias_only(self, like: torch.Tensor) -> torch.Tensor:
+        if self.bias is None:
+            return torch.zeros_like(like)
+        return self.bias.reshape(-1, *(1,) * len(self.stride)).expand_as(like)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The input's memory format, for an output that keeps it."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.contiguous_format if x.is_contiguous() else torch.channels_last
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.contiguous_format if x.is_contiguous() else torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def _swap(model: nn.Module, test: Any, make: Any) -> nn.Module:
+    """Replace every submodule ``test`` accepts by ``make(submodule)``, in place."""
+    for name, child in list(model.named_children()):
+        if test(child):
+            setattr(model, name, make(child))
+        else:
+            _swap(child, test, make)
+    return model
+
+
+def replace_conv_transpose(
+    model: nn.Module, *, mode: str = "subpixel", example: Any = None
+) -> nn.Module:
+    """Swap every stride > 1 ``ConvTranspose1d/2d/3d`` of ``model`` (ungrouped,
+    undilated, zero padding; in place) for an exact equivalent.  The outputs are
+    unchanged (up to float rounding), training still works and the gradients are the
+    same.
+
+    ``mode``:
+
+    - ``"subpixel"``: its sub-pixel form, a :class:`SubPixelConvNd` (one LR convolution
+      with ``prod(stride)`` times the channels, the shuffle, the crop it needs);
+    - ``"phases"``: a :class:`PhasedConvTranspose` (one convolution per output phase,
+      the original's parameters and ``state_dict``);
+    - ``"fastest"``: run ``model`` on ``example``, time the original and both forms on
+      each layer's own input and keep, layer by layer, the fastest.
+    """
+    check_rewrite_mode(mode, example, ("subpixel", "phases", "fastest"))
+    if mode == "subpixel":
+        return _swap(model, _replaceable, sub_pixel_of)
+    if mode == "phases":
+        return _swap(model, _replaceable, PhasedConvTranspose)
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda m, args: inputs.setdefault(id(m), args[0].detach()))
+        for m in model.modules()
+        if _replaceable(m)
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.as_tensor(example))
+    finally:
+        for h in hooks:
+            h.remove()
+
+    def fastest(m: nn.Module) -> nn.Module:
+        from .._timing import fastest
+
+        x = inputs.get(id(m))
+        if x is None:  # not reached by the example: keep the original
+            return m
+        candidates = [m, sub_pixel_of(m), PhasedConvTranspose(m)]
+        sync = (lambda _: torch.cuda.synchronize()) if x.is_cuda else None
+        with torch.no_grad():
+            return candidates[fastest([lambda c=c: c(x) for c in candidates], sync=sync)]
+
+    return _swap(model, _replaceable, fastest)
+
+
+def replace_pixel_shuffle(model: nn.Module, *, lowering: Lowering = "auto") -> nn.Module:
+    """Swap PyTorch's ``nn.PixelShuffle``/``nn.PixelUnshuffle`` modules of ``model`` (in
+    place) for subpixel's (CRD, the same numbers) so that ``lowering=`` applies to them.
+    (Calls of ``F.pixel_shuffle`` inside a ``forward`` are code, not modules: they stay.)"""
+
+    def make(m: nn.Module) -> nn.Module:
+        if isinstance(m, nn.PixelShuffle):
+            return PixelShuffle(m.upscale_factor, order="CRD", lowering=lowering)
+        return PixelUnshuffle(m.downscale_factor, order="CRD", lowering=lowering)
+
+    return _swap(model, lambda m: isinstance(m, (nn.PixelShuffle, nn.PixelUnshuffle)), make)

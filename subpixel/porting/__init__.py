@@ -1,0 +1,89 @@
+"""Whole models: copy a network's weights between PyTorch, Keras 3 and Flax NNX models
+of the same architecture, every conversion done (:func:`port_weights`).
+
+Each framework's module (:mod:`.torch`, :mod:`.keras`, :mod:`.flax`) reads a model
+into a list of :class:`~._records.Record` (its parameterised layers in definition
+order, parameters in PyTorch layout, and what tracing found around them: the channel
+order of a shuffle a convolution feeds, the layout and shape of a flatten before a
+dense layer), and writes such a list back.  Pairing, validation and every
+conversion between two models live here, once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._records import PortReport, Record, convert_pair, framework_of
+
+__all__ = ["PortReport", "Record", "port_weights"]
+
+
+def _module(framework: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"subpixel.porting.{framework}")
+
+
+def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport:
+    """Copy ``source``'s weights into ``target``: two models of the same architecture in
+    PyTorch (``nn.Module``), Keras 3 (``keras.Model``) or Flax NNX (``nnx.Module``), in
+    any pair and direction.
+
+    Parameterised layers are paired in definition order (convolutions 1-3-D, transposed
+    convolutions, dense/linear, batch and layer norms, PReLU, embeddings, and
+    subpixel's layers) and converted: kernel and transposed-kernel layouts, channels
+    first or last, the flatten before a dense layer (NCHW and NHWC flatten in different
+    orders; its shape comes from ``example`` or the model's own static shapes), and CRD
+    vs DCR wherever a convolution feeds a pixel shuffle whose order differs between
+    the two models (found by tracing).  When the architectures do not match, one
+    ``ValueError`` names the first pair that does not fit, and nothing is copied.
+
+    With ``example`` (an input for ``source``, in its layout) both models run and the
+    report holds the max difference of every paired layer's output and overall.
+    """
+    src_fw, tgt_fw = framework_of(source, "source"), framework_of(target, "target")
+    src_mod, tgt_mod = _module(src_fw), _module(tgt_fw)
+    src_records = src_mod.read(source, example)
+    tgt_example = None if example is None else _example_for(example, src_fw, tgt_fw, source, target)
+    tgt_records = tgt_mod.read(target, tgt_example)
+    if len(src_records) != len(tgt_records):
+        first = _first_unpaired(src_records, tgt_records)
+        raise ValueError(
+            f"`source` has {len(src_records)} parameterised layers and `target` "
+            f"{len(tgt_records)}: they are not the same architecture ({first})"
+        )
+    converted = [convert_pair(s, t) for s, t in zip(src_records, tgt_records)]  # validates all
+    tgt_mod.write(target, tgt_records, converted)  # only now is anything copied
+    report = PortReport(pairs=[(s.name, t.name) for s, t in zip(src_records, tgt_records)])
+    if example is not None:
+        src_out = src_mod.run(source, example, [r.name for r in src_records])
+        tgt_out = tgt_mod.run(target, tgt_example, [r.name for r in tgt_records])
+        report.compare(src_out, tgt_out, src_fw, tgt_fw)
+    return report
+
+
+def _first_unpaired(a: list[Record], b: list[Record]) -> str:
+    for i, (s, t) in enumerate(zip(a, b)):
+        if s.kind != t.kind:
+            return f"pair {i}: {s.describe()} vs {t.describe()}"
+    i = min(len(a), len(b))
+    extra = a[i] if len(a) > len(b) else b[i]
+    return f"pair {i}: {extra.describe()} has no counterpart"
+
+
+def _example_for(example: Any, src_fw: str, tgt_fw: str, source: Any, target: Any) -> Any:
+    """The source's example as the target's input (NumPy, moved between layouts)."""
+    a = _to_numpy(example)
+    src_layout = _module(src_fw).layout(source)
+    tgt_layout = _module(tgt_fw).layout(target)
+    if a.ndim >= 3 and src_layout != tgt_layout:
+        a = np.moveaxis(a, 1, -1) if src_layout == "channels_first" else np.moveaxis(a, -1, 1)
+    return np.ascontiguousarray(a)
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    from ..weights import _to_numpy as to_numpy
+
+    return to_numpy(a, "example")

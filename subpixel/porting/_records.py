@@ -1,0 +1,222 @@
+"""The neutral description of a model's parameterised layers, and the conversions
+between two of them.  Parameters are NumPy arrays in PyTorch's layouts and names:
+
+=================  ============================================================
+kind               params
+=================  ============================================================
+``conv``           ``weight (O, I // groups, *k)``, ``bias (O,)``
+``conv_transpose`` ``weight (I, O // groups, *k)``, ``bias (O,)``
+``dense``          ``weight (out, in)``, ``bias (out,)``
+``batch_norm``     ``weight``, ``bias``, ``running_mean``, ``running_var`` ``(C,)``
+``layer_norm``     ``weight``, ``bias`` (the normalized shape)
+``prelu``          ``weight (C,)`` (or ``(1,)``)
+``embedding``      ``weight (num, dim)``
+=================  ============================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._lowering import gather_index
+
+KINDS = ("conv", "conv_transpose", "dense", "batch_norm", "layer_norm", "prelu", "embedding")
+
+
+@dataclass
+class Record:
+    """One parameterised layer of a model, as the porting sees it."""
+
+    kind: str
+    name: str  # its path in the model (for messages and reports)
+    params: dict[str, np.ndarray | None]
+    spatial_dims: int = 0
+    # a convolution feeding a pixel shuffle, or a per-channel layer (batch norm, PReLU)
+    # between the two: (order, factor) of that shuffle
+    shuffle: tuple[str, tuple[int, ...]] | None = None
+    # a dense layer after a flatten: the features' shape (C, *spatial) and, for each
+    # input of the dense layer, which feature it is (its index in that shape, flattened)
+    flatten: tuple[tuple[int, ...], np.ndarray] | None = None
+    layout: str = "channels_first"  # the layout of the data around the layer
+    extra: dict[str, Any] = field(default_factory=dict)  # eps, groups, ... (checked, not copied)
+
+    def describe(self) -> str:
+        shapes = ", ".join(f"{k} {None if v is None else v.shape}" for k, v in self.params.items())
+        return f"{self.name} ({self.kind}: {shapes})"
+
+
+def framework_of(model: Any, argname: str) -> str:
+    """``"torch"``, ``"keras"`` or ``"flax"`` for a model; ``TypeError`` otherwise."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return "torch"
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(model, keras.layers.Layer):
+        return "keras"
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(model, nnx.Module):
+        return "flax"
+    kind = type(model)
+    raise TypeError(
+        f"`{argname}` must be a PyTorch nn.Module, a Keras 3 model or a Flax NNX module. "
+        f"Received: {argname} of type {kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def flatten_features(
+    features: tuple[int, ...], layout: str, *, channels_moved_last: bool = False
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """A flatten's record: ``features`` is ``(C, *spatial)``; the data is in ``layout``
+    and flattened in its array order, after Keras's ``Flatten(data_format=
+    "channels_first")`` moved its axis 0 to the end (``channels_moved_last``)."""
+    index = np.arange(math.prod(features)).reshape(features)
+    if layout == "channels_last":
+        index = np.moveaxis(index, 0, -1)
+    if channels_moved_last:
+        index = np.moveaxis(index, 0, -1)
+    return tuple(features), index.ravel()
+
+
+def convert_pair(src: Record, tgt: Record) -> dict[str, np.ndarray | None]:
+    """``src``'s parameters made fit for ``tgt``; ``ValueError`` naming the pair if the
+    layers differ in kind or shape."""
+    if src.kind != tgt.kind:
+        raise ValueError(f"the architectures differ: {src.describe()} vs {tgt.describe()}")
+    params = {k: (None if v is None else np.array(v, copy=True)) for k, v in src.params.items()}
+    if src.shuffle and tgt.shuffle and src.shuffle[0] != tgt.shuffle[0]:
+        # it feeds a shuffle whose order differs: its output channels change order
+        _reorder(params, src.shuffle, tgt.shuffle[0], input_channels=False)
+    src_in, tgt_in = src.extra.get("unshuffle"), tgt.extra.get("unshuffle")
+    if src_in and tgt_in and src_in[0] != tgt_in[0]:
+        # an unshuffle feeds it: a convolution's input channels change order, a
+        # per-channel layer's channels
+        _reorder(params, src_in, tgt_in[0], input_channels=src.kind == "conv")
+    if src.kind == "dense" and params["weight"] is not None:
+        params["weight"] = _dense_inputs(src, tgt, params["weight"])
+    for key in tgt.params:
+        have, want = params.get(key), tgt.params[key]
+        if (have is None) != (want is None) or (
+            have is not None and want is not None and have.shape != want.shape
+        ):
+            raise ValueError(
+                f"the architectures differ at {src.name} -> {tgt.name}: `{key}` is "
+                f"{None if have is None else have.shape} in the source and "
+                f"{None if want is None else want.shape} in the target"
+            )
+    return params
+
+
+PER_CHANNEL = ("batch_norm", "prelu")
+
+Shuffle = tuple[str, str, tuple[int, ...]]  # ("shuffle" or "unshuffle", order, factor)
+
+
+def mark_in_order(sequence: list[Record | Shuffle]) -> None:
+    """Where a model cannot be traced, its modules' order tells: a shuffle marks the
+    convolution before it (and the per-channel layers between them), an unshuffle the
+    convolution after it (and those between)."""
+    chain: list[Record] = []  # the last convolution and the per-channel layers after it
+    pending: tuple[tuple[str, tuple[int, ...]], list[Record]] | None = None
+    for item in sequence:
+        if isinstance(item, tuple):
+            op, order, factor = item
+            if op == "shuffle":
+                for r in chain:
+                    r.shuffle = (order, factor)
+                chain = []
+            else:
+                pending = ((order, factor), [])
+        elif item.kind == "conv":
+            chain = [] if item.shuffle else [item]  # subpixel's layers shuffle inside
+            if pending is not None:
+                for r in (item, *pending[1]):
+                    r.extra["unshuffle"] = pending[0]
+            pending = None
+        elif item.kind in PER_CHANNEL:
+            if chain:
+                chain.append(item)
+            if pending is not None:
+                pending[1].append(item)
+        else:
+            chain, pending = [], None
+
+
+def _reorder(
+    params: dict[str, np.ndarray | None],
+    shuffle: tuple[str, tuple[int, ...]],
+    order: str,
+    *,
+    input_channels: bool,
+) -> None:
+    """Put a layer's channels from ``shuffle``'s order into ``order``: a convolution's
+    output channels (weight axis 0 and bias) or input channels (weight axis 1), every
+    per-channel parameter of a batch norm or PReLU (a single shared value stays)."""
+    src_order, factor = shuffle
+    for key, value in params.items():
+        if value is None or value.ndim == 0 or (input_channels and key != "weight"):
+            continue
+        axis = 1 if input_channels else 0
+        if value.shape[axis] > 1:
+            index = gather_index(value.shape[axis], factor, src_order, order)
+            params[key] = np.take(value, index, axis=axis)
+
+
+def _dense_inputs(src: Record, tgt: Record, w: np.ndarray) -> np.ndarray:
+    """The dense kernel's inputs in the target's flatten order.  Where only one side's
+    flatten was traced (Flax reshapes in code), the other is taken to flatten the same
+    features in its own layout, as a model does that flattens its activations."""
+    s = src.flatten or (tgt.flatten and flatten_features(tgt.flatten[0], src.layout))
+    t = tgt.flatten or (src.flatten and flatten_features(src.flatten[0], tgt.layout))
+    if not (s and t) or s[0] != t[0] or len(s[1]) != w.shape[1]:
+        return w
+    position = np.empty_like(s[1])
+    position[s[1]] = np.arange(len(s[1]))  # feature -> its input of the source's layer
+    return w[:, position[t[1]]]
+
+
+@dataclass
+class PortReport:
+    """What :func:`subpixel.port_weights` did: the pairs, and with an example the max
+    difference of every paired layer's output and of the models' outputs."""
+
+    pairs: list[tuple[str, str]]
+    layer_max_diff: dict[str, float] = field(default_factory=dict)
+    max_diff: float | None = None
+
+    def compare(self, src: dict[str, Any], tgt: dict[str, Any], src_fw: str, tgt_fw: str) -> None:
+        """Fill the differences from the two runs' outputs (``"__output__"`` and, where
+        a framework records them, each layer's output by name)."""
+        from ._records import to_layout
+
+        def diff(a: Any, b: Any, channels_moved: bool) -> float:
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            if channels_moved and a.ndim >= 3 and a.shape != b.shape:
+                b = to_layout(b, a.shape)
+            return float(np.abs(a - b).max()) if a.shape == b.shape else float("nan")
+
+        self.max_diff = diff(src["__output__"], tgt["__output__"], True)
+        for s_name, t_name in self.pairs:
+            if s_name in src and t_name in tgt:
+                self.layer_max_diff[f"{s_name} -> {t_name}"] = diff(src[s_name], tgt[t_name], True)
+
+    def __str__(self) -> str:
+        lines = [f"{len(self.pairs)} layers ported"]
+        for name, d in self.layer_max_diff.items():
+            lines.append(f"  {name}: max difference {d:.3g}")
+        if self.max_diff is not None:
+            lines.append(f"output: max difference {self.max_diff:.3g}")
+        return "\n".join(lines)
+
+
+def to_layout(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``b`` with its channel axis moved so that it has ``shape`` (NCHW <-> NHWC)."""
+    moved = np.moveaxis(b, -1, 1)
+    if moved.shape == tuple(shape):
+        return moved
+    return np.moveaxis(b, 1, -1)

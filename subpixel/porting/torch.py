@@ -1,0 +1,273 @@
+"""PyTorch's side of :func:`subpixel.port_weights`: read a module's parameterised layers
+(with ``torch.fx`` tracing the shuffles they feed and the flattens before dense
+layers), write converted parameters back, run the module recording layer outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+from ..layers import torch as torch_layers
+from ._records import PER_CHANNEL, Record, Shuffle, flatten_features, mark_in_order
+
+__all__ = ["layout", "read", "run", "write"]
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# functions and modules that only pass channels through (walked over while tracing)
+_PASS_MODULES = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.SiLU,
+    nn.Identity,
+    nn.Dropout,
+    nn.ELU,
+)
+_PASS_FUNCTIONS = {F.relu, F.leaky_relu, torch.tanh, torch.sigmoid, F.gelu, F.silu, torch.relu}
+_FLATTENS = {torch.flatten, torch.reshape}
+
+
+def layout(model: Any) -> str:
+    return "channels_first"
+
+
+def _numpy(t: Any) -> np.ndarray | None:
+    if t is None:
+        return None
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def _record(name: str, m: nn.Module) -> Record | None:
+    def p(**params: Any) -> dict[str, np.ndarray | None]:
+        return {k: _numpy(v) for k, v in params.items()}
+
+    if isinstance(m, torch_layers._SubPixelConvNd):
+        return Record(
+            "conv",
+            name,
+            p(weight=m.weight, bias=m.bias),
+            m.spec.spatial_dims,
+            shuffle=(m.spec.order, m.spec.factor),
+        )
+    if isinstance(m, _CONV):
+        return Record(
+            "conv",
+            name,
+            p(weight=m.weight, bias=m.bias),
+            m.weight.dim() - 2,
+            extra={"groups": m.groups},
+        )
+    if isinstance(m, _CONV_T):
+        return Record(
+            "conv_transpose",
+            name,
+            p(weight=m.weight, bias=m.bias),
+            m.weight.dim() - 2,
+            extra={"groups": m.groups},
+        )
+    if isinstance(m, nn.Linear):
+        return Record("dense", name, p(weight=m.weight, bias=m.bias))
+    if isinstance(m, _NORMS):
+        return Record(
+            "batch_norm",
+            name,
+            p(weight=m.weight, bias=m.bias, running_mean=m.running_mean, running_var=m.running_var),
+            extra={"eps": m.eps},
+        )
+    if isinstance(m, nn.LayerNorm):
+        return Record("layer_norm", name, p(weight=m.weight, bias=m.bias), extra={"eps": m.eps})
+    if isinstance(m, nn.PReLU):
+        return Record("prelu", name, p(weight=m.weight))
+    if isinstance(m, nn.Embedding):
+        return Record("embedding", name, p(weight=m.weight))
+    return None
+
+
+def read(model: nn.Module, example: Any = None) -> list[Record]:
+    records = []
+    for name, m in model.named_modules():
+        r = _record(name, m)
+        if r is not None:
+            records.append(r)
+    _trace(model, records, example)
+    return records
+
+
+# ---------------------------------------------------------------------------
+# tracing: which convolution feeds which shuffle, which flatten feeds which dense
+# ---------------------------------------------------------------------------
+
+
+def _shuffle_of(node: Any, modules: dict[str, nn.Module]) -> tuple[str, str, tuple] | None:
+    """``(op, order, factor)`` if ``node`` is a pixel shuffle or unshuffle."""
+    if node.op == "call_module":
+        m = modules[node.target]
+        if isinstance(m, torch_layers.PixelShuffle):  # and PixelUnshuffle, a subclass
+            return m.op, m.order, m.factor
+        if isinstance(m, nn.PixelShuffle):
+            return "shuffle", "CRD", (m.upscale_factor,) * 2
+        if isinstance(m, nn.PixelUnshuffle):
+            return "unshuffle", "CRD", (m.downscale_factor,) * 2
+    if node.op == "call_function":
+        if node.target in (F.pixel_shuffle, torch.pixel_shuffle):
+            return "shuffle", "CRD", (int(node.args[1]),) * 2
+        if node.target in (F.pixel_unshuffle, torch.pixel_unshuffle):
+            return "unshuffle", "CRD", (int(node.args[1]),) * 2
+        if node.target in (ops.shuffle, ops.unshuffle):
+            factor = node.args[1] if len(node.args) > 1 else node.kwargs["factor"]
+            r = tuple(factor) if isinstance(factor, (tuple, list)) else (int(factor),) * 2
+            return node.target.__name__, node.kwargs.get("order", "CRD"), r
+    return None
+
+
+def _passes_channels(node: Any, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[node.target], _PASS_MODULES)
+    if node.op == "call_function":
+        return node.target in _PASS_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "tanh", "sigmoid", "contiguous")
+
+
+def _is(node: Any, by_name: dict[str, Record]) -> bool:
+    """Whether ``node`` calls one of the recorded (parameterised) modules."""
+    return node.op == "call_module" and node.target in by_name
+
+
+def _trace(model: nn.Module, records: list[Record], example: Any) -> None:
+    by_name = {r.name: r for r in records}
+    modules = dict(model.named_modules())
+    try:
+        graph = torch.fx.symbolic_trace(model)
+    except Exception:  # not traceable (data-dependent control flow): module order instead
+        _trace_by_order(model, records)
+        return
+    if example is not None:
+        from torch.fx.passes.shape_prop import ShapeProp
+
+        try:
+            ShapeProp(graph).propagate(torch.as_tensor(np.asarray(example)))
+        except Exception:
+            pass  # shapes stay unknown: flattens are then not traced
+    for node in graph.graph.nodes:
+        found = _shuffle_of(node, modules)
+        if found is not None:
+            op, order, factor = found
+            if op == "shuffle":  # back to the convolution that produced its input
+                between, src = [], node.args[0]
+                while isinstance(src, torch.fx.Node) and not (
+                    _is(src, by_name) and by_name[src.target].kind == "conv"
+                ):
+                    if _is(src, by_name) and by_name[src.target].kind in PER_CHANNEL:
+                        between.append(by_name[src.target])
+                    elif not _passes_channels(src, modules):
+                        src = None
+                        break
+                    src = src.args[0] if src.args else None
+                    if not isinstance(src, torch.fx.Node):
+                        src = None
+                if isinstance(src, torch.fx.Node) and by_name[src.target].shuffle is None:
+                    for r in (by_name[src.target], *between):  # (not subpixel's layers,
+                        r.shuffle = (order, factor)  # which shuffle inside)
+            else:  # forward to the convolution that reads its output
+                between, users = [], list(node.users)
+                while len(users) == 1 and not (
+                    _is(users[0], by_name) and by_name[users[0].target].kind == "conv"
+                ):
+                    user = users[0]
+                    if _is(user, by_name) and by_name[user.target].kind in PER_CHANNEL:
+                        between.append(by_name[user.target])
+                    elif not _passes_channels(user, modules):
+                        break
+                    users = list(user.users)
+                if (
+                    len(users) == 1
+                    and _is(users[0], by_name)
+                    and by_name[users[0].target].kind == "conv"
+                ):
+                    for r in (by_name[users[0].target], *between):
+                        r.extra["unshuffle"] = (order, factor)
+        if (
+            node.op == "call_module"
+            and node.target in by_name
+            and by_name[node.target].kind == "dense"
+        ):
+            src = node.args[0]
+            flat = (
+                (src.op == "call_module" and isinstance(modules[src.target], nn.Flatten))
+                or (src.op == "call_function" and src.target in _FLATTENS)
+                or (src.op == "call_method" and src.target in ("flatten", "view", "reshape"))
+            )
+            before = src.args[0] if flat else None
+            meta = getattr(before, "meta", {}).get("tensor_meta") if before is not None else None
+            if meta is not None and len(meta.shape) > 2:  # PyTorch flattens (C, *spatial)
+                by_name[node.target].flatten = flatten_features(
+                    tuple(meta.shape[1:]), "channels_first"
+                )
+
+
+def _trace_by_order(model: nn.Module, records: list[Record]) -> None:
+    by_name = {r.name: r for r in records}
+    sequence: list[Record | Shuffle] = []
+    for name, m in model.named_modules():
+        if name in by_name:
+            sequence.append(by_name[name])
+        elif isinstance(m, torch_layers.PixelShuffle):  # and PixelUnshuffle, a subclass
+            sequence.append((m.op, m.order, m.factor))
+        elif isinstance(m, nn.PixelShuffle):
+            sequence.append(("shuffle", "CRD", (m.upscale_factor,) * 2))
+        elif isinstance(m, nn.PixelUnshuffle):
+            sequence.append(("unshuffle", "CRD", (m.downscale_factor,) * 2))
+    mark_in_order(sequence)
+
+
+# ---------------------------------------------------------------------------
+# writing and running
+# ---------------------------------------------------------------------------
+
+
+def write(model: nn.Module, records: list[Record], converted: list[dict]) -> None:
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for record, params in zip(records, converted):
+            m = modules[record.name]
+            for key, value in params.items():
+                t = getattr(m, key, None)
+                if value is None or t is None:
+                    continue
+                t.copy_(torch.as_tensor(value, dtype=t.dtype, device=t.device))
+
+
+def run(model: nn.Module, example: Any, names: list[str]) -> dict[str, Any]:
+    """The model's output on ``example`` (eval mode, restored after) and each named
+    layer's output."""
+    outputs: dict[str, Any] = {}
+    modules = dict(model.named_modules())
+    hooks = [
+        modules[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, _numpy(o)))
+        for n in names
+    ]
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        param = next(model.parameters(), None)
+        x = torch.as_tensor(np.asarray(example))
+        if param is not None:
+            x = x.to(dtype=param.dtype, device=param.device)
+        with torch.no_grad():
+            outputs["__output__"] = _numpy(model(x))
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mode in modes.items():
+            m.training = mode
+    return outputs

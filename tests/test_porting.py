@@ -1,0 +1,632 @@
+"""Whole models: reference architectures written from their published definitions
+(random weights, no downloads) in PyTorch, Keras and Flax, ported torch -> Keras,
+Keras -> torch and torch -> Flax with `subpixel.port_weights`, and their upsampling
+layers rewritten exactly.  Runs in the ``interop`` environment (every framework)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adapters import requested_backends
+
+if not {"torch", "tensorflow", "jax"} <= set(requested_backends()):
+    pytest.skip("needs torch, tensorflow and jax", allow_module_level=True)
+
+import jax.numpy as jnp
+import keras
+import torch
+import torch.nn.functional as F
+from flax import nnx
+from torch import nn
+
+import subpixel
+from subpixel.layers import flax as flax_layers
+from subpixel.layers import keras as keras_layers
+from subpixel.layers import torch as torch_layers
+
+L = keras.layers
+
+# ---------------------------------------------------------------------------
+# ESPCN: pytorch/examples super_resolution/model.py and the keras.io example
+# (3 channels, so that CRD and DCR differ)
+# ---------------------------------------------------------------------------
+
+
+class TorchESPCN(nn.Module):
+    def __init__(self, r=3, c=3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, 64, 5, 1, 2)
+        self.conv2 = nn.Conv2d(64, 64, 3, 1, 1)
+        self.conv3 = nn.Conv2d(64, 32, 3, 1, 1)
+        self.conv4 = nn.Conv2d(32, c * r * r, 3, 1, 1)
+        self.pixel_shuffle = nn.PixelShuffle(r)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        return self.pixel_shuffle(self.conv4(x))
+
+
+def keras_espcn(r=3, c=3, dtype="float32"):
+    inputs = keras.Input((None, None, c), dtype=dtype)
+    kw = dict(padding="same", dtype=dtype)
+    h = L.Conv2D(64, 5, activation="relu", **kw)(inputs)
+    h = L.Conv2D(64, 3, activation="relu", **kw)(h)
+    h = L.Conv2D(32, 3, activation="relu", **kw)(h)
+    h = L.Conv2D(c * r * r, 3, **kw)(h)
+    outputs = L.Lambda(lambda t: keras.ops.depth_to_space(t, r), dtype=dtype)(h)  # DCR
+    return keras.Model(inputs, outputs)
+
+
+class FlaxESPCN(nnx.Module):
+    def __init__(self, r=3, c=3):
+        rngs = nnx.Rngs(0)
+        self.conv1 = nnx.Conv(c, 64, (5, 5), rngs=rngs)
+        self.conv2 = nnx.Conv(64, 64, (3, 3), rngs=rngs)
+        self.conv3 = nnx.Conv(64, 32, (3, 3), rngs=rngs)
+        self.conv4 = nnx.Conv(32, c * r * r, (3, 3), rngs=rngs)
+        self.shuffle = flax_layers.PixelShuffle(r, order="DCR")
+
+    def __call__(self, x):
+        x = nnx.relu(self.conv1(x))
+        x = nnx.relu(self.conv2(x))
+        x = nnx.relu(self.conv3(x))
+        return self.shuffle(self.conv4(x))
+
+
+# ---------------------------------------------------------------------------
+# EDSR-baseline's upsampler: stacked conv + PixelShuffle(2) for x4, one x3 stage
+# ---------------------------------------------------------------------------
+
+
+class TorchEDSRUp(nn.Module):
+    def __init__(self, scale=4, n=8):
+        super().__init__()
+        stages = []
+        for r in (2, 2) if scale == 4 else (scale,):
+            stages += [nn.Conv2d(n, n * r * r, 3, padding=1), nn.PixelShuffle(r)]
+        self.head = nn.Conv2d(3, n, 3, padding=1)
+        self.up = nn.Sequential(*stages)
+        self.tail = nn.Conv2d(n, 3, 3, padding=1)
+
+    def forward(self, x):
+        h = self.head(x)
+        return self.tail(self.up(h))
+
+
+def keras_edsr_up(scale=4, n=8):
+    inputs = keras.Input((None, None, 3))
+    h = L.Conv2D(n, 3, padding="same")(inputs)
+    for r in (2, 2) if scale == 4 else (scale,):
+        h = L.Conv2D(n * r * r, 3, padding="same")(h)
+        h = L.Lambda(lambda t, r=r: keras.ops.depth_to_space(t, r))(h)
+    return keras.Model(inputs, L.Conv2D(3, 3, padding="same")(h))
+
+
+class FlaxEDSRUp(nnx.Module):
+    def __init__(self, scale=4, n=8):
+        rngs = nnx.Rngs(0)
+        self.head = nnx.Conv(3, n, (3, 3), rngs=rngs)
+        self.up = nnx.List([])
+        for r in (2, 2) if scale == 4 else (scale,):
+            self.up.append(nnx.Conv(n, n * r * r, (3, 3), rngs=rngs))
+            self.up.append(flax_layers.PixelShuffle(r, order="DCR"))
+        self.tail = nnx.Conv(n, 3, (3, 3), rngs=rngs)
+
+    def __call__(self, x):
+        h = self.head(x)
+        for m in self.up:
+            h = m(h)
+        return self.tail(h)
+
+
+# ---------------------------------------------------------------------------
+# Real-ESRGAN x2's input stage: pixel_unshuffle(2), then a small RRDB trunk
+# ---------------------------------------------------------------------------
+
+
+class TorchRealESRGANx2(nn.Module):
+    def __init__(self, nf=8):
+        super().__init__()
+        self.unshuffle = nn.PixelUnshuffle(2)
+        self.conv_first = nn.Conv2d(12, nf, 3, padding=1)
+        self.rdb1 = nn.Conv2d(nf, nf, 3, padding=1)
+        self.rdb2 = nn.Conv2d(2 * nf, nf, 3, padding=1)
+        self.conv_last = nn.Conv2d(nf, 3, 3, padding=1)
+
+    def forward(self, x):
+        f = self.conv_first(self.unshuffle(x))
+        a = F.leaky_relu(self.rdb1(f), 0.2)
+        b = self.rdb2(torch.cat([f, a], 1))
+        return self.conv_last(f + 0.2 * b)
+
+
+def keras_realesrgan_x2(nf=8):
+    inputs = keras.Input((None, None, 3))
+    u = L.Lambda(lambda t: keras.ops.space_to_depth(t, 2))(inputs)  # DCR
+    f = L.Conv2D(nf, 3, padding="same")(u)
+    a = L.LeakyReLU(0.2)(L.Conv2D(nf, 3, padding="same")(f))
+    b = L.Conv2D(nf, 3, padding="same")(L.Concatenate()([f, a]))
+    out = L.Conv2D(3, 3, padding="same")(L.Add()([f, L.Rescaling(0.2)(b)]))
+    return keras.Model(inputs, out)
+
+
+class FlaxRealESRGANx2(nnx.Module):
+    def __init__(self, nf=8):
+        rngs = nnx.Rngs(0)
+        self.unshuffle = flax_layers.PixelUnshuffle(2, order="DCR")
+        self.conv_first = nnx.Conv(12, nf, (3, 3), rngs=rngs)
+        self.rdb1 = nnx.Conv(nf, nf, (3, 3), rngs=rngs)
+        self.rdb2 = nnx.Conv(2 * nf, nf, (3, 3), rngs=rngs)
+        self.conv_last = nnx.Conv(nf, 3, (3, 3), rngs=rngs)
+
+    def __call__(self, x):
+        f = self.conv_first(self.unshuffle(x))
+        a = nnx.leaky_relu(self.rdb1(f), 0.2)
+        b = self.rdb2(jnp.concatenate([f, a], axis=-1))
+        return self.conv_last(f + 0.2 * b)
+
+
+# ---------------------------------------------------------------------------
+# DCGAN's generator (pytorch/examples dcgan/main.py, small)
+# ---------------------------------------------------------------------------
+
+
+class TorchDCGAN(nn.Module):
+    def __init__(self, nz=8, ngf=4, nc=3):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ngf * 4),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 2),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+            nn.Tanh(),
+        )
+
+    def forward(self, x):
+        return self.main(x)
+
+
+def keras_dcgan(nz=8, ngf=4, nc=3, dtype="float32"):
+    def bn():
+        return L.BatchNormalization(epsilon=1e-5, dtype=dtype)
+
+    kw = dict(use_bias=False, dtype=dtype)
+    return keras.Sequential(
+        [
+            keras.Input((1, 1, nz), dtype=dtype),
+            L.Conv2DTranspose(ngf * 4, 4, 1, padding="valid", **kw),
+            bn(),
+            L.ReLU(dtype=dtype),
+            L.Conv2DTranspose(ngf * 2, 4, 2, padding="same", **kw),
+            bn(),
+            L.ReLU(dtype=dtype),
+            L.Conv2DTranspose(ngf, 4, 2, padding="same", **kw),
+            bn(),
+            L.ReLU(dtype=dtype),
+            L.Conv2DTranspose(nc, 4, 2, padding="same", activation="tanh", **kw),
+        ]
+    )
+
+
+class FlaxDCGAN(nnx.Module):
+    def __init__(self, nz=8, ngf=4, nc=3, dtype=jnp.float32):
+        rngs = nnx.Rngs(0)
+        pad = ((2, 2), (2, 2))  # PyTorch's padding 1 of a 4-tap kernel: 4 - 1 - 1
+        kw = dict(use_bias=False, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        bn = dict(use_running_average=True, epsilon=1e-5, rngs=rngs, dtype=dtype, param_dtype=dtype)
+        self.layers = nnx.List(
+            [
+                nnx.ConvTranspose(nz, ngf * 4, (4, 4), padding="VALID", **kw),
+                nnx.BatchNorm(ngf * 4, **bn),
+                nnx.ConvTranspose(ngf * 4, ngf * 2, (4, 4), (2, 2), padding=pad, **kw),
+                nnx.BatchNorm(ngf * 2, **bn),
+                nnx.ConvTranspose(ngf * 2, ngf, (4, 4), (2, 2), padding=pad, **kw),
+                nnx.BatchNorm(ngf, **bn),
+                nnx.ConvTranspose(ngf, nc, (4, 4), (2, 2), padding=pad, **kw),
+            ]
+        )
+
+    def __call__(self, x):
+        for m in self.layers:
+            x = m(x)
+            if isinstance(m, nnx.BatchNorm):
+                x = nnx.relu(x)
+        return jnp.tanh(x)
+
+
+# ---------------------------------------------------------------------------
+# a small U-Net with a ConvTranspose2d up path, a skip and a dense head
+# ---------------------------------------------------------------------------
+
+
+class TorchUNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 8, 3, padding=1)
+        self.mid = nn.Conv2d(8, 16, 3, padding=1)
+        self.up = nn.ConvTranspose2d(16, 8, 2, 2)
+        self.dec = nn.Conv2d(16, 8, 3, padding=1)
+        self.head = nn.Linear(8 * 8 * 8, 4)
+
+    def forward(self, x):
+        e = F.relu(self.enc(x))
+        m = F.relu(self.mid(F.max_pool2d(e, 2)))
+        d = F.relu(self.dec(torch.cat([self.up(m), e], 1)))
+        return self.head(torch.flatten(d, 1))
+
+
+def keras_unet():
+    inputs = keras.Input((8, 8, 3))
+    e = L.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    m = L.Conv2D(16, 3, padding="same", activation="relu")(L.MaxPooling2D(2)(e))
+    u = L.Conv2DTranspose(8, 2, 2)(m)
+    d = L.Conv2D(8, 3, padding="same", activation="relu")(L.Concatenate()([u, e]))
+    return keras.Model(inputs, L.Dense(4)(L.Flatten()(d)))
+
+
+class FlaxUNet(nnx.Module):
+    def __init__(self):
+        rngs = nnx.Rngs(0)
+        self.enc = nnx.Conv(3, 8, (3, 3), rngs=rngs)
+        self.mid = nnx.Conv(8, 16, (3, 3), rngs=rngs)
+        self.up = nnx.ConvTranspose(16, 8, (2, 2), (2, 2), padding="VALID", rngs=rngs)
+        self.dec = nnx.Conv(16, 8, (3, 3), rngs=rngs)
+        self.head = nnx.Linear(8 * 8 * 8, 4, rngs=rngs)
+
+    def __call__(self, x):
+        e = nnx.relu(self.enc(x))
+        pooled = nnx.max_pool(e, (2, 2), (2, 2))
+        m = nnx.relu(self.mid(pooled))
+        d = nnx.relu(self.dec(jnp.concatenate([self.up(m), e], axis=-1)))
+        return self.head(d.reshape(d.shape[0], -1))
+
+
+CASES = {
+    "espcn": (TorchESPCN, keras_espcn, FlaxESPCN, (1, 3, 6, 7)),
+    "edsr-x4": (
+        lambda: TorchEDSRUp(4),
+        lambda: keras_edsr_up(4),
+        lambda: FlaxEDSRUp(4),
+        (1, 3, 5, 6),
+    ),
+    "edsr-x3": (
+        lambda: TorchEDSRUp(3),
+        lambda: keras_edsr_up(3),
+        lambda: FlaxEDSRUp(3),
+        (1, 3, 5, 6),
+    ),
+    "realesrgan-x2": (TorchRealESRGANx2, keras_realesrgan_x2, FlaxRealESRGANx2, (1, 3, 8, 6)),
+    "dcgan": (TorchDCGAN, keras_dcgan, FlaxDCGAN, (2, 8, 1, 1)),
+    "unet": (TorchUNet, keras_unet, FlaxUNet, (2, 3, 8, 8)),
+}
+
+
+def _randomise_bn(model):
+    """Non-trivial running statistics, so that batch norms are really ported."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+            m.bias.data.normal_(0, 0.1, generator=g)
+
+
+def _torch_model(make):
+    torch.manual_seed(0)
+    model = make().eval()
+    with torch.no_grad():
+        _randomise_bn(model)
+    return model
+
+
+def _run_torch(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def _nhwc(a):
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1)) if a.ndim == 4 else a
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_torch_to_keras_and_back(name):
+    make_torch, make_keras, _, shape = CASES[name]
+    source = _torch_model(make_torch)
+    target = make_keras()
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    report = subpixel.port_weights(source, target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    np.testing.assert_allclose(
+        np.asarray(target(_nhwc(x), training=False)),
+        _nhwc(_run_torch(source, x)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    back = make_torch().eval()
+    report = subpixel.port_weights(target, back, example=_nhwc(x))
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    np.testing.assert_allclose(_run_torch(back, x), _run_torch(source, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c[2] is not None])
+def test_torch_to_flax(name):
+    make_torch, _, make_flax, shape = CASES[name]
+    source = _torch_model(make_torch)
+    target = make_flax()
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    report = subpixel.port_weights(source, target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+
+
+def test_float64_ports_to_1e_12():
+    source = _torch_model(TorchESPCN).double()
+    target = keras_espcn(dtype="float64")
+    x = np.random.default_rng(0).standard_normal((1, 3, 6, 5))
+    subpixel.port_weights(source, target, example=x)
+    np.testing.assert_allclose(
+        np.asarray(target(_nhwc(x))), _nhwc(_run_torch(source, x)), rtol=1e-12, atol=1e-12
+    )
+
+
+def test_mismatched_architectures_copy_nothing():
+    source = _torch_model(TorchESPCN)
+    target = keras_espcn(c=1)  # first conv takes 1 channel, not 3
+    before = [w.copy() for w in target.get_weights()]
+    with pytest.raises(
+        ValueError, match=r"the architectures differ at conv1 -> .*: `weight` is \(64, 3, 5, 5\)"
+    ):
+        subpixel.port_weights(source, target)
+    for a, b in zip(before, target.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(
+        ValueError, match=r"has 5 parameterised layers and `target` 3: .*pair 2: up"
+    ):
+        subpixel.port_weights(_torch_model(TorchUNet), _torch_model(lambda: TorchEDSRUp(3)))
+    with pytest.raises(
+        TypeError, match=r"^`target` must be a PyTorch nn.Module, a Keras 3 model or a Flax"
+    ):
+        subpixel.port_weights(source, object())
+
+
+# ---------------------------------------------------------------------------
+# exact rewrites of upsampling layers
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dcgan", "unet"])
+def test_torch_replace_conv_transpose_is_exact_and_trains_alike(name):
+    make, _, _, shape = CASES[name]
+    original = _torch_model(make).double()
+    rewritten = _torch_model(make).double()
+    rewritten.load_state_dict(original.state_dict())
+    torch_layers.replace_conv_transpose(rewritten)
+    assert not any(
+        isinstance(m, nn.ConvTranspose2d) and m.stride[0] > 1 for m in rewritten.modules()
+    )
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape))
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(x), original(x), rtol=1e-12, atol=1e-12)
+    original.train()
+    rewritten.train()
+    original(x).square().sum().backward()
+    rewritten(x).square().sum().backward()
+    g_old = [p.grad for n, p in original.named_parameters() if "main.0" in n or "enc" in n]
+    g_new = [p.grad for n, p in rewritten.named_parameters() if "main.0" in n or "enc" in n]
+    for a, b in zip(g_old, g_new):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_torch_replace_pixel_shuffle_and_fastest_mode():
+    model = _torch_model(TorchESPCN)
+    x = np.random.default_rng(0).standard_normal((1, 3, 6, 7)).astype(np.float32)
+    expected = _run_torch(model, x)
+    torch_layers.replace_pixel_shuffle(model, lowering="flat")
+    assert isinstance(model.pixel_shuffle, torch_layers.PixelShuffle)
+    np.testing.assert_array_equal(_run_torch(model, x), expected)
+    dcgan = _torch_model(TorchDCGAN)
+    z = np.random.default_rng(1).standard_normal((2, 8, 1, 1)).astype(np.float32)
+    before = _run_torch(dcgan, z)
+    torch_layers.replace_conv_transpose(dcgan, mode="fastest", example=torch.from_numpy(z))
+    np.testing.assert_allclose(_run_torch(dcgan, z), before, rtol=1e-5, atol=1e-5)
+
+
+def test_keras_rewrites_are_exact():
+    dcgan = keras_dcgan(dtype="float64")
+    z = np.random.default_rng(0).standard_normal((2, 1, 1, 8))
+    rewritten = keras_layers.replace_conv_transpose(dcgan)
+    assert sum(isinstance(layer, keras_layers.SubPixelConv) for layer in rewritten.layers) == 3
+    np.testing.assert_allclose(
+        np.asarray(rewritten(z)), np.asarray(dcgan(z)), rtol=1e-12, atol=1e-12
+    )
+    espcn = keras_espcn()
+    x = np.random.default_rng(1).standard_normal((1, 5, 6, 3)).astype(np.float32)
+    shuffled = keras_layers.replace_pixel_shuffle(espcn, lowering="flat")
+    assert isinstance(shuffled.layers[-1], keras_layers.PixelShuffle)
+    np.testing.assert_array_equal(np.asarray(shuffled(x)), np.asarray(espcn(x)))
+
+
+def test_flax_replace_conv_transpose_is_exact():
+    import jax
+
+    with jax.enable_x64(True):
+        model = FlaxDCGAN(dtype=jnp.float64)
+        z = jnp.asarray(np.random.default_rng(0).standard_normal((2, 1, 1, 8)))
+        expected = np.asarray(model(z))
+        flax_layers.replace_conv_transpose(model)
+        assert sum(isinstance(m, flax_layers.SubPixelConv) for m in model.layers) == 3
+        got = np.asarray(model(z))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# what tracing must see: per-channel layers between a convolution and its shuffle,
+# keras.ops calls in a functional graph, a Flatten that moves channels, and a Lambda
+# that only looks like a shuffle
+# ---------------------------------------------------------------------------
+
+
+class TorchNormedShuffles(nn.Module):
+    """unshuffle -> BN -> conv, and conv -> BN -> PReLU -> shuffle: the norms' channels
+    are in the shuffle's order too."""
+
+    def __init__(self, prelu=True):
+        super().__init__()
+        self.bn_in = nn.BatchNorm2d(12)
+        self.conv1 = nn.Conv2d(12, 12, 3, padding=1)
+        self.bn = nn.BatchNorm2d(12)
+        self.act = nn.PReLU(12) if prelu else nn.ReLU()
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        h = self.conv1(self.bn_in(F.pixel_unshuffle(x, 2)))
+        return self.conv2(F.pixel_shuffle(self.act(self.bn(h)), 2))
+
+
+def keras_normed_shuffles():
+    inputs = keras.Input((8, 8, 3))
+    h = L.BatchNormalization(epsilon=1e-5)(keras.ops.space_to_depth(inputs, 2))
+    h = L.Conv2D(12, 3, padding="same")(h)
+    h = L.PReLU(shared_axes=[1, 2])(L.BatchNormalization(epsilon=1e-5)(h))
+    return keras.Model(inputs, L.Conv2D(3, 3, padding="same")(keras.ops.depth_to_space(h, 2)))
+
+
+class FlaxNormedShuffles(nnx.Module):
+    def __init__(self):
+        rngs = nnx.Rngs(0)
+        self.unshuffle = flax_layers.PixelUnshuffle(2, order="DCR")
+        self.bn_in = nnx.BatchNorm(12, use_running_average=True, epsilon=1e-5, rngs=rngs)
+        self.conv1 = nnx.Conv(12, 12, (3, 3), rngs=rngs)
+        self.bn = nnx.BatchNorm(12, use_running_average=True, epsilon=1e-5, rngs=rngs)
+        self.shuffle = flax_layers.PixelShuffle(2, order="DCR")
+        self.conv2 = nnx.Conv(3, 3, (3, 3), rngs=rngs)
+
+    def __call__(self, x):
+        h = self.bn(self.conv1(self.bn_in(self.unshuffle(x))))
+        return self.conv2(self.shuffle(nnx.relu(h)))
+
+
+def _randomise_prelu(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.PReLU):
+                m.weight.copy_(torch.linspace(-0.5, 0.5, m.num_parameters))
+
+
+def test_norms_between_conv_and_shuffle_are_reordered():
+    source = _torch_model(TorchNormedShuffles)
+    _randomise_prelu(source)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    target = keras_normed_shuffles()
+    report = subpixel.port_weights(source, target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    back = TorchNormedShuffles().eval()
+    report = subpixel.port_weights(target, back, example=_nhwc(x))
+    np.testing.assert_allclose(_run_torch(back, x), _run_torch(source, x), rtol=1e-5, atol=1e-5)
+    # Flax (module order): the same model with a ReLU
+    relu = _torch_model(lambda: TorchNormedShuffles(prelu=False))
+    report = subpixel.port_weights(relu, FlaxNormedShuffles(), example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+
+
+class TorchFlattenHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 5, 7)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.relu(self.conv(x)), 1))
+
+
+@pytest.mark.parametrize("flatten_format", ["channels_last", "channels_first"])
+def test_flatten_orders(flatten_format):
+    """Keras's Flatten(data_format="channels_first") moves axis 1 last before
+    flattening: on NHWC data that is a (W, C, H) order, ported all the same."""
+    inputs = keras.Input((4, 5, 3))
+    h = L.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    target = keras.Model(inputs, L.Dense(7)(L.Flatten(data_format=flatten_format)(h)))
+    source = _torch_model(TorchFlattenHead)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    report = subpixel.port_weights(source, target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    back = TorchFlattenHead().eval()
+    subpixel.port_weights(target, back)
+    np.testing.assert_allclose(_run_torch(back, x), _run_torch(source, x), rtol=1e-5, atol=1e-5)
+
+
+def test_keras_shuffles_are_found_by_what_they_do():
+    inputs = keras.Input((None, None, 12))
+    a = keras.ops.depth_to_space(inputs, 2)  # a graph operation, not a layer
+    b = L.Lambda(lambda t: 2.0 * keras.ops.depth_to_space(t, 2))(inputs)  # not a shuffle
+    c = L.Lambda(lambda t: keras.ops.space_to_depth(t, 2))(a)
+    model = keras.Model(inputs, [a, b, c])
+    found = [keras_layers.shuffle_op(op) for op in model.operations[1:]]
+    assert found == [
+        ("shuffle", "DCR", (2, 2), "channels_last"),
+        None,
+        ("unshuffle", "DCR", (2, 2), "channels_last"),
+    ]
+    rewritten = keras_layers.replace_pixel_shuffle(model, lowering="flat")
+    kinds = [type(op).__name__ for op in rewritten.operations[1:]]
+    assert kinds == ["PixelShuffle", "Lambda", "PixelUnshuffle"]
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 12)).astype(np.float32)
+    for got, want in zip(rewritten(x), model(x)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_fastest_mode_in_keras_and_flax_keeps_outputs_and_the_original():
+    dcgan = keras_dcgan()
+    z = np.random.default_rng(0).standard_normal((2, 1, 1, 8)).astype(np.float32)
+    expected = np.asarray(dcgan(z))
+    nodes = [len(layer._inbound_nodes) for layer in dcgan.layers]
+    fastest = keras_layers.replace_conv_transpose(dcgan, mode="fastest", example=z)
+    assert [len(layer._inbound_nodes) for layer in dcgan.layers] == nodes  # untouched
+    assert sum(isinstance(layer, keras_layers.SubPixelConv) for layer in fastest.layers) <= 3
+    np.testing.assert_allclose(np.asarray(fastest(z)), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(dcgan(z)), expected)
+
+    model = FlaxDCGAN()
+    zj = jnp.asarray(z)
+    expected = np.asarray(model(zj))
+    flax_layers.replace_conv_transpose(model, mode="fastest", example=z)
+    assert all(isinstance(m, (nnx.ConvTranspose, flax_layers.SubPixelConv, nnx.BatchNorm))
+               for m in model.layers)  # fmt: skip
+    np.testing.assert_allclose(np.asarray(model(zj)), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rewrite", [keras_layers.replace_conv_transpose,
+                                     flax_layers.replace_conv_transpose,
+                                     torch_layers.replace_conv_transpose])  # fmt: skip
+def test_rewrite_modes_are_checked(rewrite):
+    with pytest.raises(
+        ValueError, match=r"^`mode` must be 'subpixel'.* or 'fastest'. Received: mode='fast'$"
+    ):
+        rewrite(object(), mode="fast")
+    with pytest.raises(ValueError, match=r"^`mode='fastest'` needs an `example` input"):
+        rewrite(object(), mode="fastest")
+
+
+def test_a_channels_first_depth_to_space_keeps_the_backends_order():
+    """Keras's channels_first depth_to_space order depends on the backend: the probe
+    reads what it does, and the rewrite gives the same numbers."""
+    inputs = keras.Input((12, None, None))
+    model = keras.Model(inputs, keras.ops.depth_to_space(inputs, 2, data_format="channels_first"))
+    op, order, factor, data_format = keras_layers.shuffle_op(model.operations[-1])
+    assert (op, factor, data_format) == ("shuffle", (2, 2), "channels_first")
+    x = np.random.default_rng(0).standard_normal((1, 12, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(
+        np.asarray(model(x)), subpixel.shuffle(x, 2, layout="channels_first", order=order)
+    )
+    rewritten = keras_layers.replace_pixel_shuffle(model)
+    np.testing.assert_array_equal(np.asarray(rewritten(x)), np.asarray(model(x)))
