@@ -630,3 +630,368 @@ def test_a_channels_first_depth_to_space_keeps_the_backends_order():
     )
     rewritten = keras_layers.replace_pixel_shuffle(model)
     np.testing.assert_array_equal(np.asarray(rewritten(x)), np.asarray(model(x)))
+
+
+# ---------------------------------------------------------------------------
+# hostile but ordinary models (each test fails on the first release of porting)
+# ---------------------------------------------------------------------------
+
+
+def _bn_state(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "batches" in k}
+
+
+class FlaxConvBN(nnx.Module):
+    def __init__(self):
+        rngs = nnx.Rngs(0)
+        self.conv = nnx.Conv(3, 4, (3, 3), padding="SAME", rngs=rngs)
+        self.bn = nnx.BatchNorm(4, epsilon=1e-5, momentum=0.9, rngs=rngs)  # training mode
+
+    def __call__(self, x):
+        return self.bn(self.conv(x))
+
+
+def test_porting_and_rewriting_never_change_a_models_state():
+    """Batch norms in training mode: the runs that trace and compare use eval mode (on
+    a copy in Flax), so no running statistics move and every mode is restored."""
+    source = _torch_model(lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)))
+    source.train()
+    before = _bn_state(source)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    keras_target = keras.Sequential(
+        [keras.Input((8, 8, 3)), L.Conv2D(4, 3, padding="same"), L.BatchNormalization(epsilon=1e-5)]
+    )
+    flax_target = FlaxConvBN()
+    for target in (keras_target, flax_target):
+        report = subpixel.port_weights(source, target, example=x)
+        assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    for k, v in _bn_state(source).items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert source.training and source[1].training
+    want = before["1.running_mean"].numpy()
+    np.testing.assert_array_equal(np.asarray(keras_target.layers[1].moving_mean), want)
+    np.testing.assert_array_equal(np.asarray(flax_target.bn.mean[...]), want)
+    assert not flax_target.bn.use_running_average  # still in training mode
+
+    dcgan = _torch_model(TorchDCGAN).train()
+    before = _bn_state(dcgan)
+    z = np.random.default_rng(0).standard_normal((2, 8, 1, 1))  # float64, as NumPy makes it
+    torch_layers.replace_conv_transpose(dcgan, mode="fastest", example=z)
+    for k, v in _bn_state(dcgan).items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert all(m.training for m in dcgan.modules())
+
+    model = FlaxDCGAN()
+    for m in model.layers:
+        if isinstance(m, nnx.BatchNorm):
+            m.use_running_average = False
+    means = [np.asarray(m.mean[...]) for m in model.layers if isinstance(m, nnx.BatchNorm)]
+    flax_layers.replace_conv_transpose(model, mode="fastest", example=z.transpose(0, 2, 3, 1))
+    after = [np.asarray(m.mean[...]) for m in model.layers if isinstance(m, nnx.BatchNorm)]
+    for a, b in zip(means, after):
+        np.testing.assert_array_equal(a, b)
+
+
+class FlaxFlattenHead(nnx.Module):
+    def __init__(self):
+        rngs = nnx.Rngs(0)
+        self.conv = nnx.Conv(3, 2, (3, 3), padding="SAME", rngs=rngs)
+        self.fc = nnx.Linear(32, 5, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.conv(x)
+        return self.fc(h.reshape(h.shape[0], -1))
+
+
+def test_flattens_are_found_through_dropouts_or_refused_when_unknown():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    source = _torch_model(
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Dropout(0.5), nn.Linear(32, 5)
+        )
+    )
+    target = keras.Sequential(
+        [keras.Input((4, 4, 3)), L.Conv2D(2, 3, padding="same"), L.Flatten(), L.Dropout(0.5),
+         L.Dense(5)]
+    )  # fmt: skip
+    subpixel.port_weights(source, target)  # Keras knows its shapes: no example needed
+    np.testing.assert_allclose(
+        np.asarray(target(_nhwc(x))), _run_torch(source, x), rtol=1e-5, atol=1e-5
+    )
+    # Flax reshapes in code and PyTorch's shapes need an example: refused without one
+    source = _torch_model(
+        lambda: nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 5))
+    )
+    flax_target = FlaxFlattenHead()
+    kernel = np.asarray(flax_target.fc.kernel[...]).copy()
+    with pytest.raises(ValueError, match=r"a flatten feeds the dense layer 2 .*pass `example=`"):
+        subpixel.port_weights(source, flax_target)
+    np.testing.assert_array_equal(np.asarray(flax_target.fc.kernel[...]), kernel)
+    report = subpixel.port_weights(source, flax_target, example=x.astype(np.float64))
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    # a pooled head (1 x 1 features) has one order: no example needed
+    pooled = _torch_model(
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 5)
+        )
+    )
+    subpixel.port_weights(pooled, keras.Sequential(
+        [keras.Input((4, 4, 3)), L.Conv2D(32, 3, padding="same"), L.GlobalAveragePooling2D(),
+         L.Dense(5)]))  # fmt: skip
+
+
+def test_prelu_axes_settings_and_dtypes():
+    x = np.random.default_rng(0).standard_normal((1, 4, 6, 6)).astype(np.float32)
+    source = _torch_model(lambda: nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.PReLU(4)))
+    _randomise_prelu(source)
+    # a channels_first Keras PReLU keeps alpha as (C, 1, 1)
+    cf = keras.Sequential(
+        [keras.Input((4, 6, 6)), L.Conv2D(4, 3, padding="same", data_format="channels_first"),
+         L.PReLU(shared_axes=[2, 3])]
+    )  # fmt: skip
+    subpixel.port_weights(source, cf)
+    np.testing.assert_allclose(np.asarray(cf(x)), _run_torch(source, x), rtol=1e-5, atol=1e-5)
+    back = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.PReLU(4)).eval()
+    subpixel.port_weights(cf, back)
+    torch.testing.assert_close(back[1].weight, source[1].weight, rtol=0, atol=0)
+    per_position = keras.Sequential(
+        [keras.Input((6, 6, 4)), L.Conv2D(4, 3, padding="same"), L.PReLU()]
+    )
+    with pytest.raises(
+        ValueError, match=r"PReLU .* alpha of shape \(6, 6, 4\) \(one per position\)"
+    ):
+        subpixel.port_weights(source, per_position)
+    # settings that change the numbers are compared
+    bn = _torch_model(lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)))
+    default_eps = keras.Sequential(
+        [keras.Input((8, 8, 3)), L.Conv2D(4, 3, padding="same"), L.BatchNormalization()]
+    )
+    with pytest.raises(ValueError, match=r"`eps` \(epsilon\) is 1e-05 in the source and 0.001"):
+        subpixel.port_weights(bn, default_eps)
+    with pytest.raises(ValueError, match=r"`groups` is 1 in the source and 2 in the target"):
+        # the same weight shape (4, 2, 3, 3): 2 input channels, or 4 in two groups
+        subpixel.port_weights(nn.Conv2d(2, 4, 3), nn.Conv2d(4, 4, 3, groups=2))
+    # bfloat16 parameters (ml_dtypes in NumPy) convert; a float16 target takes them
+    bf16 = keras.Sequential(
+        [keras.Input((6, 6, 4)), L.Conv2D(4, 3, padding="same", dtype="bfloat16")]
+    )
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    subpixel.port_weights(bf16, conv)
+    want = np.asarray(keras.ops.cast(bf16.layers[0].kernel, "float32"))
+    np.testing.assert_array_equal(conv.weight.detach().numpy(), want.transpose(3, 2, 0, 1))
+    half = nn.Conv2d(4, 4, 3, padding=1).half()
+    subpixel.port_weights(bf16, half)
+    assert half.weight.dtype == torch.float16
+
+
+def test_examples_are_checked_before_anything_is_copied():
+    source = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    target = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, padding="same")])
+    kernel = np.asarray(target.layers[0].kernel).copy()
+    with pytest.raises(
+        ValueError,
+        match=r"^`example` does not run through the source model \(RuntimeError: .*"
+        r"Received: example of shape \(1, 5, 8, 8\) and dtype float32$",
+    ):
+        subpixel.port_weights(source, target, example=np.zeros((1, 5, 8, 8), np.float32))
+    np.testing.assert_array_equal(np.asarray(target.layers[0].kernel), kernel)
+    # token ids stay integers; a sequence of features keeps its axes
+    tokens = np.random.default_rng(0).integers(0, 10, (2, 5))
+    embed = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
+    k_embed = keras.Sequential([keras.Input((5,), dtype="int32"), L.Embedding(10, 4), L.Dense(2)])
+    report = subpixel.port_weights(embed, k_embed, example=tokens)
+    assert report.max_diff is not None and report.max_diff <= 1e-6, str(report)
+    seq = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
+    report = subpixel.port_weights(
+        nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8)),
+        keras.Sequential([keras.Input((5, 4)), L.Dense(8), L.LayerNormalization(epsilon=1e-5)]),
+        example=seq,
+    )
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+
+
+class FlaxShared(nnx.Module):
+    def __init__(self):
+        self.conv = nnx.Conv(4, 4, (3, 3), padding="SAME", rngs=nnx.Rngs(0))
+        self.again = self.conv  # one module under two names
+        self.act = nnx.PReLU()
+
+    def __call__(self, x):
+        return self.act(self.again(self.conv(x)))
+
+
+class KerasSubclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = L.Conv2D(2 * 9, 3, padding="same")
+        self.shuffle = keras_layers.PixelShuffle(3, order="DCR")
+
+    def call(self, x):
+        return self.shuffle(self.conv(x))
+
+
+def test_depthwise_shared_modules_subclassed_and_nested_models():
+    x = np.random.default_rng(0).standard_normal((1, 4, 6, 6)).astype(np.float32)
+    for multiplier in (1, 2):  # Keras DepthwiseConv2D is a grouped conv, groups = channels
+        source = _torch_model(lambda m=multiplier: nn.Conv2d(4, 4 * m, 3, padding=1, groups=4))
+        target = keras.Sequential(
+            [
+                keras.Input((6, 6, 4)),
+                L.DepthwiseConv2D(3, padding="same", depth_multiplier=multiplier),
+            ]
+        )
+        subpixel.port_weights(source, target)
+        np.testing.assert_allclose(
+            np.asarray(target(_nhwc(x))), _nhwc(_run_torch(source, x)), rtol=1e-5, atol=1e-5
+        )
+        back = nn.Conv2d(4, 4 * multiplier, 3, padding=1, groups=4)
+        subpixel.port_weights(target, back)
+        torch.testing.assert_close(back.weight, source.weight, rtol=0, atol=0)
+    # Flax: a module shared by two attributes is one layer; nnx.PReLU is ported
+    source = _torch_model(lambda: nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.PReLU()))
+    with torch.no_grad():
+        source[1].weight.fill_(0.3)
+    shared = FlaxShared()
+    subpixel.port_weights(source, shared)
+    assert float(shared.act.negative_slope[...]) == pytest.approx(0.3)
+    # a subclassed Keras model: the order of its layers tells the shuffle's
+    torch_shuffle = _torch_model(
+        lambda: nn.Sequential(nn.Conv2d(4, 18, 3, padding=1), nn.PixelShuffle(3))
+    )
+    sub = KerasSubclassed()
+    sub(_nhwc(x))
+    subpixel.port_weights(torch_shuffle, sub)
+    np.testing.assert_allclose(
+        np.asarray(sub(_nhwc(x))), _nhwc(_run_torch(torch_shuffle, x)), rtol=1e-5, atol=1e-5
+    )
+    # a nested Keras model feeding a depth_to_space (DCR) after it
+    inner_in = keras.Input((6, 6, 4))
+    inner = keras.Model(inner_in, L.Conv2D(18, 3, padding="same")(inner_in))
+    outer_in = keras.Input((6, 6, 4))
+    outer = keras.Model(outer_in, keras.ops.depth_to_space(inner(outer_in), 3))
+    report = subpixel.port_weights(torch_shuffle, outer, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+
+
+def test_torch_rewrites_keep_sharing_ties_and_memory_format():
+    ct = nn.ConvTranspose2d(3, 3, 4, stride=2, padding=1)
+    holder = nn.Module()
+    holder.a, holder.b = ct, ct
+    torch_layers.replace_conv_transpose(holder)
+    assert holder.a is holder.b and isinstance(holder.a, torch_layers.SubPixelConv2d)
+    enc = nn.Conv2d(3, 4, 4, stride=2, padding=1)
+    dec = nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1)
+    dec.weight = enc.weight  # tied (an autoencoder)
+    model = nn.Sequential(enc, dec)
+    torch_layers.replace_conv_transpose(model, mode="phases")
+    assert model[1].weight is model[0].weight
+    bare = nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1).double()
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    for mode in ("subpixel", "phases"):
+        new = torch_layers.replace_conv_transpose(bare, mode=mode)
+        assert not isinstance(new, nn.ConvTranspose2d)
+        y = new(x)
+        assert y.is_contiguous(memory_format=torch.channels_last), mode
+        torch.testing.assert_close(y, bare(x), rtol=1e-12, atol=1e-12)
+
+
+class FlaxOddTransposes(nnx.Module):
+    def __init__(self):
+        rngs = nnx.Rngs(0)
+        kw = dict(strides=(2, 2), rngs=rngs)
+        self.int_pad = nnx.ConvTranspose(3, 3, (4, 4), padding=2, **kw)
+        self.circular = nnx.ConvTranspose(3, 3, (4, 4), padding="CIRCULAR", **kw)
+        self.too_wide = nnx.ConvTranspose(3, 3, (3, 3), padding=((3, 3), (3, 3)), **kw)
+        self.half = nnx.ConvTranspose(3, 3, (4, 4), padding="SAME", dtype=jnp.bfloat16, **kw)
+        self.again = self.half
+
+    def __call__(self, x):
+        return self.int_pad(x), self.circular(x), self.too_wide(x), self.again(self.half(x))
+
+
+def test_flax_rewrite_takes_what_is_exact_and_keeps_the_rest():
+    model = FlaxOddTransposes()
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 5, 5, 3)).astype(np.float32))
+    expected = model(x)
+    flax_layers.replace_conv_transpose(model)
+    assert isinstance(model.int_pad, flax_layers.SubPixelConv)
+    assert isinstance(model.circular, nnx.ConvTranspose)  # no zero-padding equivalent
+    assert isinstance(model.too_wide, nnx.ConvTranspose)
+    assert isinstance(model.half, flax_layers.SubPixelConv) and model.half is model.again
+    got = model(x)
+    for a, b in zip(got[:3], expected[:3]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    assert got[3].dtype == expected[3].dtype == jnp.bfloat16  # the compute dtype is kept
+
+
+def test_keras_rewrite_reaches_nested_models_and_refuses_subclassed_ones():
+    inner_in = keras.Input((4, 4, 3))
+    inner = keras.Model(inner_in, L.Conv2DTranspose(2, 4, strides=2, padding="same")(inner_in))
+    outer_in = keras.Input((4, 4, 3))
+    outer = keras.Model(outer_in, L.ReLU()(inner(outer_in)))
+    x = np.random.default_rng(0).standard_normal((1, 4, 4, 3)).astype(np.float32)
+    rewritten = keras_layers.replace_conv_transpose(outer)
+    kinds = [type(layer).__name__ for layer in rewritten.layers[1].layers]
+    assert "SubPixelConv" in kinds, kinds
+    np.testing.assert_allclose(np.asarray(rewritten(x)), np.asarray(outer(x)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match=r"^`model` must be a functional or Sequential Keras model"):
+        keras_layers.replace_conv_transpose(KerasSubclassed())
+
+
+class TorchUntraceable(nn.Module):
+    """Data-dependent control flow (torch.fx cannot trace it) and one PixelShuffle
+    module called after two convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 12, 3, padding=1)
+        self.c2 = nn.Conv2d(3, 12, 3, padding=1)
+        self.ps = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        if x.shape[1] != 3:
+            raise ValueError("three channels")
+        return self.ps(self.c2(self.ps(self.c1(x))))
+
+
+def test_an_untraceable_model_is_read_in_the_order_its_modules_run():
+    inputs = keras.Input((4, 4, 3))
+    h = keras.ops.depth_to_space(L.Conv2D(12, 3, padding="same")(inputs), 2)
+    target = keras.Model(inputs, keras.ops.depth_to_space(L.Conv2D(12, 3, padding="same")(h), 2))
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"^torch.fx cannot trace TorchUntraceable"):
+        report = subpixel.port_weights(_torch_model(TorchUntraceable), target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+
+
+class TorchNHWCHead(nn.Module):
+    """Flattens in NHWC order itself (x.permute(0, 2, 3, 1)), 4 channels on 4 x 4: every
+    order of the features has the same shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(64, 5)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).permute(0, 2, 3, 1).contiguous().flatten(1))
+
+
+@pytest.mark.parametrize("example", [False, True])
+def test_a_flatten_after_a_permute_is_channels_last(example):
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    source = _torch_model(TorchNHWCHead)
+    target = keras.Sequential(
+        [keras.Input((4, 4, 3)), L.Conv2D(4, 3, padding="same"), L.Flatten(), L.Dense(5)]
+    )
+    subpixel.port_weights(source, target, example=x if example else None)
+    np.testing.assert_allclose(
+        np.asarray(target(_nhwc(x))), _run_torch(source, x), rtol=1e-5, atol=1e-5
+    )
+    flax_target = FlaxFlattenHead()
+    flax_target.conv = nnx.Conv(3, 4, (3, 3), padding="SAME", rngs=nnx.Rngs(0))
+    flax_target.fc = nnx.Linear(64, 5, rngs=nnx.Rngs(0))
+    subpixel.port_weights(source, flax_target, example=x if example else None)
+    np.testing.assert_allclose(
+        np.asarray(flax_target(jnp.asarray(_nhwc(x)))), _run_torch(source, x), rtol=1e-5, atol=1e-5
+    )

@@ -104,8 +104,10 @@ class SubPixelConv(nnx.Module):
         blur: bool = False,
         crop: Any = None,
         param_dtype: Any = jnp.float32,
+        dtype: Any = None,
         rngs: nnx.Rngs,
     ) -> None:
+        self.dtype = dtype  # the computation's (None: the input's and parameters')
         self.spec = LayerSpec.create(
             in_features,
             out_features,
@@ -146,6 +148,9 @@ class SubPixelConv(nnx.Module):
         d = self.spec.spatial_dims
         weight = jnp.transpose(self.kernel[...], (d + 1, d, *range(d)))  # -> (O, I, *k)
         bias = None if self.bias is None else self.bias[...]
+        if self.dtype is not None:  # as nnx.Conv(dtype=...): compute in that dtype
+            x, weight = x.astype(self.dtype), weight.astype(self.dtype)
+            bias = None if bias is None else bias.astype(self.dtype)
         return ops.sub_pixel_conv(x, weight, bias, **self.spec.op_kwargs())
 
 
@@ -159,9 +164,11 @@ def from_agnostic(
     layout: Layout | None = None,
     rngs: Any = None,
     param_dtype: Any = None,
+    dtype: Any = None,
 ) -> SubPixelConv:
     """A Flax :class:`SubPixelConv` holding a :class:`subpixel.SubPixelConv`'s parameters
-    (in ``param_dtype``; default: theirs)."""
+    (in ``param_dtype``; default: theirs), computing in ``dtype`` (default: the input's
+    and parameters')."""
     spec = layer.spec
     module = SubPixelConv(
         spec.inputs,
@@ -176,6 +183,7 @@ def from_agnostic(
         crop=spec.crop,
         rngs=rngs or nnx.Rngs(0),
         param_dtype=param_dtype or layer.dtype,
+        dtype=dtype,
     )
     kernel = weights.convert_layout(layer.weight, src="torch", dst="flax")
     module.kernel[...] = jnp.asarray(kernel, module.kernel.dtype)
@@ -223,7 +231,7 @@ def _conv_transpose_args(m: Any) -> tuple[dict, Any]:
             "padding": m.padding.lower(),
             "source": "tensorflow",
         }, tf_kernel
-    pads = [tuple(p) for p in m.padding]
+    pads = _explicit_pads(m.padding, d)
     k = kernel.shape[:d]
     torch_kernel = weights.convert_layout(
         kernel, src="flax", dst="torch", transposed=True, transpose_kernel=m.transpose_kernel
@@ -235,14 +243,38 @@ def _conv_transpose_args(m: Any) -> tuple[dict, Any]:
     }, torch_kernel
 
 
+def _explicit_pads(padding: Any, d: int) -> list[tuple[int, int]]:
+    """Flax's explicit padding (an int, or ``(low, high)`` pairs) as ``d`` pairs."""
+    if isinstance(padding, int):
+        return [(padding, padding)] * d
+    return [(int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in padding]
+
+
+def _tuple(v: Any, d: int) -> tuple[int, ...]:
+    v = 1 if v is None else v
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * d
+
+
 def _replaceable(m: Any) -> bool:
-    if not isinstance(m, nnx.ConvTranspose):
+    """A stride > 1 ``nnx.ConvTranspose`` whose exact sub-pixel form exists: undilated,
+    unmasked, zero padding 'SAME', 'VALID' or explicit pads a PyTorch transposed
+    convolution can express (``0 <= low <= k - 1``, ``0 <= high - low < stride``)."""
+    if not isinstance(m, nnx.ConvTranspose) or getattr(m, "mask", None) is not None:
         return False
-    strides = m.strides or 1
-    strides = strides if isinstance(strides, (tuple, list)) else (strides,)
-    dilation = m.kernel_dilation or 1
-    dilation = dilation if isinstance(dilation, (tuple, list)) else (dilation,)
-    return any(s > 1 for s in strides) and all(v == 1 for v in dilation)
+    k = tuple(m.kernel[...].shape[:-2])
+    d = len(k)
+    strides, dilation = _tuple(m.strides, d), _tuple(m.kernel_dilation, d)
+    if not any(s > 1 for s in strides) or any(v != 1 for v in dilation):
+        return False
+    if isinstance(m.padding, str):
+        return m.padding.upper() in ("SAME", "VALID")
+    try:
+        pads = _explicit_pads(m.padding, d)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return len(pads) == d and all(
+        0 <= lo <= n - 1 and 0 <= hi - lo < s for (lo, hi), n, s in zip(pads, k, strides)
+    )
 
 
 def sub_pixel_of(m: Any) -> SubPixelConv:
@@ -252,7 +284,7 @@ def sub_pixel_of(m: Any) -> SubPixelConv:
     kwargs, kernel = _conv_transpose_args(m)
     bias = None if m.bias is None else np.asarray(m.bias[...])
     agnostic = Agnostic.from_conv_transpose(kernel, bias, layout="channels_last", **kwargs)
-    return from_agnostic(agnostic, layout="channels_last", param_dtype=m.param_dtype)
+    return from_agnostic(agnostic, layout="channels_last", param_dtype=m.param_dtype, dtype=m.dtype)
 
 
 def _slots(node: Any) -> list[tuple[Any, Any, Any]]:
@@ -289,12 +321,36 @@ def replace_conv_transpose(module: Any, *, mode: str = "subpixel", example: Any 
     sub-pixel form (``nnx.jit``) on the layer's own input and swap only the layers
     whose sub-pixel form is faster."""
     check_rewrite_mode(mode, example, ("subpixel", "fastest"))
+    if _replaceable(module):
+        return sub_pixel_of(module)
     slots = _slots(module)
     if mode == "fastest":
         slots = _faster_as_sub_pixel(module, slots, example)
+    made: dict[int, SubPixelConv] = {}  # all made first: a failure changes nothing
+    for _, _, m in slots:
+        if id(m) not in made:  # a module shared by two attributes stays shared
+            made[id(m)] = sub_pixel_of(m)
     for parent, key, m in slots:
-        _put(parent, key, sub_pixel_of(m))
+        _put(parent, key, made[id(m)])
     return module
+
+
+def _model_input(module: Any, example: Any) -> jax.Array:
+    """``example`` as an input for ``module``: floats in its parameters' dtype,
+    integers (token ids, say) as they are."""
+    x = np.asarray(example)
+    if x.dtype.kind not in "biu":
+        params = jax.tree_util.tree_leaves(nnx.state(module, nnx.Param))
+        x = x.astype(params[0].dtype if params else np.float32)
+    return jnp.asarray(x)
+
+
+def _evaluate(module: Any, example: Any) -> jax.Array:
+    """``module(example)`` in evaluation mode, run on a copy: batch norms use and keep
+    their running statistics, dropout is off, and ``module`` itself is untouched."""
+    copy = nnx.clone(module)
+    copy.eval()
+    return copy(_model_input(module, example))
 
 
 class _Recorder:
@@ -311,14 +367,13 @@ class _Recorder:
 def _faster_as_sub_pixel(module: Any, slots: list, example: Any) -> list:
     from .._timing import fastest
 
-    recorders = [_Recorder(m) for _, _, m in slots]
-    try:
-        for (parent, key, _), recorder in zip(slots, recorders):
-            _put(parent, key, recorder)
-        module(jnp.asarray(example))
-    finally:
-        for parent, key, m in slots:
-            _put(parent, key, m)
+    copy = nnx.clone(module)  # run in eval mode on a copy: no batch statistics change
+    copy.eval()
+    copy_slots = _slots(copy)
+    recorders = [_Recorder(m) for _, _, m in copy_slots]
+    for (parent, key, _), recorder in zip(copy_slots, recorders):
+        _put(parent, key, recorder)
+    copy(_model_input(module, example))
     run = nnx.jit(lambda layer, x: layer(x))
     chosen = []
     for slot, recorder in zip(slots, recorders):

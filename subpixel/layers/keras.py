@@ -457,6 +457,13 @@ def sub_pixel_of(layer: Any) -> SubPixelConv:
 def _rewrite(model: Any, replace: Any) -> Any:
     """A functional or Sequential copy of ``model`` with ``replace(layer)`` (None: keep)
     for each layer; the other layers keep their weights."""
+    if not _is_graph(model):
+        kind = type(model)
+        raise TypeError(
+            "`model` must be a functional or Sequential Keras model: a subclassed model's "
+            "`call` is code, which cannot be rewritten (rewrite its layers with "
+            f"`sub_pixel_of`). Received: model of type {kind.__module__}.{kind.__qualname__}"
+        )
     replaced: dict[int, Any] = {}
 
     def clone(layer: Any) -> Any:
@@ -475,11 +482,29 @@ def _rewrite(model: Any, replace: Any) -> Any:
         replaced[id(layer)] = new
         return new
 
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for old, new in zip(model.layers, copy.layers):
-        if id(old) not in replaced and old.weights:
-            new.set_weights(old.get_weights())
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    _copy_weights(model, copy, replaced)
     return copy
+
+
+def _is_graph(model: Any) -> bool:
+    """Whether ``model`` is a functional or Sequential model (a graph of layers)."""
+    try:
+        from keras.src.models.functional import Functional
+    except ImportError:  # pragma: no cover - a Keras that moved it
+        return hasattr(model, "operations") and hasattr(model, "inputs")
+    return isinstance(model, (keras.Sequential, Functional))
+
+
+def _copy_weights(old_model: Any, new_model: Any, replaced: dict[int, Any]) -> None:
+    """The weights of every layer not replaced, nested models' layers included."""
+    for old, new in zip(old_model.layers, new_model.layers):
+        if id(old) in replaced:
+            continue
+        if _is_graph(old) and _is_graph(new):
+            _copy_weights(old, new, replaced)
+        elif old.weights:
+            new.set_weights(old.get_weights())
 
 
 def replace_conv_transpose(model: Any, *, mode: str = "subpixel", example: Any = None) -> Any:
@@ -508,7 +533,8 @@ def _faster_as_sub_pixel(model: Any, example: Any) -> set[int]:
     layers = [layer for layer in model.layers if _replaceable(layer)]
     if not layers:
         return set()
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe = keras.Model(inputs, [layer.input for layer in layers])
     inputs = probe(np.asarray(example), training=False)
     inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
     chosen = set()

@@ -11,10 +11,13 @@ torch.Size([1, 3, 16, 16])
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -173,8 +176,11 @@ class _SubPixelConvNd(nn.Module):
         y = _torch_lowering.sub_pixel_conv(x, self.weight, self.bias, self.spec, self.lowering)
         # a drop-in replacement: the output in the input's memory format (PyTorch's
         # convolutions, and a ConvTranspose being replaced, keep it)
-        if x.is_contiguous() and not y.is_contiguous():
-            y = y.contiguous()
+        fmt = _memory_format(x)
+        if (x.is_contiguous() or fmt != torch.contiguous_format) and not y.is_contiguous(
+            memory_format=fmt
+        ):
+            y = y.contiguous(memory_format=fmt)
         return y
 
     def extra_repr(self) -> str:
@@ -382,10 +388,10 @@ class PhasedConvTranspose(nn.Module):
         self.stride = tuple(m.stride)
         self.padding = tuple(m.padding)
         self.output_padding = tuple(m.output_padding)
-        self.weight = nn.Parameter(m.weight.detach().clone(), m.weight.requires_grad)
-        self.bias = (
-            None if m.bias is None else nn.Parameter(m.bias.detach().clone(), m.bias.requires_grad)
-        )
+        # the original's parameters themselves: weights tied to another layer stay tied,
+        # and an optimizer already holding them keeps working
+        self.weight = m.weight
+        self.bias = m.bias
         self.train(m.training)
 
     def extra_repr(self) -> str:
@@ -448,13 +454,49 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
 
 
 def _swap(model: nn.Module, test: Any, make: Any) -> nn.Module:
-    """Replace every submodule ``test`` accepts by ``make(submodule)``, in place."""
-    for name, child in list(model.named_children()):
-        if test(child):
-            setattr(model, name, make(child))
-        else:
-            _swap(child, test, make)
+    """Replace every submodule ``test`` accepts by ``make(submodule)``, in place (a
+    module used in two places by one replacement, used in both); ``model`` itself if
+    ``test`` accepts it (then the replacement is returned).  Every replacement is made
+    before the first is put in: one that fails leaves ``model`` as it was."""
+    if test(model):
+        return make(model)
+    made: dict[int, nn.Module] = {}
+    slots = []
+    for parent in model.modules():
+        for name, child in list(parent._modules.items()):  # a shared child under each name
+            if test(child):
+                if id(child) not in made:
+                    made[id(child)] = make(child)
+                slots.append((parent, name, made[id(child)]))
+    for parent, name, new in slots:
+        setattr(parent, name, new)
     return model
+
+
+def _as_input(model: nn.Module, example: Any) -> torch.Tensor:
+    """``example`` (a tensor or an array) as an input for ``model``: on its device, a
+    float in its parameters' dtype (integers, token ids say, as they are)."""
+    x = torch.as_tensor(np.asarray(example) if not isinstance(example, torch.Tensor) else example)
+    param = next(model.parameters(), None)
+    if param is not None:
+        x = x.to(device=param.device)
+        if x.is_floating_point() and param.is_floating_point():
+            x = x.to(dtype=param.dtype)
+    return x
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode without gradients (no batch-norm statistics move) for a while; each
+    module's own mode is restored after."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
 
 
 def replace_conv_transpose(
@@ -486,8 +528,8 @@ def replace_conv_transpose(
         if _replaceable(m)
     ]
     try:
-        with torch.no_grad():
-            model(torch.as_tensor(example))
+        with _evaluating(model):
+            model(_as_input(model, example))
     finally:
         for h in hooks:
             h.remove()

@@ -46,7 +46,10 @@ def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport
     src_fw, tgt_fw = framework_of(source, "source"), framework_of(target, "target")
     src_mod, tgt_mod = _module(src_fw), _module(tgt_fw)
     src_records = src_mod.read(source, example)
-    tgt_example = None if example is None else _example_for(example, src_fw, tgt_fw, source, target)
+    tgt_example = None
+    if example is not None:
+        spatial = any(r.spatial_dims for r in src_records)
+        tgt_example = _example_for(example, src_fw, tgt_fw, source, target, spatial)
     tgt_records = tgt_mod.read(target, tgt_example)
     if len(src_records) != len(tgt_records):
         first = _first_unpaired(src_records, tgt_records)
@@ -55,13 +58,30 @@ def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport
             f"{len(tgt_records)}: they are not the same architecture ({first})"
         )
     converted = [convert_pair(s, t) for s, t in zip(src_records, tgt_records)]  # validates all
+    src_names, tgt_names = [r.name for r in src_records], [r.name for r in tgt_records]
+    if example is not None:  # both runs checked before anything is copied
+        src_out = _run(src_mod, source, example, src_names, "source")
+        _run(tgt_mod, target, tgt_example, tgt_names, "target")
     tgt_mod.write(target, tgt_records, converted)  # only now is anything copied
-    report = PortReport(pairs=[(s.name, t.name) for s, t in zip(src_records, tgt_records)])
+    report = PortReport(pairs=list(zip(src_names, tgt_names)))
     if example is not None:
-        src_out = src_mod.run(source, example, [r.name for r in src_records])
-        tgt_out = tgt_mod.run(target, tgt_example, [r.name for r in tgt_records])
+        tgt_out = tgt_mod.run(target, tgt_example, tgt_names)
         report.compare(src_out, tgt_out, src_fw, tgt_fw)
     return report
+
+
+def _run(module: Any, model: Any, example: Any, names: list[str], which: str) -> dict[str, Any]:
+    """``module.run``, a failure caused by ``example`` as one line naming it."""
+    try:
+        return dict(module.run(model, example, names))
+    except Exception as e:
+        a = np.asarray(example)
+        line = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"`example` does not run through the {which} model ({type(e).__name__}: {line}). "
+            f"Received: example of shape {a.shape} and dtype {a.dtype}"
+            + (" (moved to the target's layout)" if which == "target" else "")
+        ) from None
 
 
 def _first_unpaired(a: list[Record], b: list[Record]) -> str:
@@ -73,12 +93,15 @@ def _first_unpaired(a: list[Record], b: list[Record]) -> str:
     return f"pair {i}: {extra.describe()} has no counterpart"
 
 
-def _example_for(example: Any, src_fw: str, tgt_fw: str, source: Any, target: Any) -> Any:
-    """The source's example as the target's input (NumPy, moved between layouts)."""
+def _example_for(
+    example: Any, src_fw: str, tgt_fw: str, source: Any, target: Any, spatial: bool
+) -> Any:
+    """The source's example as the target's input (NumPy; an image moved between
+    layouts, where the models have spatial layers; a sequence of features as it is)."""
     a = _to_numpy(example)
     src_layout = _module(src_fw).layout(source)
     tgt_layout = _module(tgt_fw).layout(target)
-    if a.ndim >= 3 and src_layout != tgt_layout:
+    if spatial and a.ndim >= 3 and src_layout != tgt_layout:
         a = np.moveaxis(a, 1, -1) if src_layout == "channels_first" else np.moveaxis(a, -1, 1)
     return np.ascontiguousarray(a)
 

@@ -88,7 +88,14 @@ def convert_pair(src: Record, tgt: Record) -> dict[str, np.ndarray | None]:
     layers differ in kind or shape."""
     if src.kind != tgt.kind:
         raise ValueError(f"the architectures differ: {src.describe()} vs {tgt.describe()}")
-    params = {k: (None if v is None else np.array(v, copy=True)) for k, v in src.params.items()}
+    for key in CHECKED.keys() & src.extra.keys() & tgt.extra.keys():
+        a, b = src.extra[key], tgt.extra[key]
+        if not (math.isclose(a, b, rel_tol=1e-6) if key == "eps" else a == b):
+            raise ValueError(
+                f"the architectures differ at {src.name} -> {tgt.name}: {CHECKED[key]} is "
+                f"{a} in the source and {b} in the target"
+            )
+    params = {k: plain(v) for k, v in src.params.items()}
     if src.shuffle and tgt.shuffle and src.shuffle[0] != tgt.shuffle[0]:
         # it feeds a shuffle whose order differs: its output channels change order
         _reorder(params, src.shuffle, tgt.shuffle[0], input_channels=False)
@@ -113,6 +120,21 @@ def convert_pair(src: Record, tgt: Record) -> dict[str, np.ndarray | None]:
 
 
 PER_CHANNEL = ("batch_norm", "prelu")
+
+# settings that change what a layer computes without being a parameter: they must agree
+CHECKED = {"eps": "`eps` (epsilon)", "groups": "`groups`"}
+
+
+def plain(v: Any) -> np.ndarray | None:
+    """A parameter as a fresh NumPy array every framework can take: a copy (never a view
+    of the model's memory), bfloat16 and other extension floats widened to float32."""
+    if v is None:
+        return None
+    a = np.array(v, copy=True)
+    if a.dtype.kind not in "biufc":  # ml_dtypes' bfloat16, float8 ...
+        a = a.astype(np.float32)
+    return a
+
 
 Shuffle = tuple[str, str, tuple[int, ...]]  # ("shuffle" or "unshuffle", order, factor)
 
@@ -171,6 +193,13 @@ def _dense_inputs(src: Record, tgt: Record, w: np.ndarray) -> np.ndarray:
     """The dense kernel's inputs in the target's flatten order.  Where only one side's
     flatten was traced (Flax reshapes in code), the other is taken to flatten the same
     features in its own layout, as a model does that flattens its activations."""
+    unknown = [r.name for r in (src, tgt) if r.extra.get("flatten_unknown")]
+    if unknown and not (src.flatten or tgt.flatten) and src.layout != tgt.layout:
+        raise ValueError(
+            f"a flatten feeds the dense layer {unknown[0]} and its input's shape is unknown, "
+            f"so the order of its inputs cannot be converted from {src.layout} to "
+            f"{tgt.layout}: pass `example=` (an input for the source) so that it is traced"
+        )
     s = src.flatten or (tgt.flatten and flatten_features(tgt.flatten[0], src.layout))
     t = tgt.flatten or (src.flatten and flatten_features(src.flatten[0], tgt.layout))
     if not (s and t) or s[0] != t[0] or len(s[1]) != w.shape[1]:

@@ -17,9 +17,11 @@ from ._records import Record, Shuffle, mark_in_order
 __all__ = ["layout", "read", "run", "write"]
 
 
-def _walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
-    """``(path, module)`` of every module below ``node``, in the order they were assigned."""
+def _walk(node: Any, path: str = "", seen: set[int] | None = None) -> list[tuple[str, Any]]:
+    """``(path, module)`` of every module below ``node``, in the order they were
+    assigned (a module shared by two attributes once, under its first path)."""
     out: list[tuple[str, Any]] = []
+    seen = set() if seen is None else seen
     items: list[tuple[str, Any]]
     if isinstance(node, (list, tuple)) or type(node).__name__ == "List":
         items = [(str(i), v) for i, v in enumerate(node)]
@@ -32,11 +34,14 @@ def _walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
     for key, value in items:
         sub = f"{path}.{key}" if path else key
         if isinstance(value, nnx.Module) and not isinstance(value, (list, tuple)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
             out.append((sub, value))
             if not isinstance(value, flax_layers.SubPixelConv):
-                out.extend(_walk(value, sub))
+                out.extend(_walk(value, sub, seen))
         elif isinstance(value, (list, tuple, dict)) or type(value).__name__ == "List":
-            out.extend(_walk(value, sub))
+            out.extend(_walk(value, sub, seen))
     return out
 
 
@@ -111,6 +116,8 @@ def _record(name: str, m: Any) -> Record | None:
             {"weight": _v(m.scale), "bias": _v(m.bias)},
             extra={"eps": m.epsilon},
         )
+    if isinstance(m, nnx.PReLU):
+        return Record("prelu", name, {"weight": _v(m.negative_slope).reshape(-1)})
     if isinstance(m, nnx.Embed):
         return Record("embedding", name, {"weight": _v(m.embedding)})
     return None
@@ -166,9 +173,15 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
         elif record.kind == "embedding":
             m.embedding[...] = jnp.asarray(w, m.embedding.dtype)
             continue
+        elif record.kind == "prelu":
+            slope = m.negative_slope
+            slope[...] = jnp.asarray(np.reshape(np.asarray(w), slope[...].shape), slope.dtype)
+            continue
         if b is not None and getattr(m, "bias", None) is not None:
             m.bias[...] = jnp.asarray(b, m.bias.dtype)
 
 
 def run(model: Any, example: Any, names: list[str]) -> dict[str, Any]:
-    return {"__output__": np.asarray(model(jnp.asarray(np.asarray(example, np.float32))))}
+    """The output of an evaluation-mode copy (the model's own state, batch statistics
+    and mode, stay as they are)."""
+    return {"__output__": np.asarray(flax_layers._evaluate(model, example))}

@@ -4,6 +4,7 @@ dense layer), write converted parameters back, run the model recording layer out
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -11,7 +12,7 @@ import numpy as np
 
 from .. import weights
 from ..layers import keras as keras_layers
-from ._records import PER_CHANNEL, Record, flatten_features
+from ._records import PER_CHANNEL, Record, Shuffle, flatten_features, mark_in_order
 
 __all__ = ["layout", "read", "run", "write"]
 
@@ -31,10 +32,10 @@ _PASS = (
 def _walk(model: Any) -> list[Any]:
     """Every layer and graph operation (``keras.ops`` calls in a functional model),
     nested models' included, in definition order."""
-    out = []
+    out: list[Any] = []
     for layer in getattr(model, "operations", None) or getattr(model, "layers", []):
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+        if isinstance(layer, keras.layers.InputLayer) or any(layer is seen for seen in out):
+            continue  # (a layer called twice is one layer)
         if hasattr(layer, "layers") and not isinstance(layer, keras_layers.SubPixelConv):
             out.extend(_walk(layer))
         else:
@@ -67,6 +68,17 @@ def _record(layer: Any) -> Record | None:
             layer.spatial_dims,
             shuffle=(layer.order, layer.factor),
             layout=layer.data_format,
+        )
+    if isinstance(layer, _DEPTHWISE):
+        k = _np(layer.kernel)  # (*k, C, multiplier): output channel c * multiplier + m
+        w = np.moveaxis(k.reshape(*k.shape[:-2], -1), -1, 0)[:, None]
+        return Record(
+            "conv",
+            name,
+            {"weight": w, "bias": _np(layer.bias)},
+            w.ndim - 2,
+            layout=layer.data_format,
+            extra={"groups": k.shape[-2], "depthwise": k.shape[-1]},
         )
     if isinstance(layer, _CONV):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch")
@@ -109,18 +121,54 @@ def _record(layer: Any) -> Record | None:
             extra={"eps": layer.epsilon},
         )
     if isinstance(layer, keras.layers.PReLU):
-        alpha = _np(layer.alpha)
-        return Record("prelu", name, {"weight": alpha.reshape(-1)[: alpha.shape[-1]]})
+        return Record("prelu", name, {"weight": _prelu_channels(layer)})
     if isinstance(layer, keras.layers.Embedding):
         return Record("embedding", name, {"weight": _np(layer.embeddings)})
     return None
 
 
+_DEPTHWISE = tuple(
+    getattr(keras.layers, n)
+    for n in ("DepthwiseConv1D", "DepthwiseConv2D")
+    if hasattr(keras.layers, n)
+)
+
+
+def _prelu_axis(layer: Any) -> int | None:
+    """The axis of ``alpha`` holding the channels (all others of size 1), -1 for a
+    single shared alpha; None when alpha varies along more (per position)."""
+    shape = tuple(layer.alpha.shape)
+    if math.prod(shape) == 1:
+        return -1
+    sized = [i for i, n in enumerate(shape) if n > 1]
+    return sized[0] if len(sized) == 1 and sized[0] in (0, len(shape) - 1) else None
+
+
+def _prelu_channels(layer: Any) -> np.ndarray:
+    axis = _prelu_axis(layer)
+    if axis is None:
+        raise ValueError(
+            f"PReLU {layer.name} has an alpha of shape {tuple(layer.alpha.shape)} (one per "
+            "position): only one alpha per channel or one for all can be ported; create it "
+            "with `shared_axes` set to its spatial axes"
+        )
+    alpha = _np(layer.alpha)
+    return alpha.reshape(-1)[:1] if axis == -1 else alpha.reshape(-1)
+
+
 def _parent(layer: Any) -> Any:
+    """The operation whose output ``layer`` takes (inside a nested model: the one that
+    makes the nested model's output); None if none or several."""
     nodes = getattr(layer, "_inbound_nodes", [])
     if not nodes or len(nodes[0].parent_nodes) != 1:
         return None
-    return nodes[0].parent_nodes[0].operation
+    op = nodes[0].parent_nodes[0].operation
+    while hasattr(op, "layers") and not isinstance(op, keras_layers.SubPixelConv):
+        outputs = getattr(op, "outputs", None) or []
+        if len(outputs) != 1:
+            return None
+        op = outputs[0]._keras_history[0]
+    return op
 
 
 def _passes_channels(op: Any) -> bool:
@@ -145,6 +193,9 @@ def read(model: Any, example: Any = None) -> list[Record]:
         if r is not None:
             records.append(r)
             by_op[id(op)] = r
+    if not any(getattr(op, "_inbound_nodes", None) for op in operations):
+        _read_by_order(model, operations, records, by_op)  # subclassed: no graph to read
+        return records
     children: dict[int, list[Any]] = {}
     for op in operations:
         children.setdefault(id(_parent(op)), []).append(op)
@@ -183,10 +234,28 @@ def read(model: Any, example: Any = None) -> list[Record]:
     return records
 
 
+def _read_by_order(model: Any, operations: list[Any], records: list[Record], by_op: dict) -> None:
+    """A subclassed model calls its layers in code: the order they were created in
+    tells which convolution a shuffle layer (subpixel's) follows, as in Flax."""
+    sequence: list[Record | Shuffle] = []
+    for op in operations:
+        if id(op) in by_op:
+            sequence.append(by_op[id(op)])
+        elif isinstance(op, keras_layers.PixelShuffle):  # and PixelUnshuffle
+            sequence.append((op.op, op.order, op.factor))
+    mark_in_order(sequence)
+    data = layout(model)
+    for r in records:
+        r.layout = data
+
+
 def _flatten_before(dense: Any, data_format: str) -> Any:
     """The flatten record of a ``Flatten`` (or a ``Reshape`` to one axis) feeding a
-    dense layer, from the static shape of what it flattens."""
+    dense layer (through dropouts and activations), from the static shape of what it
+    flattens."""
     src = _parent(dense)
+    while src is not None and _passes_channels(src):
+        src = _parent(src)
     reshape = isinstance(src, keras.layers.Reshape) and len(src.target_shape) == 1
     if not (isinstance(src, keras.layers.Flatten) or reshape):
         return None
@@ -203,10 +272,17 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
     by_name = {
         (layer.path if hasattr(layer, "path") else layer.name): layer for layer in _walk(model)
     }
+    assignments: list[
+        tuple[Any, Any]
+    ] = []  # every value converted first: the copying itself cannot fail half way
     for record, params in zip(records, converted):
         layer = by_name[record.name]
-        w, b = params.get("weight"), params.get("bias")
-        if record.kind in ("conv", "conv_transpose"):
+        w: Any = params.get("weight")
+        b = params.get("bias")
+        if isinstance(layer, _DEPTHWISE):
+            k = tuple(layer.kernel.shape)
+            values = [np.moveaxis(w[:, 0], 0, -1).reshape(k)] + ([b] if b is not None else [])
+        elif record.kind in ("conv", "conv_transpose"):
             kernel = weights.convert_layout(
                 w, src="torch", dst="keras", transposed=record.kind == "conv_transpose"
             )
@@ -219,19 +295,33 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
                 params["running_var"],
             ]
         elif record.kind == "prelu":
-            alpha = layer.alpha
-            values = [np.broadcast_to(np.asarray(w), tuple(alpha.shape)).copy()]
+            shape, axis = tuple(layer.alpha.shape), _prelu_axis(layer)
+            at = [1] * len(shape)
+            at[-1 if axis is None else axis] = -1
+            values = [np.broadcast_to(np.reshape(w, at), shape)]
         else:  # layer_norm, embedding
             values = [v for v in (w, b) if v is not None]
-        layer.set_weights([np.asarray(v, dtype=_dtype(layer)) for v in values])
+        variables = layer.weights
+        if len(variables) != len(values):
+            raise ValueError(
+                f"the architectures differ at {record.name}: the target layer has "
+                f"{len(variables)} weights, the source {len(values)}"
+            )
+        assignments.extend(
+            (var, keras.ops.cast(np.asarray(v), var.dtype)) for var, v in zip(variables, values)
+        )
+    for var, value in assignments:
+        var.assign(value)
 
 
-def _dtype(layer: Any) -> str:
-    return str(getattr(layer, "variable_dtype", None) or "float32")
+def _input(example: Any) -> np.ndarray:
+    """``example`` as NumPy: floats as float32 (Keras's default), integers as they are."""
+    x = np.asarray(example)
+    return x.astype("float32") if x.dtype.kind not in "biu" else x
 
 
 def run(model: Any, example: Any, names: list[str]) -> dict[str, Any]:
-    x = np.asarray(example, dtype="float32")
+    x = _input(example)
     outputs: dict[str, Any] = {
         "__output__": np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
     }
@@ -239,7 +329,8 @@ def run(model: Any, example: Any, names: list[str]) -> dict[str, Any]:
         by_name = {
             (layer.path if hasattr(layer, "path") else layer.name): layer for layer in _walk(model)
         }
-        probe = keras.Model(model.inputs, [by_name[n].output for n in names])
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        probe = keras.Model(inputs, [by_name[n].output for n in names])
         for name, value in zip(names, probe(x, training=False)):
             outputs[name] = np.asarray(keras.ops.convert_to_numpy(value))
     except Exception:

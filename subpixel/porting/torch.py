@@ -4,6 +4,7 @@ layers), write converted parameters back, run the module recording layer outputs
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,10 +42,11 @@ def layout(model: Any) -> str:
 
 
 def _numpy(t: Any) -> np.ndarray | None:
+    """A tensor's values as a NumPy array of its own (never a view of the model)."""
     if t is None:
         return None
     t = t.detach().cpu()
-    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    return np.array((t.float() if t.dtype == torch.bfloat16 else t).numpy(), copy=True)
 
 
 def _record(name: str, m: nn.Module) -> Record | None:
@@ -148,16 +150,17 @@ def _trace(model: nn.Module, records: list[Record], example: Any) -> None:
     modules = dict(model.named_modules())
     try:
         graph = torch.fx.symbolic_trace(model)
-    except Exception:  # not traceable (data-dependent control flow): module order instead
-        _trace_by_order(model, records)
+    except Exception as e:  # not traceable (data-dependent control flow): module order
+        warnings.warn(
+            f"torch.fx cannot trace {type(model).__name__} ({type(e).__name__}); the order "
+            "its modules run in tells which convolution feeds a shuffle module, and "
+            "shuffles called as functions (F.pixel_shuffle) are not seen",
+            stacklevel=4,
+        )
+        _trace_by_order(model, records, example)
         return
     if example is not None:
-        from torch.fx.passes.shape_prop import ShapeProp
-
-        try:
-            ShapeProp(graph).propagate(torch.as_tensor(np.asarray(example)))
-        except Exception:
-            pass  # shapes stay unknown: flattens are then not traced
+        _propagate_shapes(model, graph, example)
     for node in graph.graph.nodes:
         found = _shuffle_of(node, modules)
         if found is not None:
@@ -196,31 +199,106 @@ def _trace(model: nn.Module, records: list[Record], example: Any) -> None:
                 ):
                     for r in (by_name[users[0].target], *between):
                         r.extra["unshuffle"] = (order, factor)
-        if (
-            node.op == "call_module"
-            and node.target in by_name
-            and by_name[node.target].kind == "dense"
+        if _is(node, by_name) and by_name[node.target].kind == "dense":
+            _mark_flatten(node, by_name, modules)
+
+
+def _mark_flatten(dense: Any, by_name: dict[str, Record], modules: dict[str, nn.Module]) -> None:
+    """Record the features' shape of a flatten feeding ``dense`` (through dropouts and
+    activations); where the shape is unknown (no example), say so unless the dense
+    layer's inputs are exactly the channels of the convolution before (spatial 1 x 1)."""
+    src = dense.args[0]
+    while isinstance(src, torch.fx.Node) and _passes_channels(src, modules) and src.args:
+        src = src.args[0]
+    if not isinstance(src, torch.fx.Node) or not (
+        (src.op == "call_module" and isinstance(modules[src.target], nn.Flatten))
+        or (src.op == "call_function" and src.target in _FLATTENS)
+        or (src.op == "call_method" and src.target in ("flatten", "view", "reshape"))
+    ):
+        return
+    before = src.args[0]
+    while isinstance(before, torch.fx.Node) and before.target == "contiguous":
+        before = before.args[0]
+    record = by_name[dense.target]
+    data = "channels_first"
+    permuted = _permutation(before)
+    if permuted is not None:  # x.permute(0, 2, 3, 1) first: flattened as channels_last
+        n = len(permuted)
+        if permuted != (0, *range(2, n), 1):
+            record.extra["flatten_unknown"] = True  # some other order: not converted
+            return
+        before, data = before.args[0], "channels_last"
+        record.layout = data  # what it flattens is channels_last data
+    meta = getattr(before, "meta", {}).get("tensor_meta")
+    if meta is not None:
+        if len(meta.shape) > 2:  # the features (C, *spatial), flattened in ``data`` order
+            record.flatten = flatten_features(tuple(meta.shape[1:]), data)
+        return
+    channels = None
+    for _ in range(64):  # the nearest convolution or batch norm upstream
+        if not isinstance(before, torch.fx.Node):
+            break
+        if _is(before, by_name) and by_name[before.target].kind in ("conv", "batch_norm"):
+            r = by_name[before.target]
+            channels = r.params.get("weight") if r.kind == "conv" else r.params["running_mean"]
+            channels = None if channels is None else channels.shape[0]
+            break
+        before = before.args[0] if before.args else None
+    weight = record.params["weight"]
+    if weight is None or channels != weight.shape[1]:
+        record.extra["flatten_unknown"] = True
+
+
+def _permutation(node: Any) -> tuple[int, ...] | None:
+    """The axes of a ``permute`` node (method or function), else None."""
+    if not isinstance(node, torch.fx.Node) or node.target not in ("permute", torch.permute):
+        return None
+    dims = node.args[1:] if len(node.args) > 2 else node.args[1] if len(node.args) > 1 else None
+    dims = node.kwargs.get("dims", dims)
+    return tuple(int(d) for d in dims) if dims is not None else None
+
+
+def _propagate_shapes(model: nn.Module, graph: Any, example: Any) -> None:
+    """Every node's output shape, from running ``example`` through the traced graph in
+    eval mode without gradients (so no batch-norm statistics change)."""
+    import contextlib
+    import io
+
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    try:
+        with (
+            torch_layers._evaluating(model),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
         ):
-            src = node.args[0]
-            flat = (
-                (src.op == "call_module" and isinstance(modules[src.target], nn.Flatten))
-                or (src.op == "call_function" and src.target in _FLATTENS)
-                or (src.op == "call_method" and src.target in ("flatten", "view", "reshape"))
-            )
-            before = src.args[0] if flat else None
-            meta = getattr(before, "meta", {}).get("tensor_meta") if before is not None else None
-            if meta is not None and len(meta.shape) > 2:  # PyTorch flattens (C, *spatial)
-                by_name[node.target].flatten = flatten_features(
-                    tuple(meta.shape[1:]), "channels_first"
-                )
+            ShapeProp(graph).propagate(torch_layers._as_input(model, example))
+    except Exception:
+        pass  # shapes stay unknown: a flatten before a dense layer is then reported
 
 
-def _trace_by_order(model: nn.Module, records: list[Record]) -> None:
+def _trace_by_order(model: nn.Module, records: list[Record], example: Any) -> None:
+    """For a model ``torch.fx`` cannot trace: the order its modules run in on
+    ``example`` (a module called twice counts twice), else their definition order."""
     by_name = {r.name: r for r in records}
+    names = {m: name for name, m in model.named_modules()}
+    order = [m for _, m in model.named_modules()]
+    if example is not None:
+        called: list[nn.Module] = []
+        hooks = [m.register_forward_pre_hook(lambda m, _: called.append(m)) for m in order]
+        try:
+            with torch_layers._evaluating(model):
+                model(torch_layers._as_input(model, example))
+            order = called
+        except Exception:
+            pass  # the example is checked (one line) before anything is written
+        finally:
+            for h in hooks:
+                h.remove()
     sequence: list[Record | Shuffle] = []
-    for name, m in model.named_modules():
-        if name in by_name:
-            sequence.append(by_name[name])
+    for m in order:
+        if names[m] in by_name:
+            sequence.append(by_name[names[m]])
         elif isinstance(m, torch_layers.PixelShuffle):  # and PixelUnshuffle, a subclass
             sequence.append((m.op, m.order, m.factor))
         elif isinstance(m, nn.PixelShuffle):
@@ -229,7 +307,6 @@ def _trace_by_order(model: nn.Module, records: list[Record]) -> None:
             sequence.append(("unshuffle", "CRD", (m.downscale_factor,) * 2))
     mark_in_order(sequence)
 
-
 # ---------------------------------------------------------------------------
 # writing and running
 # ---------------------------------------------------------------------------
@@ -237,14 +314,16 @@ def _trace_by_order(model: nn.Module, records: list[Record]) -> None:
 
 def write(model: nn.Module, records: list[Record], converted: list[dict]) -> None:
     modules = dict(model.named_modules())
+    copies = []  # every value converted first: the copying itself cannot fail half way
+    for record, params in zip(records, converted):
+        m = modules[record.name]
+        for key, value in params.items():
+            t = getattr(m, key, None)
+            if value is not None and t is not None:
+                copies.append((t, torch.as_tensor(value).to(dtype=t.dtype, device=t.device)))
     with torch.no_grad():
-        for record, params in zip(records, converted):
-            m = modules[record.name]
-            for key, value in params.items():
-                t = getattr(m, key, None)
-                if value is None or t is None:
-                    continue
-                t.copy_(torch.as_tensor(value, dtype=t.dtype, device=t.device))
+        for t, value in copies:
+            t.copy_(value)
 
 
 def run(model: nn.Module, example: Any, names: list[str]) -> dict[str, Any]:
@@ -256,18 +335,10 @@ def run(model: nn.Module, example: Any, names: list[str]) -> dict[str, Any]:
         modules[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, _numpy(o)))
         for n in names
     ]
-    modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        param = next(model.parameters(), None)
-        x = torch.as_tensor(np.asarray(example))
-        if param is not None:
-            x = x.to(dtype=param.dtype, device=param.device)
-        with torch.no_grad():
-            outputs["__output__"] = _numpy(model(x))
+        with torch_layers._evaluating(model):
+            outputs["__output__"] = _numpy(model(torch_layers._as_input(model, example)))
     finally:
         for h in hooks:
             h.remove()
-        for m, mode in modes.items():
-            m.training = mode
     return outputs
