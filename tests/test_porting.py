@@ -995,3 +995,131 @@ def test_a_flatten_after_a_permute_is_channels_last(example):
     np.testing.assert_allclose(
         np.asarray(flax_target(jnp.asarray(_nhwc(x)))), _run_torch(source, x), rtol=1e-5, atol=1e-5
     )
+
+
+class FlaxTokens(nnx.Module):
+    def __init__(self):
+        self.e = nnx.Embed(10, 4, rngs=nnx.Rngs(0))
+        self.fc = nnx.Linear(16, 3, rngs=nnx.Rngs(0))
+
+    def __call__(self, ids):
+        h = self.e(ids)
+        return self.fc(h.reshape(h.shape[0], -1))
+
+
+def test_models_without_images_keep_their_flatten_order():
+    """(N, L, E) with L == E: no channels move, in any framework."""
+    tokens = np.random.default_rng(0).integers(0, 10, (2, 4))
+    source = _torch_model(
+        lambda: nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(16, 3))
+    )
+    want = source(torch.from_numpy(tokens)).detach().numpy()
+    k_tokens = keras.Sequential(
+        [keras.Input((4,), dtype="int32"), L.Embedding(10, 4), L.Flatten(), L.Dense(3)]
+    )
+    for target, run in (
+        (k_tokens, lambda: np.asarray(k_tokens(tokens))),
+        (FlaxTokens(), None),
+    ):
+        for example in (None, tokens):
+            subpixel.port_weights(source, target, example=example)
+            got = run() if run else np.asarray(target(jnp.asarray(tokens)))
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    x = np.random.default_rng(0).standard_normal((2, 4, 4)).astype(np.float32)
+    mlp = _torch_model(lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
+    k_mlp = keras.Sequential([keras.Input((4, 4)), L.Flatten(), L.Dense(3)])
+    report = subpixel.port_weights(mlp, k_mlp, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+
+
+def test_layers_it_cannot_convert_are_refused():
+    source = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Conv2d(4, 2, 1))
+    target = keras.Sequential(
+        [keras.Input((8, 8, 3)), L.Conv2D(4, 3, padding="same"), L.GroupNormalization(2),
+         L.Conv2D(2, 1)]
+    )  # fmt: skip
+    before = [w.copy() for w in target.get_weights()]
+    with pytest.raises(
+        ValueError, match=r"^`source` has parameters port_weights cannot convert: 1 \(GroupNorm\)"
+    ):
+        subpixel.port_weights(source, target)
+    with pytest.raises(ValueError, match=r"^`source` .* \(GroupNormalization\) holds"):
+        subpixel.port_weights(target, source)
+    for a, b in zip(before, target.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_layer_norms_over_images_and_square_reports():
+    for c, h, w in ((4, 4, 4), (2, 4, 5)):
+        source = _torch_model(
+            lambda c=c, h=h, w=w: nn.Sequential(nn.Conv2d(3, c, 1), nn.LayerNorm([c, h, w]))
+        )
+        with torch.no_grad():
+            source[1].weight.normal_()
+            source[1].bias.normal_()
+        target = keras.Sequential(
+            [
+                keras.Input((h, w, 3)),
+                L.Conv2D(c, 1),
+                L.LayerNormalization(axis=[1, 2, 3], epsilon=1e-5),
+            ]
+        )
+        x = np.random.default_rng(0).standard_normal((2, 3, h, w)).astype(np.float32)
+        report = subpixel.port_weights(source, target, example=x)  # square output: (4, 4, 4)
+        assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+        assert all(d <= 1e-5 for d in report.layer_max_diff.values()), str(report)
+        np.testing.assert_allclose(
+            np.asarray(target(_nhwc(x))), _nhwc(_run_torch(source, x)), rtol=1e-5, atol=1e-5
+        )
+        back = nn.Sequential(nn.Conv2d(3, c, 1), nn.LayerNorm([c, h, w]))
+        subpixel.port_weights(target, back)
+        torch.testing.assert_close(back[1].weight, source[1].weight, rtol=0, atol=0)
+
+
+def test_keras_shuffle_rewrite_keeps_what_follows_and_what_a_lambda_adds():
+    inputs = keras.Input((4, 4, 12))
+    h = keras.ops.depth_to_space(inputs, 2)
+    h = L.Conv2D(3, 3, padding="same")(h)  # weights after a rewritten graph operation
+    relu = L.Lambda(lambda t: keras.ops.relu(keras.ops.depth_to_space(t, 2)))(inputs)
+    model = keras.Model(inputs, [h, relu])
+    assert keras_layers.shuffle_op(model.operations[-1]) is None  # a shuffle and a relu
+    rewritten = keras_layers.replace_pixel_shuffle(model)
+    x = np.random.default_rng(0).standard_normal((1, 4, 4, 12)).astype(np.float32)
+    for got, want in zip(rewritten(x), model(x)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    frozen = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            L.Conv2DTranspose(2, 4, strides=2, padding="same", trainable=False),
+        ]
+    )
+    assert not keras_layers.replace_conv_transpose(frozen).layers[-1].trainable
+
+
+def test_torch_rewrites_keep_precision_trainability_and_output_size():
+    torch.manual_seed(0)
+    ct = nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1).double()
+    with torch.no_grad():
+        ct.weight.normal_()  # float64 values that float32 cannot hold
+    ct.weight.requires_grad_(False)
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    new = torch_layers.replace_conv_transpose(ct)
+    torch.testing.assert_close(new(x), ct(x), rtol=1e-12, atol=1e-12)
+    assert not new.weight.requires_grad and new.bias.requires_grad
+    # output_size: PhasedConvTranspose takes it as ConvTranspose does, SubPixelConv checks it
+    phased = torch_layers.PhasedConvTranspose(ct)
+    for size in ((10, 12), (11, 13)):
+        torch.testing.assert_close(
+            phased(x, output_size=size), ct(x, output_size=size), rtol=1e-12, atol=1e-12
+        )
+    with pytest.raises(
+        ValueError, match=r"^`output_size` must be between \(10, 12\) and \(11, 13\)"
+    ):
+        phased(x, output_size=(12, 12))
+    with pytest.raises(ValueError, match=r"^`output_size` must be this layer's output size"):
+        new(x, output_size=(11, 13))
+    # a re-parametrised weight (weight norm) is computed each call: kept as it is
+    normed = nn.utils.parametrizations.weight_norm(nn.ConvTranspose2d(4, 3, 4, stride=2))
+    model = nn.Sequential(normed)
+    torch_layers.replace_conv_transpose(model, mode="phases")
+    assert model[0] is normed

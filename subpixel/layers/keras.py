@@ -464,12 +464,15 @@ def _rewrite(model: Any, replace: Any) -> Any:
             "`call` is code, which cannot be rewritten (rewrite its layers with "
             f"`sub_pixel_of`). Received: model of type {kind.__module__}.{kind.__qualname__}"
         )
-    replaced: dict[int, Any] = {}
+    kept: list[tuple[Any, Any]] = []  # (original, its clone) of the layers not replaced
 
     def clone(layer: Any) -> Any:
         new = replace(layer)
-        if new is None and isinstance(layer, keras.layers.Lambda):  # the same function,
-            return keras.layers.Lambda(  # not a serialised one (Keras refuses to load it)
+        if new is not None:
+            new.trainable = getattr(layer, "trainable", True)
+            return new
+        if isinstance(layer, keras.layers.Lambda):  # the same function, not a
+            new = keras.layers.Lambda(  # serialised one (Keras refuses to load it)
                 layer.function,
                 output_shape=layer._output_shape,
                 mask=layer.mask,
@@ -477,13 +480,16 @@ def _rewrite(model: Any, replace: Any) -> Any:
                 name=layer.name,
                 dtype=layer.dtype_policy,
             )
-        if new is None:
-            return layer.__class__.from_config(layer.get_config())
-        replaced[id(layer)] = new
+        else:
+            new = layer.__class__.from_config(layer.get_config())
+        kept.append((layer, new))
         return new
 
+    # nested models are cloned layer by layer; graph operations (keras.ops calls) too
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    _copy_weights(model, copy, replaced)
+    for old, new in kept:
+        if isinstance(old, keras.layers.Layer) and old.weights:
+            new.set_weights(old.get_weights())
     return copy
 
 
@@ -494,17 +500,6 @@ def _is_graph(model: Any) -> bool:
     except ImportError:  # pragma: no cover - a Keras that moved it
         return hasattr(model, "operations") and hasattr(model, "inputs")
     return isinstance(model, (keras.Sequential, Functional))
-
-
-def _copy_weights(old_model: Any, new_model: Any, replaced: dict[int, Any]) -> None:
-    """The weights of every layer not replaced, nested models' layers included."""
-    for old, new in zip(old_model.layers, new_model.layers):
-        if id(old) in replaced:
-            continue
-        if _is_graph(old) and _is_graph(new):
-            _copy_weights(old, new, replaced)
-        elif old.weights:
-            new.set_weights(old.get_weights())
 
 
 def replace_conv_transpose(model: Any, *, mode: str = "subpixel", example: Any = None) -> Any:
@@ -574,7 +569,9 @@ def shuffle_op(operation: Any) -> tuple[str, Order, tuple[int, ...], str] | None
         if guess is None:
             continue
         op, factor, probe_shape = guess
-        probe = (np.arange(math.prod(probe_shape)) % 2**24).astype(np.float32).reshape(probe_shape)
+        n = math.prod(probe_shape)  # exact in float32, of both signs (so a relu shows)
+        values = np.arange(n) % 2**24 - min(n, 2**24) // 2
+        probe = values.astype(np.float32).reshape(probe_shape)
         try:
             got = keras.ops.convert_to_numpy(operation(probe))
         except Exception:  # it cannot run on the probe: not a shuffle we know

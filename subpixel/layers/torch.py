@@ -172,8 +172,19 @@ class _SubPixelConvNd(nn.Module):
             if self.bias is not None:
                 self.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
+        """``output_size`` (as a ``ConvTranspose``'s forward takes it) is checked: this
+        layer's output size is fixed by its crop."""
         y = _torch_lowering.sub_pixel_conv(x, self.weight, self.bias, self.spec, self.lowering)
+        if output_size is not None:
+            want = tuple(int(n) for n in output_size)[-self.spec.spatial_dims :]
+            got = tuple(y.shape[-self.spec.spatial_dims :])
+            if want != got:
+                raise ValueError(
+                    f"`output_size` must be this layer's output size {got} (its crop is "
+                    "fixed; replace_conv_transpose(mode='phases') keeps a per-call "
+                    f"output_padding). Received: output_size={tuple(output_size)}"
+                )
         # a drop-in replacement: the output in the input's memory format (PyTorch's
         # convolutions, and a ConvTranspose being replaced, keep it)
         fmt = _memory_format(x)
@@ -227,9 +238,9 @@ def _numpy(t: torch.Tensor | None) -> Any:
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
-def from_agnostic(layer: SubPixelConv) -> _SubPixelConvNd:
-    """A ``SubPixelConvNd`` holding a :class:`subpixel.SubPixelConv`'s parameters
-    (float32; the data layout of a PyTorch layer is channels_first)."""
+def from_agnostic(layer: SubPixelConv, dtype: torch.dtype | None = None) -> _SubPixelConvNd:
+    """A ``SubPixelConvNd`` holding a :class:`subpixel.SubPixelConv`'s parameters in
+    ``dtype`` (default float32; the data layout of a PyTorch layer is channels_first)."""
     spec = layer.spec
     module = SUB_PIXEL_CONV[spec.spatial_dims](
         spec.inputs,
@@ -242,11 +253,11 @@ def from_agnostic(layer: SubPixelConv) -> _SubPixelConvNd:
         blur=spec.blur,
         crop=spec.crop,
         init="default",
-    )
+    ).to(dtype=dtype or torch.float32)
     with torch.no_grad():
-        module.weight.copy_(torch.from_numpy(layer.weight.astype("float32")))
+        module.weight.copy_(torch.from_numpy(np.array(layer.weight)))
         if module.bias is not None and layer.bias is not None:
-            module.bias.copy_(torch.from_numpy(layer.bias.astype("float32")))
+            module.bias.copy_(torch.from_numpy(np.array(layer.bias)))
     return module
 
 
@@ -334,8 +345,12 @@ _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def _replaceable(m: nn.Module) -> bool:
+    """A transposed convolution with an exact sub-pixel form and plain parameters (not
+    re-parametrised by weight or spectral norm, whose weight is computed each call)."""
     return (
         isinstance(m, _CONV_T)
+        and not nn.utils.parametrize.is_parametrized(m)
+        and not any(hasattr(m, a) for a in ("weight_orig", "weight_g", "weight_v"))
         and any(s > 1 for s in m.stride)
         and all(v == 1 for v in m.dilation)
         and m.groups == 1
@@ -356,7 +371,10 @@ def sub_pixel_of(m: nn.Module) -> _SubPixelConvNd:
         padding=tuple(m.padding),
         output_padding=tuple(m.output_padding),
     )
-    module = from_agnostic(agnostic).to(device=m.weight.device, dtype=m.weight.dtype)
+    module = from_agnostic(agnostic, dtype=m.weight.dtype).to(device=m.weight.device)
+    module.weight.requires_grad_(m.weight.requires_grad)
+    if module.bias is not None and m.bias is not None:
+        module.bias.requires_grad_(m.bias.requires_grad)
     return module.train(m.training)
 
 
@@ -383,7 +401,8 @@ class PhasedConvTranspose(nn.Module):
         if not _replaceable(m):
             raise ValueError(
                 "`conv_transpose` must be a ConvTranspose1d/2d/3d with stride > 1, groups=1, "
-                f"dilation 1 and zero padding. Received: {m!r}"
+                "dilation 1, zero padding and plain parameters (no weight or spectral norm). "
+                f"Received: {m!r}"
             )
         self.stride = tuple(m.stride)
         self.padding = tuple(m.padding)
@@ -401,13 +420,16 @@ class PhasedConvTranspose(nn.Module):
             f"output_padding={self.output_padding}, bias={self.bias is not None}"
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
         d = len(self.stride)
         kernel = self.weight.shape[2:]
+        output_padding = self.output_padding
+        if output_size is not None:  # as ConvTranspose: the output padding it needs
+            output_padding = self._output_padding(x, output_size)
         plans = [
             _phases.axis_plan(int(n), int(k), s, p, op)
             for n, k, s, p, op in zip(
-                x.shape[-d:], kernel, self.stride, self.padding, self.output_padding
+                x.shape[-d:], kernel, self.stride, self.padding, output_padding
             )
         ]
         pads = [v for plan in reversed(plans) for v in (plan.pad_before, plan.pad_after)]
@@ -437,6 +459,23 @@ class PhasedConvTranspose(nn.Module):
             )
             dst.copy_(conv(x_pad[window], w, self.bias))
         return out
+
+    def _output_padding(self, x: torch.Tensor, output_size: Any) -> tuple[int, ...]:
+        d = len(self.stride)
+        want = tuple(int(n) for n in output_size)[-d:]
+        k = self.weight.shape[2:]
+        smallest = [
+            (int(n) - 1) * s - 2 * p + int(kk)
+            for n, s, p, kk in zip(x.shape[-d:], self.stride, self.padding, k)
+        ]
+        pads = tuple(w - m for w, m in zip(want, smallest))
+        if len(want) != d or any(not 0 <= op < s for op, s in zip(pads, self.stride)):
+            raise ValueError(
+                f"`output_size` must be between {tuple(smallest)} and "
+                f"{tuple(m + s - 1 for m, s in zip(smallest, self.stride))} for this input. "
+                f"Received: output_size={tuple(output_size)}"
+            )
+        return pads
 
     def _bias_only(self, like: torch.Tensor) -> torch.Tensor:
         if self.bias is None:

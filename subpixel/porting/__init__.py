@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._records import PortReport, Record, convert_pair, framework_of
+from ._records import PortReport, Record, UnknownLayer, convert_pair, framework_of
 
 __all__ = ["PortReport", "Record", "port_weights"]
 
@@ -45,12 +45,16 @@ def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport
     """
     src_fw, tgt_fw = framework_of(source, "source"), framework_of(target, "target")
     src_mod, tgt_mod = _module(src_fw), _module(tgt_fw)
-    src_records = src_mod.read(source, example)
-    tgt_example = None
-    if example is not None:
-        spatial = any(r.spatial_dims for r in src_records)
-        tgt_example = _example_for(example, src_fw, tgt_fw, source, target, spatial)
-    tgt_records = tgt_mod.read(target, tgt_example)
+    src_records = _read(src_mod, source, example, "source")
+    # an image moves between layouts; a sequence of features or token ids does not
+    spatial = any(r.spatial_dims for r in src_records)
+    layouts = (src_mod.layout(source), tgt_mod.layout(target)) if spatial else None
+    tgt_example = None if example is None else _example_for(example, layouts)
+    tgt_records = _read(tgt_mod, target, tgt_example, "target")
+    if not (spatial or any(r.spatial_dims for r in tgt_records)):
+        for r in (*src_records, *tgt_records):  # no images: a flatten keeps its order
+            r.flatten, r.layout = None, "channels_last"
+            r.extra.pop("flatten_unknown", None)
     if len(src_records) != len(tgt_records):
         first = _first_unpaired(src_records, tgt_records)
         raise ValueError(
@@ -66,8 +70,15 @@ def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport
     report = PortReport(pairs=list(zip(src_names, tgt_names)))
     if example is not None:
         tgt_out = tgt_mod.run(target, tgt_example, tgt_names)
-        report.compare(src_out, tgt_out, src_fw, tgt_fw)
+        report.compare(src_out, tgt_out, layouts)
     return report
+
+
+def _read(module: Any, model: Any, example: Any, which: str) -> list[Record]:
+    try:
+        return list(module.read(model, example))
+    except UnknownLayer as e:
+        raise ValueError(f"`{which}` {e}") from None
 
 
 def _run(module: Any, model: Any, example: Any, names: list[str], which: str) -> dict[str, Any]:
@@ -93,16 +104,12 @@ def _first_unpaired(a: list[Record], b: list[Record]) -> str:
     return f"pair {i}: {extra.describe()} has no counterpart"
 
 
-def _example_for(
-    example: Any, src_fw: str, tgt_fw: str, source: Any, target: Any, spatial: bool
-) -> Any:
-    """The source's example as the target's input (NumPy; an image moved between
-    layouts, where the models have spatial layers; a sequence of features as it is)."""
+def _example_for(example: Any, layouts: tuple[str, str] | None) -> Any:
+    """The source's example as the target's input (NumPy; an image moved from the
+    source's layout to the target's)."""
     a = _to_numpy(example)
-    src_layout = _module(src_fw).layout(source)
-    tgt_layout = _module(tgt_fw).layout(target)
-    if spatial and a.ndim >= 3 and src_layout != tgt_layout:
-        a = np.moveaxis(a, 1, -1) if src_layout == "channels_first" else np.moveaxis(a, -1, 1)
+    if layouts is not None and a.ndim >= 3 and layouts[0] != layouts[1]:
+        a = np.moveaxis(a, 1, -1) if layouts[0] == "channels_first" else np.moveaxis(a, -1, 1)
     return np.ascontiguousarray(a)
 
 

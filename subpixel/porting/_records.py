@@ -49,6 +49,21 @@ class Record:
         return f"{self.name} ({self.kind}: {shapes})"
 
 
+class UnknownLayer(ValueError):
+    """A layer with parameters that no record kind describes."""
+
+
+def check_known(name: str, kind: str, params: list[str]) -> None:
+    """Refuse a layer holding ``params`` that the porting does not read: copying the
+    rest would leave it out without a word."""
+    if params:
+        raise UnknownLayer(
+            f"has parameters port_weights cannot convert: {name} ({kind}) holds "
+            f"{', '.join(params)}; supported are convolutions, transposed convolutions, "
+            "dense, batch and layer norms, PReLU, embeddings and subpixel's layers"
+        )
+
+
 def framework_of(model: Any, argname: str) -> str:
     """``"torch"``, ``"keras"`` or ``"flax"`` for a model; ``TypeError`` otherwise."""
     import sys
@@ -218,21 +233,28 @@ class PortReport:
     layer_max_diff: dict[str, float] = field(default_factory=dict)
     max_diff: float | None = None
 
-    def compare(self, src: dict[str, Any], tgt: dict[str, Any], src_fw: str, tgt_fw: str) -> None:
+    def compare(
+        self, src: dict[str, Any], tgt: dict[str, Any], layouts: tuple[str, str] | None
+    ) -> None:
         """Fill the differences from the two runs' outputs (``"__output__"`` and, where
-        a framework records them, each layer's output by name)."""
-        from ._records import to_layout
+        a framework records them, each layer's output by name); ``layouts`` (source's,
+        target's) where the models' images are in those layouts."""
+        move = layouts is not None and layouts[0] != layouts[1]
 
-        def diff(a: Any, b: Any, channels_moved: bool) -> float:
+        def diff(a: Any, b: Any) -> float:
             a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-            if channels_moved and a.ndim >= 3 and a.shape != b.shape:
-                b = to_layout(b, a.shape)
+            if move and layouts is not None and b.ndim >= 3:  # the target's to the source's
+                b = (
+                    np.moveaxis(b, -1, 1)
+                    if layouts[0] == "channels_first"
+                    else np.moveaxis(b, 1, -1)
+                )
             return float(np.abs(a - b).max()) if a.shape == b.shape else float("nan")
 
-        self.max_diff = diff(src["__output__"], tgt["__output__"], True)
+        self.max_diff = diff(src["__output__"], tgt["__output__"])
         for s_name, t_name in self.pairs:
             if s_name in src and t_name in tgt:
-                self.layer_max_diff[f"{s_name} -> {t_name}"] = diff(src[s_name], tgt[t_name], True)
+                self.layer_max_diff[f"{s_name} -> {t_name}"] = diff(src[s_name], tgt[t_name])
 
     def __str__(self) -> str:
         lines = [f"{len(self.pairs)} layers ported"]
@@ -241,11 +263,3 @@ class PortReport:
         if self.max_diff is not None:
             lines.append(f"output: max difference {self.max_diff:.3g}")
         return "\n".join(lines)
-
-
-def to_layout(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``b`` with its channel axis moved so that it has ``shape`` (NCHW <-> NHWC)."""
-    moved = np.moveaxis(b, -1, 1)
-    if moved.shape == tuple(shape):
-        return moved
-    return np.moveaxis(b, 1, -1)

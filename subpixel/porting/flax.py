@@ -12,7 +12,7 @@ from flax import nnx
 
 from .. import weights
 from ..layers import flax as flax_layers
-from ._records import Record, Shuffle, mark_in_order
+from ._records import Record, Shuffle, check_known, mark_in_order
 
 __all__ = ["layout", "read", "run", "write"]
 
@@ -126,6 +126,8 @@ def _record(name: str, m: Any) -> Record | None:
 def read(model: Any, example: Any = None) -> list[Record]:
     records: list[Record] = []
     sequence: list[Record | Shuffle] = []  # Flax calls modules in code: their order tells
+    own = [k for k, v in vars(model).items() if isinstance(v, nnx.Param)]
+    check_known("the model", type(model).__name__, own)
     for name, m in _walk(model):
         r = _record(name, m)
         if r is not None:
@@ -134,6 +136,9 @@ def read(model: Any, example: Any = None) -> list[Record]:
         elif isinstance(m, flax_layers.PixelShuffle):  # and PixelUnshuffle
             op = "shuffle" if m.op is flax_layers.ops.shuffle else "unshuffle"
             sequence.append((op, m.order, m.factor))
+        else:
+            own = [k for k, v in vars(m).items() if isinstance(v, nnx.Param)]
+            check_known(name, type(m).__name__, own)
     mark_in_order(sequence)
     data = layout(model)
     for r in records:

@@ -12,7 +12,14 @@ import numpy as np
 
 from .. import weights
 from ..layers import keras as keras_layers
-from ._records import PER_CHANNEL, Record, Shuffle, flatten_features, mark_in_order
+from ._records import (
+    PER_CHANNEL,
+    Record,
+    Shuffle,
+    check_known,
+    flatten_features,
+    mark_in_order,
+)
 
 __all__ = ["layout", "read", "run", "write"]
 
@@ -78,7 +85,7 @@ def _record(layer: Any) -> Record | None:
             {"weight": w, "bias": _np(layer.bias)},
             w.ndim - 2,
             layout=layer.data_format,
-            extra={"groups": k.shape[-2], "depthwise": k.shape[-1]},
+            extra={"groups": k.shape[-2]},
         )
     if isinstance(layer, _CONV):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch")
@@ -193,6 +200,8 @@ def read(model: Any, example: Any = None) -> list[Record]:
         if r is not None:
             records.append(r)
             by_op[id(op)] = r
+        elif isinstance(op, keras.layers.Layer):
+            check_known(op.name, type(op).__name__, [v.path for v in op.weights])
     if not any(getattr(op, "_inbound_nodes", None) for op in operations):
         _read_by_order(model, operations, records, by_op)  # subclassed: no graph to read
         return records
@@ -228,10 +237,19 @@ def read(model: Any, example: Any = None) -> list[Record]:
                     r.extra["unshuffle"] = (found[1], found[2])
         if isinstance(op, keras.layers.Dense) and id(op) in by_op:
             by_op[id(op)].flatten = _flatten_before(op, layout(model))
-    data = layout(model)
+    _set_layout(records, layout(model))
+    return records
+
+
+def _set_layout(records: list[Record], data: str) -> None:
+    """Every record's data layout; a layer norm over (H, W, C) has its parameters in
+    PyTorch's (C, H, W) order."""
     for r in records:
         r.layout = data
-    return records
+        if r.kind == "layer_norm" and data == "channels_last":
+            for key, v in r.params.items():
+                if v is not None and v.ndim >= 2:
+                    r.params[key] = np.moveaxis(v, -1, 0)
 
 
 def _read_by_order(model: Any, operations: list[Any], records: list[Record], by_op: dict) -> None:
@@ -244,9 +262,7 @@ def _read_by_order(model: Any, operations: list[Any], records: list[Record], by_
         elif isinstance(op, keras_layers.PixelShuffle):  # and PixelUnshuffle
             sequence.append((op.op, op.order, op.factor))
     mark_in_order(sequence)
-    data = layout(model)
-    for r in records:
-        r.layout = data
+    _set_layout(records, layout(model))
 
 
 def _flatten_before(dense: Any, data_format: str) -> Any:
@@ -299,8 +315,10 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
             at = [1] * len(shape)
             at[-1 if axis is None else axis] = -1
             values = [np.broadcast_to(np.reshape(w, at), shape)]
-        else:  # layer_norm, embedding
+        else:  # layer_norm (back to (H, W, C) order), embedding
             values = [v for v in (w, b) if v is not None]
+            if record.kind == "layer_norm" and record.layout == "channels_last":
+                values = [np.moveaxis(v, 0, -1) if v.ndim >= 2 else v for v in values]
         variables = layer.weights
         if len(variables) != len(values):
             raise ValueError(
@@ -331,7 +349,9 @@ def run(model: Any, example: Any, names: list[str]) -> dict[str, Any]:
         }
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
         probe = keras.Model(inputs, [by_name[n].output for n in names])
-        for name, value in zip(names, probe(x, training=False)):
+        values = probe(x, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        for name, value in zip(names, values):
             outputs[name] = np.asarray(keras.ops.convert_to_numpy(value))
     except Exception:
         pass  # a subclassed model: the output alone

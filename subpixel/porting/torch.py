@@ -14,7 +14,14 @@ from torch import nn
 
 from .. import ops
 from ..layers import torch as torch_layers
-from ._records import PER_CHANNEL, Record, Shuffle, flatten_features, mark_in_order
+from ._records import (
+    PER_CHANNEL,
+    Record,
+    Shuffle,
+    check_known,
+    flatten_features,
+    mark_in_order,
+)
 
 __all__ = ["layout", "read", "run", "write"]
 
@@ -69,6 +76,8 @@ def _record(name: str, m: nn.Module) -> Record | None:
             m.weight.dim() - 2,
             extra={"groups": m.groups},
         )
+    if isinstance(m, torch_layers.PhasedConvTranspose):  # the original's parameters
+        return Record("conv_transpose", name, p(weight=m.weight, bias=m.bias), m.weight.dim() - 2)
     if isinstance(m, _CONV_T):
         return Record(
             "conv_transpose",
@@ -101,6 +110,9 @@ def read(model: nn.Module, example: Any = None) -> list[Record]:
         r = _record(name, m)
         if r is not None:
             records.append(r)
+        else:
+            own = [k for k, v in m._parameters.items() if v is not None]
+            check_known(name or "the model", type(m).__name__, own)
     _trace(model, records, example)
     return records
 
@@ -306,6 +318,7 @@ def _trace_by_order(model: nn.Module, records: list[Record], example: Any) -> No
         elif isinstance(m, nn.PixelUnshuffle):
             sequence.append(("unshuffle", "CRD", (m.downscale_factor,) * 2))
     mark_in_order(sequence)
+
 
 # ---------------------------------------------------------------------------
 # writing and running
