@@ -333,3 +333,17 @@ def test_docstring_examples():
 
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_phased_conv_transpose_whose_outputs_are_all_bias_still_reads_its_input():
+    """k=1, stride 2, padding 3 on 4 samples: the one output is a structural zero plus
+    the bias; the input still gets a (zero) gradient, as from ConvTranspose1d."""
+    from subpixel.layers.torch import PhasedConvTranspose
+
+    ct = torch.nn.ConvTranspose1d(2, 3, 1, stride=2, padding=3).double()
+    x = torch.randn(1, 2, 4, dtype=torch.float64, requires_grad=True)
+    phased = PhasedConvTranspose(ct)
+    torch.testing.assert_close(phased(x), ct(x), rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(phased(x).sum(), x)
+    (want,) = torch.autograd.grad(ct(x).sum(), x)
+    torch.testing.assert_close(grad, want, rtol=0, atol=0)

@@ -439,6 +439,7 @@ class PhasedConvTranspose(nn.Module):
         out = out.contiguous(memory_format=fmt)
         conv = (nn.functional.conv1d, nn.functional.conv2d, nn.functional.conv3d)[d - 1]
         spatial = tuple(range(2, 2 + d))
+        convolved = False
         for phase in itertools.product(*(plan.phases for plan in plans)):
             if any(ph.count == 0 for ph in phase):
                 continue
@@ -458,6 +459,9 @@ class PhasedConvTranspose(nn.Module):
                 *(slice(ph.start, ph.start + ph.count + ph.taps - 1) for ph in phase),
             )
             dst.copy_(conv(x_pad[window], w, self.bias))
+            convolved = True
+        if not convolved:  # no output reads the input (all bias): still its function, as
+            out = out + x.reshape(-1)[:0].sum()  # in ConvTranspose (a zero gradient, no NaN)
         return out
 
     def _output_padding(self, x: torch.Tensor, output_size: Any) -> tuple[int, ...]:
