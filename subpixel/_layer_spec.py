@@ -93,6 +93,21 @@ def check_rewrite_mode(mode: str, example: Any, modes: tuple[str, ...]) -> None:
         raise ValueError("`mode='fastest'` needs an `example` input to time the layers on")
 
 
+def example_error(e: Exception, example: Any) -> ValueError:
+    """One line: ``example`` did not run through the model being rewritten."""
+    import numpy as np
+
+    shape = getattr(example, "shape", None)
+    if shape is None and not isinstance(example, (list, tuple, dict, str)):
+        shape = np.shape(example)
+    line = (str(e).strip().splitlines() or [""])[0][:300]
+    got = "" if shape is None else f" of shape {tuple(shape)}"
+    return ValueError(
+        f"`example` does not run through the model ({type(e).__name__}: {line}). "
+        f"Received: example{got}"
+    )
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """A sub-pixel convolution: an LR conv with ``out_channels * prod(factor)``

@@ -1123,3 +1123,133 @@ def test_torch_rewrites_keep_precision_trainability_and_output_size():
     model = nn.Sequential(normed)
     torch_layers.replace_conv_transpose(model, mode="phases")
     assert model[0] is normed
+
+
+class FlaxSubPixelThenShuffle(nnx.Module):
+    def __init__(self):
+        self.up = flax_layers.SubPixelConv(3, 8, 3, 2, order="DCR", rngs=nnx.Rngs(0))
+        self.shuffle = flax_layers.PixelShuffle(2, order="DCR")
+
+    def __call__(self, x):
+        return self.shuffle(self.up(x))
+
+
+def test_shuffles_in_a_row():
+    """A subpixel layer then a shuffle, or a shuffle of a shuffle: the convolution's
+    channels go through both, reordered for each framework's orders (CRD in PyTorch,
+    DCR in Keras's depth_to_space)."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 5)).astype(np.float32)
+    source = _torch_model(
+        lambda: nn.Sequential(torch_layers.SubPixelConv2d(3, 8, 3, 2), nn.PixelShuffle(2))
+    )
+    inputs = keras.Input((4, 5, 3))
+    target = keras.Model(
+        inputs, keras.ops.depth_to_space(keras_layers.SubPixelConv(8, 3, 2)(inputs), 2)
+    )
+    report = subpixel.port_weights(source, target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    flax_target = FlaxSubPixelThenShuffle()
+    report = subpixel.port_weights(source, flax_target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    twice = _torch_model(
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.PixelShuffle(2), nn.PixelShuffle(2)
+        )
+    )
+    h = keras.ops.depth_to_space(L.Conv2D(32, 3, padding="same")(inputs), 2)
+    report = subpixel.port_weights(
+        twice, keras.Model(inputs, keras.ops.depth_to_space(h, 2)), example=x
+    )
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    normed = _torch_model(
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.PixelShuffle(2),
+            nn.BatchNorm2d(8),
+            nn.PixelShuffle(2),
+        )
+    )
+    h = L.BatchNormalization(epsilon=1e-5)(
+        keras.ops.depth_to_space(L.Conv2D(32, 3, padding="same")(inputs), 2)
+    )
+    with pytest.raises(ValueError, match=r"a batch norm or PReLU between two shuffles"):
+        subpixel.port_weights(normed, keras.Model(inputs, keras.ops.depth_to_space(h, 2)))
+
+
+def test_settings_of_subpixel_layers_and_strides_must_agree():
+    blurred = keras_layers.SubPixelConv(4, 3, 2, blur=True)
+    blurred.build((None, 6, 6, 3))
+    with pytest.raises(ValueError, match=r"`blur` is False in the source and True in the target"):
+        subpixel.port_weights(torch_layers.SubPixelConv2d(3, 4, 3, 2), blurred)
+    strided = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, strides=2)])
+    with pytest.raises(ValueError, match=r"the stride is \(1, 1\) in the source and \(2, 2\)"):
+        subpixel.port_weights(nn.Sequential(nn.Conv2d(3, 4, 3)), strided)
+    # a layer passed alone is a model of one layer, in every framework
+    x = np.random.default_rng(0).standard_normal((1, 3, 5, 6)).astype(np.float32)
+    alone = _torch_model(lambda: torch_layers.SubPixelConv2d(3, 4, 3, 2, order="DCR"))
+    for target in (
+        flax_layers.SubPixelConv(3, 4, 3, 2, rngs=nnx.Rngs(0)),
+        nnx.Conv(3, 16, (3, 3), rngs=nnx.Rngs(0)),
+    ):
+        if isinstance(target, nnx.Conv):
+            alone_src = _torch_model(lambda: nn.Conv2d(3, 16, 3, padding=1))
+            subpixel.port_weights(alone_src, target)
+            want = _nhwc(_run_torch(alone_src, x))
+        else:
+            subpixel.port_weights(alone, target)
+            want = _nhwc(_run_torch(alone, x))
+        np.testing.assert_allclose(
+            np.asarray(target(jnp.asarray(_nhwc(x)))), want, rtol=1e-5, atol=1e-5
+        )
+
+
+class FlaxUpOutOfOrder(nnx.Module):
+    """Attributes not in alphabetical order (nnx.clone would sort them)."""
+
+    def __init__(self, dtype=jnp.float32):
+        rngs = nnx.Rngs(0)
+        kw = dict(strides=(2, 2), padding="SAME", rngs=rngs, param_dtype=dtype, dtype=dtype)
+        self.up1 = nnx.ConvTranspose(4, 3, (4, 4), **kw)
+        self.final = nnx.ConvTranspose(3, 2, (4, 4), **kw)
+
+    def __call__(self, x):
+        return self.final(self.up1(x))
+
+
+def test_flax_and_keras_fastest_modes_on_awkward_models_and_examples():
+    model = FlaxUpOutOfOrder()
+    x = np.random.default_rng(0).standard_normal((1, 4, 4, 4)).astype(np.float32)
+    expected = model(jnp.asarray(x))
+    with pytest.raises(
+        ValueError,
+        match=r"^`example` does not run through the model \(.*Received: example of shape \(1, 4, 4, 3\)$",
+    ):
+        flax_layers.replace_conv_transpose(model, mode="fastest", example=x[..., :3])
+    assert isinstance(model.up1, nnx.ConvTranspose)  # unchanged
+    flax_layers.replace_conv_transpose(model, mode="fastest", example=x)
+    np.testing.assert_allclose(
+        np.asarray(model(jnp.asarray(x))), np.asarray(expected), rtol=1e-5, atol=1e-5
+    )
+    half = FlaxUpOutOfOrder(jnp.bfloat16)
+    flax_layers.replace_conv_transpose(half)
+    assert half.up1.kernel[...].dtype == jnp.bfloat16
+    dcgan = keras_dcgan()
+    with pytest.raises(ValueError, match=r"^`example` does not run through the model"):
+        keras_layers.replace_conv_transpose(dcgan, mode="fastest", example=np.zeros((1, 2, 2, 3)))
+    with pytest.raises(
+        TypeError, match=r"^`model` must be a PyTorch nn.Module. Received: model of type keras"
+    ):
+        torch_layers.replace_conv_transpose(dcgan)
+    with pytest.raises(TypeError, match=r"^`module` must be a Flax NNX module"):
+        flax_layers.replace_conv_transpose(dcgan)
+    with pytest.raises(ValueError, match=r"^`model` must be built"):
+        keras_layers.replace_conv_transpose(keras.Sequential([L.Conv2DTranspose(2, 4, strides=2)]))
+
+
+def test_models_without_values_are_refused():
+    meta = nn.Sequential(nn.Conv2d(3, 4, 3)).to("meta")
+    with pytest.raises(ValueError, match=r"^`source` holds tensors on the meta device"):
+        subpixel.port_weights(meta, nn.Sequential(nn.Conv2d(3, 4, 3)))
+    unbuilt = keras.Sequential([L.Conv2D(4, 3)])
+    with pytest.raises(ValueError, match=r"^`target` is not built"):
+        subpixel.port_weights(nn.Sequential(nn.Conv2d(3, 4, 3)), unbuilt)

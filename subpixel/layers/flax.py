@@ -15,6 +15,8 @@ data default to ``channels_last`` as everywhere in Flax.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -23,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from .. import _spec, ops, weights
-from .._layer_spec import LayerSpec, check_rewrite_mode, icnr_index
+from .._layer_spec import LayerSpec, check_rewrite_mode, example_error, icnr_index
 from .._spec import Layout, Order
 
 if TYPE_CHECKING:
@@ -215,7 +217,7 @@ def _conv_transpose_args(m: Any) -> tuple[dict, Any]:
     """(``from_conv_transpose`` keywords, kernel) for an ``nnx.ConvTranspose``: 'SAME' and
     'VALID' are TensorFlow's rules; explicit ``(low, high)`` pads of the dilated input
     are PyTorch's ``padding = k - 1 - low``, ``output_padding = high - low``."""
-    kernel = np.asarray(m.kernel[...])
+    kernel = _real(m.kernel[...])
     d = kernel.ndim - 2
     strides = m.strides if isinstance(m.strides, (tuple, list)) else (m.strides,) * d
     if isinstance(m.padding, str):
@@ -241,6 +243,13 @@ def _conv_transpose_args(m: Any) -> tuple[dict, Any]:
         "padding": tuple(k[i] - 1 - lo for i, (lo, _) in enumerate(pads)),
         "output_padding": tuple(hi - lo for lo, hi in pads),
     }, torch_kernel
+
+
+def _real(value: Any) -> np.ndarray:
+    """A parameter as NumPy, bfloat16 widened to float32 (exactly) for the conversion;
+    the new module gets the original's ``param_dtype`` back."""
+    a = np.asarray(value)
+    return a.astype(np.float32) if a.dtype.kind not in "fc" else a
 
 
 def _explicit_pads(padding: Any, d: int) -> list[tuple[int, int]]:
@@ -282,7 +291,7 @@ def sub_pixel_of(m: Any) -> SubPixelConv:
     from ..layer import SubPixelConv as Agnostic
 
     kwargs, kernel = _conv_transpose_args(m)
-    bias = None if m.bias is None else np.asarray(m.bias[...])
+    bias = None if m.bias is None else _real(m.bias[...])
     agnostic = Agnostic.from_conv_transpose(kernel, bias, layout="channels_last", **kwargs)
     return from_agnostic(agnostic, layout="channels_last", param_dtype=m.param_dtype, dtype=m.dtype)
 
@@ -321,6 +330,12 @@ def replace_conv_transpose(module: Any, *, mode: str = "subpixel", example: Any 
     sub-pixel form (``nnx.jit``) on the layer's own input and swap only the layers
     whose sub-pixel form is faster."""
     check_rewrite_mode(mode, example, ("subpixel", "fastest"))
+    if not isinstance(module, nnx.Module):
+        kind = type(module)
+        raise TypeError(
+            "`module` must be a Flax NNX module. "
+            f"Received: module of type {kind.__module__}.{kind.__qualname__}"
+        )
     if _replaceable(module):
         return sub_pixel_of(module)
     slots = _slots(module)
@@ -345,6 +360,22 @@ def _model_input(module: Any, example: Any) -> jax.Array:
     return jnp.asarray(x)
 
 
+_MODES = ("use_running_average", "deterministic")
+
+
+@contextlib.contextmanager
+def _evaluating(module: Any) -> Iterator[None]:
+    """``module`` in evaluation mode for a while; each submodule's own mode restored."""
+    modules = [m for _, m in nnx.iter_graph(module) if isinstance(m, nnx.Module)]
+    saved = [(m, a, getattr(m, a)) for m in modules for a in _MODES if hasattr(m, a)]
+    try:
+        module.eval()
+        yield
+    finally:
+        for m, a, v in saved:
+            setattr(m, a, v)
+
+
 def _evaluate(module: Any, example: Any) -> jax.Array:
     """``module(example)`` in evaluation mode, run on a copy: batch norms use and keep
     their running statistics, dropout is off, and ``module`` itself is untouched."""
@@ -367,13 +398,17 @@ class _Recorder:
 def _faster_as_sub_pixel(module: Any, slots: list, example: Any) -> list:
     from .._timing import fastest
 
-    copy = nnx.clone(module)  # run in eval mode on a copy: no batch statistics change
-    copy.eval()
-    copy_slots = _slots(copy)
-    recorders = [_Recorder(m) for _, _, m in copy_slots]
-    for (parent, key, _), recorder in zip(copy_slots, recorders):
-        _put(parent, key, recorder)
-    copy(_model_input(module, example))
+    recorders = [_Recorder(m) for _, _, m in slots]
+    with _evaluating(module):  # no batch statistics change; every mode restored after
+        try:
+            for (parent, key, _), recorder in zip(slots, recorders):
+                _put(parent, key, recorder)
+            module(_model_input(module, example))
+        except Exception as e:
+            raise example_error(e, example) from None
+        finally:
+            for parent, key, m in slots:
+                _put(parent, key, m)
     run = nnx.jit(lambda layer, x: layer(x))
     chosen = []
     for slot, recorder in zip(slots, recorders):

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from .. import _spec, ops, weights
-from .._layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, icnr_index
+from .._layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, example_error, icnr_index
 from .._lowering import Lowering, check_native, has_native_op, normalize_lowering
 from .._spec import Layout, Order
 from . import _keras_lowering
@@ -457,13 +457,7 @@ def sub_pixel_of(layer: Any) -> SubPixelConv:
 def _rewrite(model: Any, replace: Any) -> Any:
     """A functional or Sequential copy of ``model`` with ``replace(layer)`` (None: keep)
     for each layer; the other layers keep their weights."""
-    if not _is_graph(model):
-        kind = type(model)
-        raise TypeError(
-            "`model` must be a functional or Sequential Keras model: a subclassed model's "
-            "`call` is code, which cannot be rewritten (rewrite its layers with "
-            f"`sub_pixel_of`). Received: model of type {kind.__module__}.{kind.__qualname__}"
-        )
+    _check_model(model)
     kept: list[tuple[Any, Any]] = []  # (original, its clone) of the layers not replaced
 
     def clone(layer: Any) -> Any:
@@ -493,6 +487,27 @@ def _rewrite(model: Any, replace: Any) -> Any:
     return copy
 
 
+def _check_model(model: Any) -> None:
+    """A functional or Sequential Keras model that has been built."""
+    if not _is_graph(model):
+        kind = type(model)
+        why = (
+            " (a subclassed model's `call` is code, which cannot be rewritten: rewrite its "
+            "layers with `sub_pixel_of`)"
+            if isinstance(model, keras.Model)
+            else ""
+        )
+        raise TypeError(
+            f"`model` must be a functional or Sequential Keras model{why}. "
+            f"Received: model of type {kind.__module__}.{kind.__qualname__}"
+        )
+    if not model.built or not model.inputs:
+        raise ValueError(
+            "`model` must be built (give the Sequential model a `keras.Input`, or call it "
+            f"once): its layers have no weights yet. Received: model {model.name!r}"
+        )
+
+
 def _is_graph(model: Any) -> bool:
     """Whether ``model`` is a functional or Sequential model (a graph of layers)."""
     try:
@@ -511,6 +526,7 @@ def replace_conv_transpose(model: Any, *, mode: str = "subpixel", example: Any =
     form on the layer's own input (each compiled by the backend as a one-layer model)
     and replace only the layers whose sub-pixel form is faster."""
     check_rewrite_mode(mode, example, ("subpixel", "fastest"))
+    _check_model(model)
     faster = _faster_as_sub_pixel(model, example) if mode == "fastest" else None
 
     def replace(layer: Any) -> Any:
@@ -528,9 +544,18 @@ def _faster_as_sub_pixel(model: Any, example: Any) -> set[int]:
     layers = [layer for layer in model.layers if _replaceable(layer)]
     if not layers:
         return set()
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    probe = keras.Model(inputs, [layer.input for layer in layers])
-    inputs = probe(np.asarray(example), training=False)
+    several = len(model.inputs) > 1
+    probe = keras.Model(
+        model.inputs if several else model.inputs[0], [layer.input for layer in layers]
+    )
+    try:
+        if several and isinstance(example, (list, tuple)):
+            x: Any = [np.asarray(e) for e in example]
+        else:
+            x = np.asarray(example)
+        inputs = probe(x, training=False)
+    except Exception as e:
+        raise example_error(e, example) from None
     inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
     chosen = set()
     for layer, x in zip(layers, inputs):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .. import _phases, _spec
-from .._layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode
+from .._layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, example_error
 from .._lowering import Lowering, check_native, normalize_lowering
 from .._spec import Layout, Order
 from . import _torch_lowering
@@ -496,6 +496,15 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def _check_module(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        kind = type(model)
+        raise TypeError(
+            "`model` must be a PyTorch nn.Module. "
+            f"Received: model of type {kind.__module__}.{kind.__qualname__}"
+        )
+
+
 def _swap(model: nn.Module, test: Any, make: Any) -> nn.Module:
     """Replace every submodule ``test`` accepts by ``make(submodule)``, in place (a
     module used in two places by one replacement, used in both); ``model`` itself if
@@ -560,6 +569,7 @@ def replace_conv_transpose(
       each layer's own input and keep, layer by layer, the fastest.
     """
     check_rewrite_mode(mode, example, ("subpixel", "phases", "fastest"))
+    _check_module(model)
     if mode == "subpixel":
         return _swap(model, _replaceable, sub_pixel_of)
     if mode == "phases":
@@ -573,6 +583,8 @@ def replace_conv_transpose(
     try:
         with _evaluating(model):
             model(_as_input(model, example))
+    except Exception as e:
+        raise example_error(e, example) from None
     finally:
         for h in hooks:
             h.remove()
@@ -595,6 +607,8 @@ def replace_pixel_shuffle(model: nn.Module, *, lowering: Lowering = "auto") -> n
     """Swap PyTorch's ``nn.PixelShuffle``/``nn.PixelUnshuffle`` modules of ``model`` (in
     place) for subpixel's (CRD, the same numbers) so that ``lowering=`` applies to them.
     (Calls of ``F.pixel_shuffle`` inside a ``forward`` are code, not modules: they stay.)"""
+
+    _check_module(model)
 
     def make(m: nn.Module) -> nn.Module:
         if isinstance(m, nn.PixelShuffle):

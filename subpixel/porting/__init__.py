@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._records import PortReport, Record, UnknownLayer, convert_pair, framework_of
+from ._records import PortReport, ReadError, Record, convert_pair, framework_of
 
 __all__ = ["PortReport", "Record", "port_weights"]
 
@@ -77,7 +77,7 @@ def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport
 def _read(module: Any, model: Any, example: Any, which: str) -> list[Record]:
     try:
         return list(module.read(model, example))
-    except UnknownLayer as e:
+    except ReadError as e:
         raise ValueError(f"`{which}` {e}") from None
 
 

@@ -44,20 +44,25 @@ class Record:
     layout: str = "channels_first"  # the layout of the data around the layer
     extra: dict[str, Any] = field(default_factory=dict)  # eps, groups, ... (checked, not copied)
 
+    @property
+    def label(self) -> str:
+        """Its name in messages (a layer passed alone as the model has none)."""
+        return self.name or "(the model itself)"
+
     def describe(self) -> str:
         shapes = ", ".join(f"{k} {None if v is None else v.shape}" for k, v in self.params.items())
-        return f"{self.name} ({self.kind}: {shapes})"
+        return f"{self.label} ({self.kind}: {shapes})"
 
 
-class UnknownLayer(ValueError):
-    """A layer with parameters that no record kind describes."""
+class ReadError(ValueError):
+    """A model that cannot be read (said of `source` or `target` by port_weights)."""
 
 
 def check_known(name: str, kind: str, params: list[str]) -> None:
     """Refuse a layer holding ``params`` that the porting does not read: copying the
     rest would leave it out without a word."""
     if params:
-        raise UnknownLayer(
+        raise ReadError(
             f"has parameters port_weights cannot convert: {name} ({kind}) holds "
             f"{', '.join(params)}; supported are convolutions, transposed convolutions, "
             "dense, batch and layer norms, PReLU, embeddings and subpixel's layers"
@@ -107,11 +112,13 @@ def convert_pair(src: Record, tgt: Record) -> dict[str, np.ndarray | None]:
         a, b = src.extra[key], tgt.extra[key]
         if not (math.isclose(a, b, rel_tol=1e-6) if key == "eps" else a == b):
             raise ValueError(
-                f"the architectures differ at {src.name} -> {tgt.name}: {CHECKED[key]} is "
+                f"the architectures differ at {src.label} -> {tgt.label}: {CHECKED[key]} is "
                 f"{a} in the source and {b} in the target"
             )
     params = {k: plain(v) for k, v in src.params.items()}
-    if src.shuffle and tgt.shuffle and src.shuffle[0] != tgt.shuffle[0]:
+    if src.extra.get("then") or tgt.extra.get("then"):  # shuffles in a row
+        _reorder_chain(params, src, tgt)
+    elif src.shuffle and tgt.shuffle and src.shuffle[0] != tgt.shuffle[0]:
         # it feeds a shuffle whose order differs: its output channels change order
         _reorder(params, src.shuffle, tgt.shuffle[0], input_channels=False)
     src_in, tgt_in = src.extra.get("unshuffle"), tgt.extra.get("unshuffle")
@@ -127,7 +134,7 @@ def convert_pair(src: Record, tgt: Record) -> dict[str, np.ndarray | None]:
             have is not None and want is not None and have.shape != want.shape
         ):
             raise ValueError(
-                f"the architectures differ at {src.name} -> {tgt.name}: `{key}` is "
+                f"the architectures differ at {src.label} -> {tgt.label}: `{key}` is "
                 f"{None if have is None else have.shape} in the source and "
                 f"{None if want is None else want.shape} in the target"
             )
@@ -137,7 +144,26 @@ def convert_pair(src: Record, tgt: Record) -> dict[str, np.ndarray | None]:
 PER_CHANNEL = ("batch_norm", "prelu")
 
 # settings that change what a layer computes without being a parameter: they must agree
-CHECKED = {"eps": "`eps` (epsilon)", "groups": "`groups`"}
+CHECKED = {
+    "eps": "`eps` (epsilon)",
+    "groups": "`groups`",
+    "stride": "the stride",
+    "factor": "`factor`",
+    "blur": "`blur`",
+    "padding": "the padding",
+    "crop": "`crop`",
+}
+
+
+def spec_settings(spec: Any) -> dict[str, Any]:
+    """The settings of one of subpixel's layers (a ``LayerSpec``) that must agree."""
+    return {k: getattr(spec, k) for k in ("factor", "blur", "padding", "crop")}
+
+
+def strides(value: Any, d: int) -> tuple[int, ...]:
+    """A stride as ``d`` ints (Flax allows None or one int)."""
+    value = 1 if value is None else value
+    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),) * d
 
 
 def plain(v: Any) -> np.ndarray | None:
@@ -159,18 +185,25 @@ def mark_in_order(sequence: list[Record | Shuffle]) -> None:
     convolution before it (and the per-channel layers between them), an unshuffle the
     convolution after it (and those between)."""
     chain: list[Record] = []  # the last convolution and the per-channel layers after it
+    shuffled: list[Record] = []  # those whose output the last shuffle had, if nothing since
     pending: tuple[tuple[str, tuple[int, ...]], list[Record]] | None = None
     for item in sequence:
         if isinstance(item, tuple):
             op, order, factor = item
             if op == "shuffle":
-                for r in chain:
-                    r.shuffle = (order, factor)
+                if chain:
+                    for r in chain:
+                        r.shuffle = (order, factor)
+                    shuffled = chain
+                else:  # a shuffle of a shuffle's output
+                    add_then(shuffled, (order, factor))
                 chain = []
             else:
                 pending = ((order, factor), [])
+                shuffled = []
         elif item.kind == "conv":
             chain = [] if item.shuffle else [item]  # subpixel's layers shuffle inside
+            shuffled = [item] if item.shuffle else []
             if pending is not None:
                 for r in (item, *pending[1]):
                     r.extra["unshuffle"] = pending[0]
@@ -178,10 +211,35 @@ def mark_in_order(sequence: list[Record | Shuffle]) -> None:
         elif item.kind in PER_CHANNEL:
             if chain:
                 chain.append(item)
+            for r in shuffled:  # between two shuffles: not converted
+                r.extra["chain_unsupported"] = True
             if pending is not None:
                 pending[1].append(item)
         else:
-            chain, pending = [], None
+            chain, shuffled, pending = [], [], None
+
+
+def mark_shuffle(
+    conv: Record, between: list[Record], shuffle: tuple[str, tuple], through: bool
+) -> None:
+    """``conv`` (and the per-channel layers ``between`` it and the shuffle) feeds
+    ``shuffle``; if its output was shuffled already (subpixel's layers shuffle inside,
+    or ``through`` an earlier shuffle), that is one more shuffle in a row."""
+    if conv.shuffle is None and not through:
+        for r in (conv, *between):
+            r.shuffle = shuffle
+        conv.extra["group"] = between
+    else:
+        add_then([conv, *conv.extra.get("group", [])], shuffle)
+        if between:  # a batch norm between a subpixel layer and the shuffle
+            conv.extra["chain_unsupported"] = True
+
+
+def add_then(records: list[Record], shuffle: tuple[str, tuple[int, ...]]) -> None:
+    """``records`` (a convolution and the per-channel layers after it, whose output a
+    shuffle already had) go through one more shuffle."""
+    for r in records:
+        r.extra.setdefault("then", []).append(shuffle)
 
 
 def _reorder(
@@ -202,6 +260,47 @@ def _reorder(
         if value.shape[axis] > 1:
             index = gather_index(value.shape[axis], factor, src_order, order)
             params[key] = np.take(value, index, axis=axis)
+
+
+def chain_of(r: Record) -> list[tuple[str, tuple[int, ...]]]:
+    """The shuffles ``r``'s output goes through, in turn (``(order, factor)`` each)."""
+    return ([r.shuffle] if r.shuffle else []) + list(r.extra.get("then", []))
+
+
+def _chain_index(channels: int, chain: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
+    """For each value of the output of ``chain`` applied to ``channels`` channels (1 x 1
+    pixels), the channel it comes from."""
+    from .. import ops
+
+    x = np.arange(channels).reshape(1, channels, *(1,) * len(chain[0][1]))
+    for order, factor in chain:
+        x = ops.shuffle(
+            x, factor, order="DCR" if order == "DCR" else "CRD", layout="channels_first"
+        )
+    return x.ravel()
+
+
+def _reorder_chain(params: dict[str, np.ndarray | None], src: Record, tgt: Record) -> None:
+    """A layer feeding shuffles in a row (a shuffle of a shuffle, a subpixel layer and
+    then a shuffle): its channels reordered so that every output value comes from the
+    same channel in the target's chain of orders as in the source's."""
+    a, b = chain_of(src), chain_of(tgt)
+    between = src.extra.get("chain_unsupported") or tgt.extra.get("chain_unsupported")
+    if between or [f for _, f in a] != [f for _, f in b]:
+        raise ValueError(
+            f"cannot convert {src.label} -> {tgt.label}: its output goes through the shuffles "
+            f"{a} in the source and {b} in the target"
+            + ("; a batch norm or PReLU between two shuffles is not converted" if between else "")
+        )
+    if [o for o, _ in a] == [o for o, _ in b]:
+        return
+    for key, value in params.items():
+        if value is None or value.ndim == 0 or value.shape[0] == 1:
+            continue
+        from_src, from_tgt = _chain_index(value.shape[0], a), _chain_index(value.shape[0], b)
+        index = np.empty_like(from_tgt)
+        index[from_tgt] = from_src  # the target's channel t is the source's index[t]
+        params[key] = np.take(value, index, axis=0)
 
 
 def _dense_inputs(src: Record, tgt: Record, w: np.ndarray) -> np.ndarray:

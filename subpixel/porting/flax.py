@@ -12,7 +12,7 @@ from flax import nnx
 
 from .. import weights
 from ..layers import flax as flax_layers
-from ._records import Record, Shuffle, check_known, mark_in_order
+from ._records import Record, Shuffle, check_known, mark_in_order, spec_settings, strides
 
 __all__ = ["layout", "read", "run", "write"]
 
@@ -45,8 +45,13 @@ def _walk(node: Any, path: str = "", seen: set[int] | None = None) -> list[tuple
     return out
 
 
+def _modules(model: Any) -> list[tuple[str, Any]]:
+    """The model itself (a layer passed alone is read as one) and every module below."""
+    return [("", model), *_walk(model)]
+
+
 def layout(model: Any) -> str:
-    for _, m in _walk(model):
+    for _, m in _modules(model):
         if isinstance(m, (flax_layers.SubPixelConv, flax_layers.PixelShuffle)):
             return str(m.layout)
     return "channels_last"
@@ -67,6 +72,7 @@ def _record(name: str, m: Any) -> Record | None:
             m.spec.spatial_dims,
             shuffle=(m.spec.order, m.spec.factor),
             layout=m.spec.layout,
+            extra=spec_settings(m.spec),
         )
     if isinstance(m, nnx.ConvTranspose):
         w = weights.convert_layout(
@@ -82,6 +88,7 @@ def _record(name: str, m: Any) -> Record | None:
             {"weight": w, "bias": _v(m.bias)},
             w.ndim - 2,
             layout="channels_last",
+            extra={"stride": strides(m.strides, w.ndim - 2)},
         )
     if isinstance(m, nnx.Conv):
         w = weights.convert_layout(_v(m.kernel), src="flax", dst="torch")
@@ -91,7 +98,7 @@ def _record(name: str, m: Any) -> Record | None:
             {"weight": w, "bias": _v(m.bias)},
             w.ndim - 2,
             layout="channels_last",
-            extra={"groups": m.feature_group_count},
+            extra={"groups": m.feature_group_count, "stride": strides(m.strides, w.ndim - 2)},
         )
     if isinstance(m, nnx.Linear):
         return Record(
@@ -126,9 +133,7 @@ def _record(name: str, m: Any) -> Record | None:
 def read(model: Any, example: Any = None) -> list[Record]:
     records: list[Record] = []
     sequence: list[Record | Shuffle] = []  # Flax calls modules in code: their order tells
-    own = [k for k, v in vars(model).items() if isinstance(v, nnx.Param)]
-    check_known("the model", type(model).__name__, own)
-    for name, m in _walk(model):
+    for name, m in _modules(model):
         r = _record(name, m)
         if r is not None:
             records.append(r)
@@ -138,7 +143,7 @@ def read(model: Any, example: Any = None) -> list[Record]:
             sequence.append((op, m.order, m.factor))
         else:
             own = [k for k, v in vars(m).items() if isinstance(v, nnx.Param)]
-            check_known(name, type(m).__name__, own)
+            check_known(name or "the model", type(m).__name__, own)
     mark_in_order(sequence)
     data = layout(model)
     for r in records:
@@ -147,7 +152,7 @@ def read(model: Any, example: Any = None) -> list[Record]:
 
 
 def write(model: Any, records: list[Record], converted: list[dict]) -> None:
-    modules = dict(_walk(model))
+    modules = dict(_modules(model))
     for record, params in zip(records, converted):
         m = modules[record.name]
         w, b = params.get("weight"), params.get("bias")

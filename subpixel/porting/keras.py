@@ -14,11 +14,14 @@ from .. import weights
 from ..layers import keras as keras_layers
 from ._records import (
     PER_CHANNEL,
+    ReadError,
     Record,
     Shuffle,
     check_known,
     flatten_features,
     mark_in_order,
+    mark_shuffle,
+    spec_settings,
 )
 
 __all__ = ["layout", "read", "run", "write"]
@@ -39,6 +42,8 @@ _PASS = (
 def _walk(model: Any) -> list[Any]:
     """Every layer and graph operation (``keras.ops`` calls in a functional model),
     nested models' included, in definition order."""
+    if isinstance(model, keras.layers.Layer) and not isinstance(model, keras.Model):
+        return [model]  # one layer passed as the model
     out: list[Any] = []
     for layer in getattr(model, "operations", None) or getattr(model, "layers", []):
         if isinstance(layer, keras.layers.InputLayer) or any(layer is seen for seen in out):
@@ -75,6 +80,7 @@ def _record(layer: Any) -> Record | None:
             layer.spatial_dims,
             shuffle=(layer.order, layer.factor),
             layout=layer.data_format,
+            extra=spec_settings(layer.spec),
         )
     if isinstance(layer, _DEPTHWISE):
         k = _np(layer.kernel)  # (*k, C, multiplier): output channel c * multiplier + m
@@ -95,7 +101,7 @@ def _record(layer: Any) -> Record | None:
             {"weight": w, "bias": _np(layer.bias)},
             w.ndim - 2,
             layout=layer.data_format,
-            extra={"groups": layer.groups},
+            extra={"groups": layer.groups, "stride": tuple(layer.strides)},
         )
     if isinstance(layer, _CONV_T):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch", transposed=True)
@@ -105,6 +111,7 @@ def _record(layer: Any) -> Record | None:
             {"weight": w, "bias": _np(layer.bias)},
             w.ndim - 2,
             layout=layer.data_format,
+            extra={"stride": tuple(layer.strides)},
         )
     if isinstance(layer, keras.layers.Dense):
         return Record("dense", name, {"weight": _np(layer.kernel).T, "bias": _np(layer.bias)})
@@ -193,6 +200,10 @@ def _passes_channels(op: Any) -> bool:
 
 
 def read(model: Any, example: Any = None) -> list[Record]:
+    if not model.built:
+        raise ReadError(
+            "is not built: give a Sequential model a `keras.Input`, or call the model once"
+        )
     operations = _walk(model)
     records, by_op = [], {}
     for op in operations:
@@ -208,20 +219,26 @@ def read(model: Any, example: Any = None) -> list[Record]:
     children: dict[int, list[Any]] = {}
     for op in operations:
         children.setdefault(id(_parent(op)), []).append(op)
+    shuffles = {id(op): keras_layers.shuffle_op(op) for op in operations if id(op) not in by_op}
     for op in operations:
-        found = None if id(op) in by_op else keras_layers.shuffle_op(op)
+        found = shuffles.get(id(op))
         if found is not None and found[0] == "shuffle":  # back to the convolution
-            between, src = [], _parent(op)
+            between, src, through, unsupported = [], _parent(op), False, False
             while src is not None and not (id(src) in by_op and by_op[id(src)].kind == "conv"):
+                earlier = None if id(src) in by_op else shuffles.get(id(src))
                 if id(src) in by_op and by_op[id(src)].kind in PER_CHANNEL:
                     between.append(by_op[id(src)])
+                elif earlier is not None and earlier[0] == "shuffle" and not through:
+                    through = True  # a shuffle of a shuffle's output
+                    unsupported, between = bool(between), []
                 elif not _passes_channels(src):
                     src = None
                     break
                 src = _parent(src)
-            if src is not None and by_op[id(src)].shuffle is None:
-                for r in (by_op[id(src)], *between):
-                    r.shuffle = (found[1], found[2])
+            if src is not None:
+                mark_shuffle(by_op[id(src)], between, (found[1], found[2]), through)
+                if through and unsupported:
+                    by_op[id(src)].extra["chain_unsupported"] = True
         elif found is not None:  # an unshuffle: forward to the convolution
             between, users = [], children.get(id(op), [])
             while len(users) == 1 and not (

@@ -16,11 +16,14 @@ from .. import ops
 from ..layers import torch as torch_layers
 from ._records import (
     PER_CHANNEL,
+    ReadError,
     Record,
     Shuffle,
     check_known,
     flatten_features,
     mark_in_order,
+    mark_shuffle,
+    spec_settings,
 )
 
 __all__ = ["layout", "read", "run", "write"]
@@ -67,6 +70,7 @@ def _record(name: str, m: nn.Module) -> Record | None:
             p(weight=m.weight, bias=m.bias),
             m.spec.spatial_dims,
             shuffle=(m.spec.order, m.spec.factor),
+            extra=spec_settings(m.spec),
         )
     if isinstance(m, _CONV):
         return Record(
@@ -74,17 +78,23 @@ def _record(name: str, m: nn.Module) -> Record | None:
             name,
             p(weight=m.weight, bias=m.bias),
             m.weight.dim() - 2,
-            extra={"groups": m.groups},
+            extra={"groups": m.groups, "stride": tuple(m.stride)},
         )
     if isinstance(m, torch_layers.PhasedConvTranspose):  # the original's parameters
-        return Record("conv_transpose", name, p(weight=m.weight, bias=m.bias), m.weight.dim() - 2)
+        return Record(
+            "conv_transpose",
+            name,
+            p(weight=m.weight, bias=m.bias),
+            m.weight.dim() - 2,
+            extra={"stride": tuple(m.stride)},
+        )
     if isinstance(m, _CONV_T):
         return Record(
             "conv_transpose",
             name,
             p(weight=m.weight, bias=m.bias),
             m.weight.dim() - 2,
-            extra={"groups": m.groups},
+            extra={"groups": m.groups, "stride": tuple(m.stride)},
         )
     if isinstance(m, nn.Linear):
         return Record("dense", name, p(weight=m.weight, bias=m.bias))
@@ -105,6 +115,11 @@ def _record(name: str, m: nn.Module) -> Record | None:
 
 
 def read(model: nn.Module, example: Any = None) -> list[Record]:
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise ReadError(
+            "holds tensors on the meta device (no values): materialise it first "
+            "(`to_empty(device=...)`) and load or initialise its weights"
+        )
     records = []
     for name, m in model.named_modules():
         r = _record(name, m)
@@ -160,6 +175,8 @@ def _is(node: Any, by_name: dict[str, Record]) -> bool:
 def _trace(model: nn.Module, records: list[Record], example: Any) -> None:
     by_name = {r.name: r for r in records}
     modules = dict(model.named_modules())
+    if next(model.children(), None) is None:
+        return  # one layer: nothing around it to trace
     try:
         graph = torch.fx.symbolic_trace(model)
     except Exception as e:  # not traceable (data-dependent control flow): module order
@@ -178,21 +195,26 @@ def _trace(model: nn.Module, records: list[Record], example: Any) -> None:
         if found is not None:
             op, order, factor = found
             if op == "shuffle":  # back to the convolution that produced its input
-                between, src = [], node.args[0]
+                between, src, through, unsupported = [], node.args[0], False, False
                 while isinstance(src, torch.fx.Node) and not (
                     _is(src, by_name) and by_name[src.target].kind == "conv"
                 ):
+                    earlier = _shuffle_of(src, modules)
                     if _is(src, by_name) and by_name[src.target].kind in PER_CHANNEL:
                         between.append(by_name[src.target])
+                    elif earlier is not None and earlier[0] == "shuffle" and not through:
+                        through = True  # a shuffle of a shuffle's output
+                        unsupported, between = bool(between), []
                     elif not _passes_channels(src, modules):
                         src = None
                         break
                     src = src.args[0] if src.args else None
                     if not isinstance(src, torch.fx.Node):
                         src = None
-                if isinstance(src, torch.fx.Node) and by_name[src.target].shuffle is None:
-                    for r in (by_name[src.target], *between):  # (not subpixel's layers,
-                        r.shuffle = (order, factor)  # which shuffle inside)
+                if isinstance(src, torch.fx.Node):
+                    mark_shuffle(by_name[src.target], between, (order, factor), through)
+                    if through and unsupported:
+                        by_name[src.target].extra["chain_unsupported"] = True
             else:  # forward to the convolution that reads its output
                 between, users = [], list(node.users)
                 while len(users) == 1 and not (
