@@ -113,6 +113,12 @@ def _to_numpy(a: Any, name: str) -> np.ndarray:
         return np.asarray(a)
 
 
+def _standard_dtype(a: np.ndarray) -> np.ndarray:
+    """``a``, or ``a`` widened to float32 (exactly) when its dtype is an extension float
+    NumPy itself has not (ml_dtypes' bfloat16, float8 ...) that frameworks cannot take."""
+    return a.astype(np.float32) if a.dtype.kind not in "biufc" else a
+
+
 def _per_dim(
     value: Any, d: int, name: str, minimum: int, maximum: int | None = None
 ) -> tuple[int, ...]:

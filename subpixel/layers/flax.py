@@ -248,8 +248,7 @@ def _conv_transpose_args(m: Any) -> tuple[dict, Any]:
 def _real(value: Any) -> np.ndarray:
     """A parameter as NumPy, bfloat16 widened to float32 (exactly) for the conversion;
     the new module gets the original's ``param_dtype`` back."""
-    a = np.asarray(value)
-    return a.astype(np.float32) if a.dtype.kind not in "fc" else a
+    return weights._standard_dtype(np.asarray(value))
 
 
 def _explicit_pads(padding: Any, d: int) -> list[tuple[int, int]]:

@@ -171,10 +171,9 @@ def plain(v: Any) -> np.ndarray | None:
     of the model's memory), bfloat16 and other extension floats widened to float32."""
     if v is None:
         return None
-    a = np.array(v, copy=True)
-    if a.dtype.kind not in "biufc":  # ml_dtypes' bfloat16, float8 ...
-        a = a.astype(np.float32)
-    return a
+    from ..weights import _standard_dtype
+
+    return _standard_dtype(np.array(v, copy=True))
 
 
 Shuffle = tuple[str, str, tuple[int, ...]]  # ("shuffle" or "unshuffle", order, factor)

@@ -46,13 +46,13 @@ def _walk(model: Any) -> list[Any]:
         return [model]  # one layer passed as the model
     out: list[Any] = []
     for layer in getattr(model, "operations", None) or getattr(model, "layers", []):
-        if isinstance(layer, keras.layers.InputLayer) or any(layer is seen for seen in out):
-            continue  # (a layer called twice is one layer)
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
         if hasattr(layer, "layers") and not isinstance(layer, keras_layers.SubPixelConv):
             out.extend(_walk(layer))
         else:
             out.append(layer)
-    return out
+    return list({id(layer): layer for layer in out}.values())  # a layer called twice: once
 
 
 def layout(model: Any) -> str:
@@ -219,6 +219,7 @@ def read(model: Any, example: Any = None) -> list[Record]:
     children: dict[int, list[Any]] = {}
     for op in operations:
         children.setdefault(id(_parent(op)), []).append(op)
+    data = layout(model)
     shuffles = {id(op): keras_layers.shuffle_op(op) for op in operations if id(op) not in by_op}
     for op in operations:
         found = shuffles.get(id(op))
@@ -253,8 +254,8 @@ def read(model: Any, example: Any = None) -> list[Record]:
                 for r in (by_op[id(users[0])], *between):
                     r.extra["unshuffle"] = (found[1], found[2])
         if isinstance(op, keras.layers.Dense) and id(op) in by_op:
-            by_op[id(op)].flatten = _flatten_before(op, layout(model))
-    _set_layout(records, layout(model))
+            by_op[id(op)].flatten = _flatten_before(op, data)
+    _set_layout(records, data)
     return records
 
 

@@ -53,10 +53,7 @@ def layout(model: Any) -> str:
 
 def _numpy(t: Any) -> np.ndarray | None:
     """A tensor's values as a NumPy array of its own (never a view of the model)."""
-    if t is None:
-        return None
-    t = t.detach().cpu()
-    return np.array((t.float() if t.dtype == torch.bfloat16 else t).numpy(), copy=True)
+    return None if t is None else np.array(torch_layers._numpy(t), copy=True)
 
 
 def _record(name: str, m: nn.Module) -> Record | None:
