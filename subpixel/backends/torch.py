@@ -228,7 +228,21 @@ class TorchBackend(ArrayBackend[torch.Tensor]):
             weight = weight.index_select(0, index)
             bias = None if bias is None else bias.index_select(0, index)
             plan = make_plan("shuffle", cplan.lr_shape, plan.factor, None, plan.layout, "CRD")
-        return self.rearrange(self.conv(x, weight, bias, cplan), plan)
+        lr = self.conv(x, weight, bias, cplan)
+        if (
+            plan.layout == "channels_first"
+            and plan.order == "CRD"
+            and plan.op == "shuffle"
+            and plan.batch_ndim == 1
+            and x.is_contiguous()
+            and _channels_last_format(lr)
+        ):
+            # the conv ran channels_last; the output keeps the input's (contiguous)
+            # format, as PyTorch's convolutions do, in one copy
+            d = len(plan.factor)  # (N, C, *r, *spatial) is a view of this memory
+            axes = (0, 1, *(a for i in range(d) for a in (2 + d + i, 2 + i)))
+            return lr.unflatten(1, (-1, *plan.factor)).permute(axes).reshape(plan.out_shape)
+        return self.rearrange(lr, plan)
 
     def conv(self, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> torch.Tensor:
         """LR convolution with PyTorch's conv; 2-D/3-D on CPU run in channels_last

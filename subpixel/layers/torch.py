@@ -187,8 +187,8 @@ class _SubPixelConvNd(nn.Module):
                 )
         # a drop-in replacement: the output in the input's memory format (PyTorch's
         # convolutions, and a ConvTranspose being replaced, keep it)
-        fmt = _memory_format(x)
-        if (x.is_contiguous() or fmt != torch.contiguous_format) and not y.is_contiguous(
+        fmt = _memory_format(x)  # (a strided view's output is left as it comes)
+        if (fmt != torch.contiguous_format or x.is_contiguous()) and not y.is_contiguous(
             memory_format=fmt
         ):
             y = y.contiguous(memory_format=fmt)
