@@ -1253,3 +1253,112 @@ def test_models_without_values_are_refused():
     unbuilt = keras.Sequential([L.Conv2D(4, 3)])
     with pytest.raises(ValueError, match=r"^`target` is not built"):
         subpixel.port_weights(nn.Sequential(nn.Conv2d(3, 4, 3)), unbuilt)
+
+
+# ---------------------------------------------------------------------------
+# pairing in the order layers run: models whose code defines them in another order
+# ---------------------------------------------------------------------------
+
+
+class TorchRunsOutOfOrder(nn.Module):
+    """Runs head, mid_b, mid_a, up, shuffle; defines them in another order."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.Conv2d(8, 12, 3, padding=1)
+        self.mid_a = nn.Conv2d(8, 8, 3, padding=1)
+        self.mid_b = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        x = F.relu(self.mid_b(F.relu(self.head(x))))
+        return self.shuffle(self.up(F.relu(self.mid_a(x))))
+
+
+class FlaxRunsInOrder(nnx.Module):
+    """The same network, defined in the order it runs (DCR shuffle): nnx.split/merge
+    sorts the attributes to head, mid_a, mid_b, shuffle, up, so that mid_a and mid_b
+    (same shape) swap and the shuffle comes before the convolution feeding it."""
+
+    def __init__(self):
+        rngs = nnx.Rngs(0)
+        self.head = nnx.Conv(3, 8, (3, 3), padding="SAME", rngs=rngs)
+        self.mid_b = nnx.Conv(8, 8, (3, 3), padding="SAME", rngs=rngs)
+        self.mid_a = nnx.Conv(8, 8, (3, 3), padding="SAME", rngs=rngs)
+        self.up = nnx.Conv(8, 12, (3, 3), padding="SAME", rngs=rngs)
+        self.shuffle = flax_layers.PixelShuffle(2, order="DCR")
+
+    def __call__(self, x):
+        x = nnx.relu(self.mid_b(nnx.relu(self.head(x))))
+        return self.shuffle(self.up(nnx.relu(self.mid_a(x))))
+
+
+class KerasRunsOutOfOrder(keras.Model):
+    """Subclassed, created in yet another order than it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.mid_a = L.Conv2D(8, 3, padding="same", activation="relu")
+        self.up = L.Conv2D(12, 3, padding="same")
+        self.head = L.Conv2D(8, 3, padding="same", activation="relu")
+        self.mid_b = L.Conv2D(8, 3, padding="same", activation="relu")
+        self.shuffle = keras_layers.PixelShuffle(2, order="DCR")
+
+    def call(self, x):
+        return self.shuffle(self.up(self.mid_a(self.mid_b(self.head(x)))))
+
+
+def keras_runs_in_order():
+    inputs = keras.Input((None, None, 3))
+    h = inputs
+    for _ in range(3):
+        h = L.Conv2D(8, 3, padding="same", activation="relu")(h)
+    h = L.Conv2D(12, 3, padding="same")(h)
+    return keras.Model(inputs, keras.ops.depth_to_space(h, 2))
+
+
+def test_layers_pair_in_the_order_they_run():
+    """With `example`, layers pair in the order they run in each model, whatever order
+    the code defines them in: a Flax model rebuilt by nnx.split/merge (attributes
+    sorted), a PyTorch model and a subclassed Keras model defined out of order."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 5, 6)).astype(np.float32)
+    source = _torch_model(TorchRunsOutOfOrder)
+    want = _nhwc(_run_torch(source, x))
+    rebuilt = nnx.merge(*nnx.split(FlaxRunsInOrder()))
+    assert [k for k in vars(rebuilt) if not k.startswith("_")] == sorted(
+        ["head", "mid_b", "mid_a", "up", "shuffle"]
+    )
+    report = subpixel.port_weights(source, rebuilt, example=x)
+    assert report.pairs == [("head", "head"), ("mid_b", "mid_b"), ("mid_a", "mid_a"), ("up", "up")]
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    np.testing.assert_allclose(np.asarray(rebuilt(jnp.asarray(_nhwc(x)))), want, atol=1e-5)
+    # and back, from the rebuilt Flax model into a fresh PyTorch one
+    back = TorchRunsOutOfOrder()
+    report = subpixel.port_weights(rebuilt, back, example=_nhwc(x))
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    np.testing.assert_allclose(_nhwc(_run_torch(back, x)), want, atol=1e-5)
+    # without an example, the rebuilt module's order is all there is: a warning says so
+    # (here, PyTorch's definition order does not fit it either: refused)
+    with (
+        pytest.warns(UserWarning, match=r"rebuilt by nnx.split/merge.*pass `example=`"),
+        pytest.raises(ValueError, match=r"^the architectures differ at up -> head"),
+    ):
+        subpixel.port_weights(source, nnx.clone(FlaxRunsInOrder()))
+    # PyTorch's definition order does not fit the functional Keras model: one error
+    # without an example, the right pairs with one
+    functional = keras_runs_in_order()
+    with pytest.raises(ValueError, match=r"^the architectures differ at up -> "):
+        subpixel.port_weights(source, functional)
+    report = subpixel.port_weights(source, functional, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    # a subclassed Keras model created out of order, and back into PyTorch
+    sub = KerasRunsOutOfOrder()
+    sub(_nhwc(x))
+    report = subpixel.port_weights(source, sub, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    np.testing.assert_allclose(np.asarray(sub(_nhwc(x))), want, atol=1e-5)
+    assert "call" not in vars(sub.up)  # each layer's own `call` is back
+    back = TorchRunsOutOfOrder()
+    subpixel.port_weights(sub, back, example=_nhwc(x))
+    np.testing.assert_allclose(_nhwc(_run_torch(back, x)), want, atol=1e-5)

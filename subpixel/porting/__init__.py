@@ -2,8 +2,8 @@
 of the same architecture, every conversion done (:func:`port_weights`).
 
 Each framework's module (:mod:`.torch`, :mod:`.keras`, :mod:`.flax`) reads a model
-into a list of :class:`~._records.Record` (its parameterised layers in definition
-order, parameters in PyTorch layout, and what tracing found around them: the channel
+into a list of :class:`~._records.Record` (its parameterised layers in the order
+they run on the example, else in definition order; parameters in PyTorch layout, and what tracing found around them: the channel
 order of a shuffle a convolution feeds, the layout and shape of a flatten before a
 dense layer), and writes such a list back.  Pairing, validation and every
 conversion between two models live here, once.
@@ -31,9 +31,10 @@ def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport
     PyTorch (``nn.Module``), Keras 3 (``keras.Model``) or Flax NNX (``nnx.Module``), in
     any pair and direction.
 
-    Parameterised layers are paired in definition order (convolutions 1-3-D, transposed
-    convolutions, dense/linear, batch and layer norms, PReLU, embeddings, and
-    subpixel's layers) and converted: kernel and transposed-kernel layouts, channels
+    Parameterised layers (convolutions 1-3-D, transposed convolutions, dense/linear,
+    batch and layer norms, PReLU, embeddings, and subpixel's layers) are paired in the
+    order they run on ``example`` (when every one of them runs; a functional Keras
+    model in its graph's order), else in definition order, and converted: kernel and transposed-kernel layouts, channels
     first or last, the flatten before a dense layer (NCHW and NHWC flatten in different
     orders; its shape comes from ``example`` or the model's own static shapes), and CRD
     vs DCR wherever a convolution feeds a pixel shuffle whose order differs between

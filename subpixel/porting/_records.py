@@ -179,6 +179,22 @@ def plain(v: Any) -> np.ndarray | None:
 Shuffle = tuple[str, str, tuple[int, ...]]  # ("shuffle" or "unshuffle", order, factor)
 
 
+def in_run_order(records: list[Record], ran: list[str] | None) -> list[Record]:
+    """``records`` in the order their layers first ran on the example (``ran``: the
+    names of the modules as they were called), when every one of them ran; otherwise
+    as they are, in definition order.  Two models of one architecture run their layers
+    in the same order whatever order their code defines them in (and Flax's
+    ``nnx.split``/``merge``, ``clone`` and ``eval_shape`` sort a module's attributes)."""
+    if ran is None:
+        return records
+    first: dict[str, int] = {}
+    for name in ran:
+        first.setdefault(name, len(first))
+    if any(r.name not in first for r in records):
+        return records
+    return sorted(records, key=lambda r: first[r.name])
+
+
 def mark_in_order(sequence: list[Record | Shuffle]) -> None:
     """Where a model cannot be traced, its modules' order tells: a shuffle marks the
     convolution before it (and the per-channel layers between them), an unshuffle the

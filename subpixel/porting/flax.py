@@ -1,9 +1,10 @@
 """Flax NNX's side of :func:`subpixel.port_weights`: read a module's parameterised
-layers in definition order (attribute order, nested modules and lists included),
-write converted parameters back, run the module."""
+layers (attributes, nested modules and lists; in the order they run on the example,
+else in attribute order), write converted parameters back, run the module."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax.numpy as jnp
@@ -12,7 +13,15 @@ from flax import nnx
 
 from .. import weights
 from ..layers import flax as flax_layers
-from ._records import Record, Shuffle, check_known, mark_in_order, spec_settings, strides
+from ._records import (
+    Record,
+    Shuffle,
+    check_known,
+    in_run_order,
+    mark_in_order,
+    spec_settings,
+    strides,
+)
 
 __all__ = ["layout", "read", "run", "write"]
 
@@ -131,24 +140,112 @@ def _record(name: str, m: Any) -> Record | None:
 
 
 def read(model: Any, example: Any = None) -> list[Record]:
-    records: list[Record] = []
-    sequence: list[Record | Shuffle] = []  # Flax calls modules in code: their order tells
-    for name, m in _modules(model):
+    modules = _modules(model)
+    records: dict[str, Record] = {}
+    steps: dict[str, Record | Shuffle] = {}  # Flax calls modules in code: their order tells
+    for name, m in modules:
         r = _record(name, m)
         if r is not None:
-            records.append(r)
-            sequence.append(r)
+            records[name] = steps[name] = r
         elif isinstance(m, flax_layers.PixelShuffle):  # and PixelUnshuffle
             op = "shuffle" if m.op is flax_layers.ops.shuffle else "unshuffle"
-            sequence.append((op, m.order, m.factor))
+            steps[name] = (op, m.order, m.factor)
         else:
             own = [k for k, v in vars(m).items() if isinstance(v, nnx.Param)]
             check_known(name or "the model", type(m).__name__, own)
-    mark_in_order(sequence)
+    ran = _run_order(model, example, {id(m): name for name, m in modules if name in steps})
+    if example is None and len(records) > 1 and any(_rebuilt(m) for _, m in modules):
+        warnings.warn(
+            "a Flax module rebuilt by nnx.split/merge, nnx.clone or nnx.eval_shape has "
+            "its attributes in alphabetical order, not the order they were defined in: "
+            "pass `example=` to pair layers in the order they run",
+            stacklevel=4,
+        )
+    if ran is not None and all(name in ran for name in records):
+        mark_in_order([steps[name] for name in ran if name in steps])
+    else:
+        mark_in_order(list(steps.values()))
     data = layout(model)
-    for r in records:
+    for r in records.values():
         r.layout = data
-    return records
+    return in_run_order(list(records.values()), ran)
+
+
+def _rebuilt(m: Any) -> bool:
+    """Whether ``m``'s attributes are sorted, as NNX leaves a module it rebuilt (one
+    built by its own ``__init__`` sets its private attributes first, unsorted)."""
+    keys = list(vars(m))
+    public = [k for k in keys if not k.startswith("_")]
+    return len(public) > 1 and keys == sorted(keys)
+
+
+class _Called:
+    """Stands in for a module during one run and notes its name when called."""
+
+    def __init__(self, module: Any, name: str, log: list[str]) -> None:
+        self.module, self.name, self.log = module, name, log
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.log.append(self.name)
+        return self.module(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:  # the model's code may read its attributes
+        return getattr(self.module, attr)
+
+
+def _is_list(node: Any) -> bool:
+    return isinstance(node, list) or type(node).__name__ == "List"
+
+
+def _slots(node: Any, seen: set[int]) -> list[tuple[Any, Any, Any]]:
+    """``(parent, key, module)`` of every slot holding a module below ``node`` (a
+    shared module in each of its slots; modules in tuples cannot be swapped)."""
+    if id(node) in seen:
+        return []
+    seen.add(id(node))
+    if _is_list(node):
+        items = list(enumerate(node))
+    elif isinstance(node, dict):
+        items = list(node.items())
+    else:
+        items = [(k, v) for k, v in vars(node).items() if not k.startswith("_")]
+    out = []
+    for key, value in items:
+        if isinstance(value, nnx.Module) and not _is_list(value):
+            out.append((node, key, value))
+            if not isinstance(value, flax_layers.SubPixelConv):
+                out.extend(_slots(value, seen))
+        elif _is_list(value) or isinstance(value, dict):
+            out.extend(_slots(value, seen))
+    return out
+
+
+def _put(parent: Any, key: Any, value: Any) -> None:
+    if _is_list(parent) or isinstance(parent, dict):
+        parent[key] = value
+    else:
+        setattr(parent, key, value)
+
+
+def _run_order(model: Any, example: Any, names: dict[int, str]) -> list[str] | None:
+    """The names of the modules in ``names`` (by id) in the order ``model`` calls them
+    on ``example`` (a module called twice is named twice), in evaluation mode; None
+    without an example or where it fails."""
+    if example is None or "" in names.values():
+        return None  # a layer passed alone: nothing to order
+    called: list[str] = []
+    swapped = [(p, k, m) for p, k, m in _slots(model, set()) if id(m) in names]
+    with flax_layers._evaluating(model):
+        try:
+            for parent, key, m in swapped:
+                _put(parent, key, _Called(m, names[id(m)], called))
+            model(flax_layers._model_input(model, example))
+        except Exception:
+            return None  # the example is checked (one line) before anything is written
+        finally:
+            for parent, key, m in reversed(swapped):
+                _put(parent, key, m)
+    return called
 
 
 def write(model: Any, records: list[Record], converted: list[dict]) -> None:

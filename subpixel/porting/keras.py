@@ -19,6 +19,7 @@ from ._records import (
     Shuffle,
     check_known,
     flatten_features,
+    in_run_order,
     mark_in_order,
     mark_shuffle,
     spec_settings,
@@ -214,8 +215,8 @@ def read(model: Any, example: Any = None) -> list[Record]:
         elif isinstance(op, keras.layers.Layer):
             check_known(op.name, type(op).__name__, [v.path for v in op.weights])
     if not any(getattr(op, "_inbound_nodes", None) for op in operations):
-        _read_by_order(model, operations, records, by_op)  # subclassed: no graph to read
-        return records
+        # subclassed: no graph to read, the order its layers run in tells
+        return _read_by_order(model, operations, records, by_op, example)
     children: dict[int, list[Any]] = {}
     for op in operations:
         children.setdefault(id(_parent(op)), []).append(op)
@@ -270,17 +271,62 @@ def _set_layout(records: list[Record], data: str) -> None:
                     r.params[key] = np.moveaxis(v, -1, 0)
 
 
-def _read_by_order(model: Any, operations: list[Any], records: list[Record], by_op: dict) -> None:
-    """A subclassed model calls its layers in code: the order they were created in
-    tells which convolution a shuffle layer (subpixel's) follows, as in Flax."""
-    sequence: list[Record | Shuffle] = []
+def _read_by_order(
+    model: Any, operations: list[Any], records: list[Record], by_op: dict, example: Any
+) -> list[Record]:
+    """A subclassed model calls its layers in code: the order they run in on
+    ``example`` (else the order they were created in) tells which convolution a
+    shuffle layer (subpixel's) follows, as in Flax, and pairs them."""
+    steps: dict[str, Record | Shuffle] = {}
+    layers = []
     for op in operations:
+        name = op.path if hasattr(op, "path") else op.name
         if id(op) in by_op:
-            sequence.append(by_op[id(op)])
+            steps[name] = by_op[id(op)]
         elif isinstance(op, keras_layers.PixelShuffle):  # and PixelUnshuffle
-            sequence.append((op.op, op.order, op.factor))
-    mark_in_order(sequence)
+            steps[name] = (op.op, op.order, op.factor)
+        else:
+            continue
+        layers.append(op)
+    ran = _run_order(model, layers, example)
+    if ran is not None and all(r.name in ran for r in records):
+        mark_in_order([steps[name] for name in ran if name in steps])
+    else:
+        mark_in_order(list(steps.values()))
     _set_layout(records, layout(model))
+    return in_run_order(records, ran)
+
+
+def _run_order(model: Any, layers: list[Any], example: Any) -> list[str] | None:
+    """The names of ``layers`` in the order ``model`` calls them on ``example`` (a
+    layer called twice is named twice); None without an example or where it fails."""
+    if example is None or model in layers:
+        return None  # a layer passed alone: nothing to order
+    called: list[str] = []
+
+    def noting(layer: Any) -> Any:
+        call, name = layer.call, layer.path if hasattr(layer, "path") else layer.name
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            called.append(name)
+            return call(*args, **kwargs)
+
+        return noted
+
+    own = [(layer, vars(layer).get("call")) for layer in layers]
+    try:
+        for layer in layers:  # the instance's own `call`, past Keras's attribute tracking
+            object.__setattr__(layer, "call", noting(layer))
+        model(_input(example), training=False)
+    except Exception:
+        return None  # the example is checked (one line) before anything is written
+    finally:
+        for layer, call in own:
+            if call is not None:
+                object.__setattr__(layer, "call", call)
+            elif "call" in vars(layer):
+                object.__delattr__(layer, "call")
+    return called
 
 
 def _flatten_before(dense: Any, data_format: str) -> Any:

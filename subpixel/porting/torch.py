@@ -21,6 +21,7 @@ from ._records import (
     Shuffle,
     check_known,
     flatten_features,
+    in_run_order,
     mark_in_order,
     mark_shuffle,
     spec_settings,
@@ -125,8 +126,28 @@ def read(model: nn.Module, example: Any = None) -> list[Record]:
         else:
             own = [k for k, v in m._parameters.items() if v is not None]
             check_known(name or "the model", type(m).__name__, own)
-    _trace(model, records, example)
-    return records
+    ran = _run_order(model, example)
+    _trace(model, records, example, ran)
+    return in_run_order(records, ran)
+
+
+def _run_order(model: nn.Module, example: Any) -> list[str] | None:
+    """The names of ``model``'s modules in the order they are called on ``example`` (a
+    module called twice is named twice); None without an example or where it fails."""
+    if example is None:
+        return None
+    names = {m: name for name, m in model.named_modules()}
+    called: list[str] = []
+    hooks = [m.register_forward_pre_hook(lambda m, _: called.append(names[m])) for m in names]
+    try:
+        with torch_layers._evaluating(model):
+            model(torch_layers._as_input(model, example))
+    except Exception:
+        return None  # the example is checked (one line) before anything is written
+    finally:
+        for h in hooks:
+            h.remove()
+    return called
 
 
 # ---------------------------------------------------------------------------
@@ -169,7 +190,7 @@ def _is(node: Any, by_name: dict[str, Record]) -> bool:
     return node.op == "call_module" and node.target in by_name
 
 
-def _trace(model: nn.Module, records: list[Record], example: Any) -> None:
+def _trace(model: nn.Module, records: list[Record], example: Any, ran: list[str] | None) -> None:
     by_name = {r.name: r for r in records}
     modules = dict(model.named_modules())
     if next(model.children(), None) is None:
@@ -183,7 +204,7 @@ def _trace(model: nn.Module, records: list[Record], example: Any) -> None:
             "shuffles called as functions (F.pixel_shuffle) are not seen",
             stacklevel=4,
         )
-        _trace_by_order(model, records, example)
+        _trace_by_order(model, records, ran)
         return
     if example is not None:
         _propagate_shapes(model, graph, example)
@@ -308,24 +329,13 @@ def _propagate_shapes(model: nn.Module, graph: Any, example: Any) -> None:
         pass  # shapes stay unknown: a flatten before a dense layer is then reported
 
 
-def _trace_by_order(model: nn.Module, records: list[Record], example: Any) -> None:
-    """For a model ``torch.fx`` cannot trace: the order its modules run in on
-    ``example`` (a module called twice counts twice), else their definition order."""
+def _trace_by_order(model: nn.Module, records: list[Record], ran: list[str] | None) -> None:
+    """For a model ``torch.fx`` cannot trace: the order its modules ran in on the
+    example (a module called twice counts twice), else their definition order."""
     by_name = {r.name: r for r in records}
-    names = {m: name for name, m in model.named_modules()}
-    order = [m for _, m in model.named_modules()]
-    if example is not None:
-        called: list[nn.Module] = []
-        hooks = [m.register_forward_pre_hook(lambda m, _: called.append(m)) for m in order]
-        try:
-            with torch_layers._evaluating(model):
-                model(torch_layers._as_input(model, example))
-            order = called
-        except Exception:
-            pass  # the example is checked (one line) before anything is written
-        finally:
-            for h in hooks:
-                h.remove()
+    modules = dict(model.named_modules())
+    order = [modules[n] for n in (list(modules) if ran is None else ran)]
+    names = {m: name for name, m in modules.items()}
     sequence: list[Record | Shuffle] = []
     for m in order:
         if names[m] in by_name:
