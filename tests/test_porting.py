@@ -1345,6 +1345,14 @@ def test_layers_pair_in_the_order_they_run():
         pytest.raises(ValueError, match=r"^the architectures differ at up -> head"),
     ):
         subpixel.port_weights(source, nnx.clone(FlaxRunsInOrder()))
+    # with an example that leaves a layer unused, the attribute order is all there is
+    spare = FlaxRunsInOrder()
+    spare.spare = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+    with (
+        pytest.warns(UserWarning, match=r"rebuilt by .*: not every layer ran on `example`"),
+        pytest.raises(ValueError, match=r"^the architectures differ: spare \(dense"),
+    ):
+        subpixel.port_weights(nnx.clone(spare), spare, example=_nhwc(x))
     # PyTorch's definition order does not fit the functional Keras model: one error
     # without an example, the right pairs with one
     functional = keras_runs_in_order()

@@ -154,17 +154,24 @@ def read(model: Any, example: Any = None) -> list[Record]:
             own = [k for k, v in vars(m).items() if isinstance(v, nnx.Param)]
             check_known(name or "the model", type(m).__name__, own)
     ran = _run_order(model, example, {id(m): name for name, m in modules if name in steps})
-    if example is None and len(records) > 1 and any(_rebuilt(m) for _, m in modules):
-        warnings.warn(
-            "a Flax module rebuilt by nnx.split/merge, nnx.clone or nnx.eval_shape has "
-            "its attributes in alphabetical order, not the order they were defined in: "
-            "pass `example=` to pair layers in the order they run",
-            stacklevel=4,
-        )
-    if ran is not None and all(name in ran for name in records):
-        mark_in_order([steps[name] for name in ran if name in steps])
-    else:
-        mark_in_order(list(steps.values()))
+    in_order = ran is not None and all(name in ran for name in records)
+    if not in_order and len(records) > 1 and any(_rebuilt(m) for _, m in modules):
+        if example is None or ran is not None:  # (an example that fails is an error later)
+            how = (
+                "pass `example=` to pair layers in the order they run"
+                if example is None
+                else "not every layer ran on `example` as an attribute of the module (a "
+                "transform such as nnx.scan, a tuple, or an unused layer), so that order "
+                "is used"
+            )
+            warnings.warn(
+                "a Flax module rebuilt by nnx.split/merge, nnx.clone or nnx.eval_shape has "
+                f"its attributes in alphabetical order, not the order they were defined in: {how}",
+                stacklevel=4,
+            )
+    mark_in_order(
+        [steps[name] for name in ran if name in steps] if in_order else list(steps.values())
+    )
     data = layout(model)
     for r in records.values():
         r.layout = data
