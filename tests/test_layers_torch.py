@@ -347,3 +347,47 @@ def test_phased_conv_transpose_whose_outputs_are_all_bias_still_reads_its_input(
     (grad,) = torch.autograd.grad(phased(x).sum(), x)
     (want,) = torch.autograd.grad(ct(x).sum(), x)
     torch.testing.assert_close(grad, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["subpixel", "phases", "fastest", "shuffle"])
+def test_rewrites_carry_the_replaced_modules_hooks(mode):
+    """Forward, pre-forward and full backward hooks registered on a replaced module run
+    on its replacement, with the same values, and their handles still remove them; the
+    timing of `fastest` does not call them."""
+    from subpixel.layers.torch import replace_conv_transpose, replace_pixel_shuffle
+
+    torch.manual_seed(0)
+    if mode == "shuffle":
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.PixelShuffle(2))
+        x = torch.randn(1, 3, 5, 6, requires_grad=True)
+    else:
+        model = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1))
+        x = torch.randn(1, 4, 5, 6, requires_grad=True)
+    target = model[-1]
+    seen: dict[str, list] = {"pre": [], "out": [], "grad": []}
+    handles = [
+        target.register_forward_pre_hook(lambda m, args: seen["pre"].append(args[0].detach())),
+        target.register_forward_hook(lambda m, args, out: seen["out"].append(out.detach())),
+        target.register_full_backward_hook(lambda m, gi, go: seen["grad"].append(go[0].clone())),
+    ]
+    want = model(x)
+    want.square().sum().backward()
+    assert [len(v) for v in seen.values()] == [1, 1, 1]
+    if mode == "shuffle":
+        replace_pixel_shuffle(model)
+    else:
+        replace_conv_transpose(model, mode=mode, example=x.detach() if mode == "fastest" else None)
+    assert model[-1] is not target or mode == "fastest"  # fastest may keep the original
+    # `fastest` runs the model on the example once (no gradients), its timing never
+    runs = 2 if mode == "fastest" else 1
+    assert [len(v) for v in seen.values()] == [runs, runs, 1]
+    got = model(x)
+    got.square().sum().backward()
+    assert [len(v) for v in seen.values()] == [runs + 1, runs + 1, 2]
+    for values in seen.values():
+        for value in values[1:]:
+            torch.testing.assert_close(value, values[0], rtol=1e-5, atol=1e-5)
+    for h in handles:
+        h.remove()
+    model(x).sum().backward()
+    assert [len(v) for v in seen.values()] == [runs + 1, runs + 1, 2]

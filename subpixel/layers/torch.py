@@ -511,18 +511,43 @@ def _swap(model: nn.Module, test: Any, make: Any) -> nn.Module:
     ``test`` accepts it (then the replacement is returned).  Every replacement is made
     before the first is put in: one that fails leaves ``model`` as it was."""
     if test(model):
-        return make(model)
+        return _carry_hooks(model, make(model))
     made: dict[int, nn.Module] = {}
     slots = []
     for parent in model.modules():
         for name, child in list(parent._modules.items()):  # a shared child under each name
             if test(child):
                 if id(child) not in made:
-                    made[id(child)] = make(child)
+                    made[id(child)] = _carry_hooks(child, make(child))
                 slots.append((parent, name, made[id(child)]))
     for parent, name, new in slots:
         setattr(parent, name, new)
     return model
+
+
+# the forward and backward hooks a module holds (state-dict hooks name its parameters,
+# which a replacement names differently: they stay)
+_HOOKS = (
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_backward_pre_hooks",
+    "_backward_hooks",
+)
+
+
+def _carry_hooks(old: nn.Module, new: nn.Module) -> nn.Module:
+    """``new`` holding ``old``'s forward and backward hooks: the same dictionaries, so
+    that the handles ``register_*_hook`` returned still remove them."""
+    if new is not old and any(getattr(old, a, None) for a in _HOOKS):
+        for attr in _HOOKS:
+            if hasattr(old, attr):
+                getattr(old, attr).update(getattr(new, attr, {}))
+                setattr(new, attr, getattr(old, attr))
+        new._is_full_backward_hook = old._is_full_backward_hook
+    return new
 
 
 def _as_input(model: nn.Module, example: Any) -> torch.Tensor:
@@ -598,7 +623,9 @@ def replace_conv_transpose(
         candidates = [m, sub_pixel_of(m), PhasedConvTranspose(m)]
         sync = (lambda _: torch.cuda.synchronize()) if x.is_cuda else None
         with torch.no_grad():
-            return candidates[fastest([lambda c=c: c(x) for c in candidates], sync=sync)]
+            # `forward`: the user's hooks on the original do not run while it is timed
+            runs = [lambda c=c: c.forward(x) for c in candidates]
+            return candidates[fastest(runs, sync=sync)]
 
     return _swap(model, _replaceable, fastest)
 

@@ -169,9 +169,7 @@ def read(model: Any, example: Any = None) -> list[Record]:
                 f"its attributes in alphabetical order, not the order they were defined in: {how}",
                 stacklevel=4,
             )
-    mark_in_order(
-        [steps[name] for name in ran if name in steps] if in_order else list(steps.values())
-    )
+    mark_in_order([steps[n] for n in (ran if in_order and ran else steps) if n in steps])
     data = layout(model)
     for r in records.values():
         r.layout = data
