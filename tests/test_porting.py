@@ -938,6 +938,33 @@ def test_keras_rewrite_reaches_nested_models_and_refuses_subclassed_ones():
         keras_layers.replace_conv_transpose(KerasSubclassed())
 
 
+def test_keras_fastest_times_the_layers_of_nested_models(monkeypatch):
+    """`fastest` times a nested model's transposed convolution on the input it gets
+    there (timing made to pick the sub-pixel form, and to check what it runs)."""
+    from subpixel import _timing
+
+    timed = []
+
+    def pick_sub_pixel(runs, **_):
+        timed.append([np.asarray(run()).shape for run in runs])  # both forms run
+        return 1
+
+    monkeypatch.setattr(_timing, "fastest", pick_sub_pixel)
+    inner_in = keras.Input((6, 6, 5))
+    inner = keras.Model(inner_in, L.Conv2DTranspose(2, 4, strides=2, padding="same")(inner_in))
+    outer_in = keras.Input((3, 3, 3))
+    h = L.Conv2DTranspose(5, 4, strides=2, padding="same")(outer_in)
+    outer = keras.Model(outer_in, L.ReLU()(inner(h)))
+    x = np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32)
+    rewritten = keras_layers.replace_conv_transpose(outer, mode="fastest", example=x)
+    assert timed == [[(2, 6, 6, 5)] * 2, [(2, 12, 12, 2)] * 2]
+    assert isinstance(rewritten.layers[1], keras_layers.SubPixelConv)
+    kinds = [type(layer).__name__ for layer in rewritten.layers[2].layers]
+    assert "SubPixelConv" in kinds, kinds
+    np.testing.assert_allclose(np.asarray(rewritten(x)), np.asarray(outer(x)), rtol=1e-5, atol=1e-5)
+    assert all("call" not in vars(layer) for layer in (*outer.layers, *inner.layers))
+
+
 class TorchUntraceable(nn.Module):
     """Data-dependent control flow (torch.fx cannot trace it) and one PixelShuffle
     module called after two convolutions."""

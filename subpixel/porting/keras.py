@@ -65,13 +65,18 @@ def layout(model: Any) -> str:
     return str(keras.config.image_data_format())
 
 
+def _name(layer: Any) -> str:
+    """A layer's name in records and reports: its path in the model."""
+    return str(layer.path if hasattr(layer, "path") else layer.name)
+
+
 def _np(v: Any) -> Any:
     """A variable's value as NumPy (None for an absent bias)."""
     return None if v is None else np.asarray(keras.ops.convert_to_numpy(v))
 
 
 def _record(layer: Any) -> Record | None:
-    name = layer.path if hasattr(layer, "path") else layer.name
+    name = _name(layer)
     if isinstance(layer, keras_layers.SubPixelConv):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch")
         return Record(
@@ -280,7 +285,7 @@ def _read_by_order(
     steps: dict[str, Record | Shuffle] = {}
     layers = []
     for op in operations:
-        name = op.path if hasattr(op, "path") else op.name
+        name = _name(op)
         if id(op) in by_op:
             steps[name] = by_op[id(op)]
         elif isinstance(op, keras_layers.PixelShuffle):  # and PixelUnshuffle
@@ -303,29 +308,11 @@ def _run_order(model: Any, layers: list[Any], example: Any) -> list[str] | None:
     if example is None or model in layers:
         return None  # a layer passed alone: nothing to order
     called: list[str] = []
-
-    def noting(layer: Any) -> Any:
-        call, name = layer.call, layer.path if hasattr(layer, "path") else layer.name
-
-        def noted(*args: Any, **kwargs: Any) -> Any:
-            called.append(name)
-            return call(*args, **kwargs)
-
-        return noted
-
-    own = [(layer, vars(layer).get("call")) for layer in layers]
     try:
-        for layer in layers:  # the instance's own `call`, past Keras's attribute tracking
-            object.__setattr__(layer, "call", noting(layer))
-        model(_input(example), training=False)
+        with keras_layers._watching(layers, lambda layer, _: called.append(_name(layer))):
+            model(_input(example), training=False)
     except Exception:
         return None  # the example is checked (one line) before anything is written
-    finally:
-        for layer, call in own:
-            if call is not None:
-                object.__setattr__(layer, "call", call)
-            elif "call" in vars(layer):
-                object.__delattr__(layer, "call")
     return called
 
 
@@ -349,9 +336,7 @@ def _flatten_before(dense: Any, data_format: str) -> Any:
 
 
 def write(model: Any, records: list[Record], converted: list[dict]) -> None:
-    by_name = {
-        (layer.path if hasattr(layer, "path") else layer.name): layer for layer in _walk(model)
-    }
+    by_name = {_name(layer): layer for layer in _walk(model)}
     assignments: list[
         tuple[Any, Any]
     ] = []  # every value converted first: the copying itself cannot fail half way
@@ -408,9 +393,7 @@ def run(model: Any, example: Any, names: list[str]) -> dict[str, Any]:
         "__output__": np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
     }
     try:  # a functional model also gives each layer's output
-        by_name = {
-            (layer.path if hasattr(layer, "path") else layer.name): layer for layer in _walk(model)
-        }
+        by_name = {_name(layer): layer for layer in _walk(model)}
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
         probe = keras.Model(inputs, [by_name[n].output for n in names])
         values = probe(x, training=False)
