@@ -991,6 +991,43 @@ def test_an_untraceable_model_is_read_in_the_order_its_modules_run():
     assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
 
 
+class TorchUntraceableCalls(nn.Module):
+    """Untraceable, with its shuffles called as functions between subpixel's own
+    layers and PyTorch's (which call F.pixel_shuffle inside: not the model's calls)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 12, 3, padding=1)
+        self.up = torch_layers.SubPixelConv2d(3, 3, 3, 2)
+        self.c2 = nn.Conv2d(12, 12, 3, padding=1)
+        self.down = nn.PixelUnshuffle(2)
+        self.c3 = nn.Conv2d(48, 12, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[1] != 3:
+            raise ValueError("three channels")
+        h = F.pixel_unshuffle(self.up(F.pixel_shuffle(self.c1(x), 2)), downscale_factor=2)
+        return F.pixel_shuffle(self.c3(self.down(self.c2(h))), upscale_factor=2)
+
+
+def test_shuffles_called_as_functions_in_an_untraceable_model_are_seen():
+    """With `example`, the F.pixel_shuffle/pixel_unshuffle calls of a model torch.fx
+    cannot trace are seen where they run (a TorchFunctionMode), and those inside
+    subpixel's and PyTorch's shuffle layers are not counted twice."""
+    inputs = keras.Input((4, 4, 3))
+    h = keras.ops.depth_to_space(L.Conv2D(12, 3, padding="same")(inputs), 2)
+    h = keras.ops.space_to_depth(keras_layers.SubPixelConv(3, 3, 2, order="DCR")(h), 2)
+    h = keras.ops.space_to_depth(L.Conv2D(12, 3, padding="same")(h), 2)
+    target = keras.Model(inputs, keras.ops.depth_to_space(L.Conv2D(12, 3, padding="same")(h), 2))
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    source = _torch_model(TorchUntraceableCalls)
+    with pytest.warns(UserWarning, match=r"F.pixel_shuffle calls run in on `example`"):
+        report = subpixel.port_weights(source, target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    with pytest.warns(UserWarning, match=r"are not seen: pass `example=`$"):
+        subpixel.port_weights(source, keras.models.clone_model(target))
+
+
 class TorchNHWCHead(nn.Module):
     """Flattens in NHWC order itself (x.permute(0, 2, 3, 1)), 4 channels on 4 x 4: every
     order of the features has the same shape."""

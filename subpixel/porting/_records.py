@@ -17,6 +17,7 @@ kind               params
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,7 +180,7 @@ def plain(v: Any) -> np.ndarray | None:
 Shuffle = tuple[str, str, tuple[int, ...]]  # ("shuffle" or "unshuffle", order, factor)
 
 
-def in_run_order(records: list[Record], ran: list[str] | None) -> list[Record]:
+def in_run_order(records: list[Record], ran: Sequence[object] | None) -> list[Record]:
     """``records`` in the order their layers first ran on the example (``ran``: the
     names of the modules as they were called), when every one of them ran; otherwise
     as they are, in definition order.  Two models of one architecture run their layers
@@ -189,7 +190,8 @@ def in_run_order(records: list[Record], ran: list[str] | None) -> list[Record]:
         return records
     first: dict[str, int] = {}
     for name in ran:
-        first.setdefault(name, len(first))
+        if isinstance(name, str):  # (not a shuffle called as a function)
+            first.setdefault(name, len(first))
     if any(r.name not in first for r in records):
         return records
     return sorted(records, key=lambda r: first[r.name])

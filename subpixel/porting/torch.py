@@ -131,23 +131,47 @@ def read(model: nn.Module, example: Any = None) -> list[Record]:
     return in_run_order(records, ran)
 
 
-def _run_order(model: nn.Module, example: Any) -> list[str] | None:
-    """The names of ``model``'s modules in the order they are called on ``example`` (a
-    module called twice is named twice); None without an example or where it fails."""
+def _run_order(model: nn.Module, example: Any) -> list[str | Shuffle] | None:
+    """What ``model`` runs on ``example``, in order: the names of its modules as they
+    are called (a module called twice is named twice) and, between them, the shuffles
+    its code calls as functions (``F.pixel_shuffle``, ``F.pixel_unshuffle``); None
+    without an example or where it fails."""
     if example is None:
         return None
+    from torch.overrides import TorchFunctionMode
+
     names = {m: name for name, m in model.named_modules()}
-    called: list[str] = []
-    hooks = [m.register_forward_pre_hook(lambda m, _: called.append(names[m])) for m in names]
+    # a shuffle module's or a parameterised layer's own calls are not the model's code
+    opaque = {m for m in names if _record("", m) is not None or _shuffle_module(m) is not None}
+    events: list[str | Shuffle] = []
+    depth = [0]
+
+    def entered(m: nn.Module, _: Any) -> None:
+        events.append(names[m])
+        depth[0] += m in opaque
+
+    def left(m: nn.Module, *_: Any) -> None:
+        depth[0] -= m in opaque
+
+    class Shuffles(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            found = None if depth[0] else _function_shuffle(func, args, kwargs)
+            if found is not None:
+                events.append(found)
+            return func(*args, **kwargs)
+
+    hooks = [m.register_forward_pre_hook(entered) for m in names]
+    hooks += [m.register_forward_hook(left, always_call=True) for m in names]
     try:
-        with torch_layers._evaluating(model):
+        with torch_layers._evaluating(model), Shuffles():
             model(torch_layers._as_input(model, example))
     except Exception:
         return None  # the example is checked (one line) before anything is written
     finally:
         for h in hooks:
             h.remove()
-    return called
+    return events
 
 
 # ---------------------------------------------------------------------------
@@ -155,25 +179,39 @@ def _run_order(model: nn.Module, example: Any) -> list[str] | None:
 # ---------------------------------------------------------------------------
 
 
-def _shuffle_of(node: Any, modules: dict[str, nn.Module]) -> tuple[str, str, tuple] | None:
+def _shuffle_module(m: nn.Module) -> Shuffle | None:
+    """``(op, order, factor)`` if ``m`` is a pixel shuffle or unshuffle module."""
+    if isinstance(m, torch_layers.PixelShuffle):  # and PixelUnshuffle, a subclass
+        return m.op, m.order, m.factor
+    if isinstance(m, nn.PixelShuffle):
+        return "shuffle", "CRD", (m.upscale_factor,) * 2
+    if isinstance(m, nn.PixelUnshuffle):
+        return "unshuffle", "CRD", (m.downscale_factor,) * 2
+    return None
+
+
+def _function_shuffle(func: Any, args: Any, kwargs: dict) -> Shuffle | None:
+    """``(op, order, factor)`` if ``func(*args, **kwargs)`` is a pixel shuffle or
+    unshuffle called as a function."""
+    if func in (F.pixel_shuffle, torch.pixel_shuffle):
+        r = args[1] if len(args) > 1 else kwargs["upscale_factor"]
+        return "shuffle", "CRD", (int(r),) * 2
+    if func in (F.pixel_unshuffle, torch.pixel_unshuffle):
+        r = args[1] if len(args) > 1 else kwargs["downscale_factor"]
+        return "unshuffle", "CRD", (int(r),) * 2
+    if func in (ops.shuffle, ops.unshuffle):
+        factor = args[1] if len(args) > 1 else kwargs["factor"]
+        r = tuple(factor) if isinstance(factor, (tuple, list)) else (int(factor),) * 2
+        return func.__name__, kwargs.get("order", "CRD"), r
+    return None
+
+
+def _shuffle_of(node: Any, modules: dict[str, nn.Module]) -> Shuffle | None:
     """``(op, order, factor)`` if ``node`` is a pixel shuffle or unshuffle."""
     if node.op == "call_module":
-        m = modules[node.target]
-        if isinstance(m, torch_layers.PixelShuffle):  # and PixelUnshuffle, a subclass
-            return m.op, m.order, m.factor
-        if isinstance(m, nn.PixelShuffle):
-            return "shuffle", "CRD", (m.upscale_factor,) * 2
-        if isinstance(m, nn.PixelUnshuffle):
-            return "unshuffle", "CRD", (m.downscale_factor,) * 2
+        return _shuffle_module(modules[node.target])
     if node.op == "call_function":
-        if node.target in (F.pixel_shuffle, torch.pixel_shuffle):
-            return "shuffle", "CRD", (int(node.args[1]),) * 2
-        if node.target in (F.pixel_unshuffle, torch.pixel_unshuffle):
-            return "unshuffle", "CRD", (int(node.args[1]),) * 2
-        if node.target in (ops.shuffle, ops.unshuffle):
-            factor = node.args[1] if len(node.args) > 1 else node.kwargs["factor"]
-            r = tuple(factor) if isinstance(factor, (tuple, list)) else (int(factor),) * 2
-            return node.target.__name__, node.kwargs.get("order", "CRD"), r
+        return _function_shuffle(node.target, node.args, node.kwargs)
     return None
 
 
@@ -190,7 +228,9 @@ def _is(node: Any, by_name: dict[str, Record]) -> bool:
     return node.op == "call_module" and node.target in by_name
 
 
-def _trace(model: nn.Module, records: list[Record], example: Any, ran: list[str] | None) -> None:
+def _trace(
+    model: nn.Module, records: list[Record], example: Any, ran: list[str | Shuffle] | None
+) -> None:
     by_name = {r.name: r for r in records}
     modules = dict(model.named_modules())
     if next(model.children(), None) is None:
@@ -199,9 +239,15 @@ def _trace(model: nn.Module, records: list[Record], example: Any, ran: list[str]
         graph = torch.fx.symbolic_trace(model)
     except Exception as e:  # not traceable (data-dependent control flow): module order
         warnings.warn(
-            f"torch.fx cannot trace {type(model).__name__} ({type(e).__name__}); the order "
-            "its modules run in tells which convolution feeds a shuffle module, and "
-            "shuffles called as functions (F.pixel_shuffle) are not seen",
+            f"torch.fx cannot trace {type(model).__name__} ({type(e).__name__}); "
+            + (
+                "the order its modules and its F.pixel_shuffle calls run in on `example` "
+                "tells which convolution feeds a shuffle"
+                if ran is not None
+                else "the order its modules are defined in tells which convolution feeds a "
+                "shuffle module, and shuffles called as functions (F.pixel_shuffle) are not "
+                "seen: pass `example=`"
+            ),
             stacklevel=4,
         )
         _trace_by_order(model, records, ran)
@@ -329,23 +375,24 @@ def _propagate_shapes(model: nn.Module, graph: Any, example: Any) -> None:
         pass  # shapes stay unknown: a flatten before a dense layer is then reported
 
 
-def _trace_by_order(model: nn.Module, records: list[Record], ran: list[str] | None) -> None:
-    """For a model ``torch.fx`` cannot trace: the order its modules ran in on the
-    example (a module called twice counts twice), else their definition order."""
+def _trace_by_order(
+    model: nn.Module, records: list[Record], ran: list[str | Shuffle] | None
+) -> None:
+    """For a model ``torch.fx`` cannot trace: what ran on the example (modules, a
+    module called twice counts twice, and shuffles called as functions), else the
+    modules in definition order."""
     by_name = {r.name: r for r in records}
     modules = dict(model.named_modules())
-    order = [modules[n] for n in (list(modules) if ran is None else ran)]
-    names = {m: name for name, m in modules.items()}
     sequence: list[Record | Shuffle] = []
-    for m in order:
-        if names[m] in by_name:
-            sequence.append(by_name[names[m]])
-        elif isinstance(m, torch_layers.PixelShuffle):  # and PixelUnshuffle, a subclass
-            sequence.append((m.op, m.order, m.factor))
-        elif isinstance(m, nn.PixelShuffle):
-            sequence.append(("shuffle", "CRD", (m.upscale_factor,) * 2))
-        elif isinstance(m, nn.PixelUnshuffle):
-            sequence.append(("unshuffle", "CRD", (m.downscale_factor,) * 2))
+    for item in list(modules) if ran is None else ran:
+        if not isinstance(item, str):
+            sequence.append(item)  # a shuffle called as a function
+        elif item in by_name:
+            sequence.append(by_name[item])
+        else:
+            found = _shuffle_module(modules[item])
+            if found is not None:
+                sequence.append(found)
     mark_in_order(sequence)
 
 
