@@ -2,8 +2,8 @@
 of the same architecture, every conversion done (:func:`port_weights`).
 
 Each framework's module (:mod:`.torch`, :mod:`.keras`, :mod:`.flax`) reads a model
-into a list of :class:`~._records.Record` (its parameterised layers in the order
-they run on the example, else in definition order; parameters in PyTorch layout, and what tracing found around them: the channel
+into a list of :class:`~._records.Record` (its parameterised layers in definition
+order, each with when it first ran on the example; parameters in PyTorch layout, and what tracing found around them: the channel
 order of a shuffle a convolution feeds, the layout and shape of a flatten before a
 dense layer), and writes such a list back.  Pairing, validation and every
 conversion between two models live here, once.
@@ -32,9 +32,10 @@ def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport
     any pair and direction.
 
     Parameterised layers (convolutions 1-3-D, transposed convolutions, dense/linear,
-    batch and layer norms, PReLU, embeddings, and subpixel's layers) are paired in the
-    order they run on ``example`` (when every one of them runs; a functional Keras
-    model in its graph's order), else in definition order, and converted: kernel and transposed-kernel layouts, channels
+    batch and layer norms, PReLU, embeddings, and subpixel's layers) are paired in
+    definition order, or in the order they run on ``example`` where every layer of
+    both models runs and that order differs (of two orders that both fit, the one
+    whose output is closer to the source's is kept), and converted: kernel and transposed-kernel layouts, channels
     first or last, the flatten before a dense layer (NCHW and NHWC flatten in different
     orders; its shape comes from ``example`` or the model's own static shapes), and CRD
     vs DCR wherever a convolution feeds a pixel shuffle whose order differs between
@@ -62,17 +63,57 @@ def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport
             f"`source` has {len(src_records)} parameterised layers and `target` "
             f"{len(tgt_records)}: they are not the same architecture ({first})"
         )
-    converted = [convert_pair(s, t) for s, t in zip(src_records, tgt_records)]  # validates all
-    src_names, tgt_names = [r.name for r in src_records], [r.name for r in tgt_records]
     if example is not None:  # both runs checked before anything is copied
-        src_out = _run(src_mod, source, example, src_names, "source")
-        _run(tgt_mod, target, tgt_example, tgt_names, "target")
-    tgt_mod.write(target, tgt_records, converted)  # only now is anything copied
-    report = PortReport(pairs=list(zip(src_names, tgt_names)))
-    if example is not None:
-        tgt_out = tgt_mod.run(target, tgt_example, tgt_names)
-        report.compare(src_out, tgt_out, layouts)
-    return report
+        src_out = _run(src_mod, source, example, [r.name for r in src_records], "source")
+        _run(tgt_mod, target, tgt_example, [r.name for r in tgt_records], "target")
+    pairings = _pairings(src_records, tgt_records)  # validated: converted, or one error
+    best: PortReport | None = None
+    for src_order, tgt_order, converted in pairings:
+        tgt_mod.write(target, tgt_order, converted)  # only now is anything copied
+        report = PortReport(pairs=[(s.name, t.name) for s, t in zip(src_order, tgt_order)])
+        if example is not None:
+            tgt_out = tgt_mod.run(target, tgt_example, [r.name for r in tgt_order])
+            report.compare(src_out, tgt_out, layouts)
+        if best is None or _closer(report, best):
+            best, kept = report, (tgt_order, converted)
+    if best is not report:  # the last one tried is not the one to keep
+        tgt_mod.write(target, *kept)
+    assert best is not None
+    return best
+
+
+def _pairings(src: list[Record], tgt: list[Record]) -> list[tuple[list, list, list]]:
+    """The orders to pair the layers in, each with its converted parameters: definition
+    order, and the order the layers ran in on the example where both models ran every
+    layer and that differs.  An order whose pairs do not fit is dropped; if none fits,
+    the error of the last (the run order's, if any) is raised."""
+    orders = [(src, tgt)]
+    if all(r.run_index is not None for r in (*src, *tgt)):
+        ran = (sorted(src, key=_ran), sorted(tgt, key=_ran))
+        if [id(r) for r in (*ran[0], *ran[1])] != [id(r) for r in (*src, *tgt)]:
+            orders.append(ran)
+    fitting, error = [], None
+    for s, t in orders:
+        try:
+            fitting.append((s, t, [convert_pair(a, b) for a, b in zip(s, t)]))
+        except ValueError as e:
+            error = e
+    if not fitting:
+        assert error is not None
+        raise error
+    return fitting
+
+
+def _ran(r: Record) -> int:
+    return -1 if r.run_index is None else r.run_index
+
+
+def _closer(report: PortReport, best: PortReport) -> bool:
+    """Whether ``report``'s output is closer to the source's than ``best``'s (two
+    orders that both fit: the models' outputs tell which pairs the layers right)."""
+    if report.max_diff is None or best.max_diff is None:
+        return False
+    return bool(report.max_diff < best.max_diff or np.isnan(best.max_diff))
 
 
 def _read(module: Any, model: Any, example: Any, which: str) -> list[Record]:

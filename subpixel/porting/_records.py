@@ -44,6 +44,7 @@ class Record:
     flatten: tuple[tuple[int, ...], np.ndarray] | None = None
     layout: str = "channels_first"  # the layout of the data around the layer
     extra: dict[str, Any] = field(default_factory=dict)  # eps, groups, ... (checked, not copied)
+    run_index: int | None = None  # when it first ran on the example, if every layer did
 
     @property
     def label(self) -> str:
@@ -180,21 +181,21 @@ def plain(v: Any) -> np.ndarray | None:
 Shuffle = tuple[str, str, tuple[int, ...]]  # ("shuffle" or "unshuffle", order, factor)
 
 
-def in_run_order(records: list[Record], ran: Sequence[object] | None) -> list[Record]:
-    """``records`` in the order their layers first ran on the example (``ran``: the
-    names of the modules as they were called), when every one of them ran; otherwise
-    as they are, in definition order.  Two models of one architecture run their layers
-    in the same order whatever order their code defines them in (and Flax's
-    ``nnx.split``/``merge``, ``clone`` and ``eval_shape`` sort a module's attributes)."""
+def note_run_order(records: list[Record], ran: Sequence[object] | None) -> bool:
+    """Give each record the rank of its layer's first run on the example (``ran``: the
+    names of the modules as they were called), if every one of them ran; whether they
+    all did.  Pairing in that order is one of the two orders ``port_weights`` tries."""
     if ran is None:
-        return records
+        return False
     first: dict[str, int] = {}
     for name in ran:
         if isinstance(name, str):  # (not a shuffle called as a function)
             first.setdefault(name, len(first))
     if any(r.name not in first for r in records):
-        return records
-    return sorted(records, key=lambda r: first[r.name])
+        return False
+    for r in records:
+        r.run_index = first[r.name]
+    return True
 
 
 def mark_in_order(sequence: list[Record | Shuffle]) -> None:

@@ -17,8 +17,8 @@ from ._records import (
     Record,
     Shuffle,
     check_known,
-    in_run_order,
     mark_in_order,
+    note_run_order,
     spec_settings,
     strides,
 )
@@ -153,16 +153,16 @@ def read(model: Any, example: Any = None) -> list[Record]:
         else:
             own = [k for k, v in vars(m).items() if isinstance(v, nnx.Param)]
             check_known(name or "the model", type(m).__name__, own)
-    ran = _run_order(model, example, {id(m): name for name, m in modules if name in steps})
-    in_order = ran is not None and all(name in ran for name in records)
+    ran = _run_order(model, example, set(steps))
+    in_order = note_run_order(list(records.values()), ran)
     if not in_order and len(records) > 1 and any(_rebuilt(m) for _, m in modules):
         if example is None or ran is not None:  # (an example that fails is an error later)
             how = (
                 "pass `example=` to pair layers in the order they run"
                 if example is None
-                else "not every layer ran on `example` as an attribute of the module (a "
-                "transform such as nnx.scan, a tuple, or an unused layer), so that order "
-                "is used"
+                else "not every layer's run on `example` could be noted (a layer in a "
+                "tuple or passed to a transform such as nnx.scan or nnx.remat, or one "
+                "that does not run), so that order is used"
             )
             warnings.warn(
                 "a Flax module rebuilt by nnx.split/merge, nnx.clone or nnx.eval_shape has "
@@ -173,7 +173,7 @@ def read(model: Any, example: Any = None) -> list[Record]:
     data = layout(model)
     for r in records.values():
         r.layout = data
-    return in_run_order(list(records.values()), ran)
+    return list(records.values())
 
 
 def _rebuilt(m: Any) -> bool:
@@ -202,12 +202,13 @@ def _is_list(node: Any) -> bool:
     return isinstance(node, list) or type(node).__name__ == "List"
 
 
-def _slots(node: Any, seen: set[int]) -> list[tuple[Any, Any, Any]]:
-    """``(parent, key, module)`` of every slot holding a module below ``node`` (a
-    shared module in each of its slots; modules in tuples cannot be swapped)."""
-    if id(node) in seen:
+def _slots(node: Any, path: str = "", ancestors: tuple = ()) -> list[tuple]:
+    """``(parent, key, module, path)`` of every slot holding a module below ``node``,
+    paths as :func:`_walk` names them (a shared module in each of its slots; modules
+    in tuples cannot be swapped)."""
+    if id(node) in ancestors:
         return []
-    seen.add(id(node))
+    ancestors = (*ancestors, id(node))
     if _is_list(node):
         items = list(enumerate(node))
     elif isinstance(node, dict):
@@ -216,12 +217,13 @@ def _slots(node: Any, seen: set[int]) -> list[tuple[Any, Any, Any]]:
         items = [(k, v) for k, v in vars(node).items() if not k.startswith("_")]
     out = []
     for key, value in items:
+        sub = f"{path}.{key}" if path else str(key)
         if isinstance(value, nnx.Module) and not _is_list(value):
-            out.append((node, key, value))
+            out.append((node, key, value, sub))
             if not isinstance(value, flax_layers.SubPixelConv):
-                out.extend(_slots(value, seen))
+                out.extend(_slots(value, sub, ancestors))
         elif _is_list(value) or isinstance(value, dict):
-            out.extend(_slots(value, seen))
+            out.extend(_slots(value, sub, ancestors))
     return out
 
 
@@ -232,24 +234,29 @@ def _put(parent: Any, key: Any, value: Any) -> None:
         setattr(parent, key, value)
 
 
-def _run_order(model: Any, example: Any, names: dict[int, str]) -> list[str] | None:
-    """The names of the modules in ``names`` (by id) in the order ``model`` calls them
-    on ``example`` (a module called twice is named twice), in evaluation mode; None
-    without an example or where it fails."""
-    if example is None or "" in names.values():
+def _run_order(model: Any, example: Any, wanted: set[str]) -> list[str] | None:
+    """The modules named in ``wanted`` in the order ``model`` calls them on ``example``
+    (a module called twice is named twice), noted on an evaluation-mode copy (the
+    model's own state stays as it is); ``[]`` where noting broke a run that works
+    without it; None without an example or where the example does not run."""
+    if example is None or "" in wanted:
         return None  # a layer passed alone: nothing to order
+    copy = nnx.clone(model)
+    copy.eval()
+    slots = _slots(copy)
+    name_of = {id(m): path for _, _, m, path in slots if path in wanted}
     called: list[str] = []
-    swapped = [(p, k, m) for p, k, m in _slots(model, set()) if id(m) in names]
-    with flax_layers._evaluating(model):
-        try:
-            for parent, key, m in swapped:
-                _put(parent, key, _Called(m, names[id(m)], called))
-            model(flax_layers._model_input(model, example))
+    for parent, key, m, _ in slots:
+        if id(m) in name_of:
+            _put(parent, key, _Called(m, name_of[id(m)], called))
+    try:
+        copy(flax_layers._model_input(model, example))
+    except Exception:
+        try:  # a transform given a stand-in (nnx.remat(f)(self.block, x)) fails
+            flax_layers._evaluate(model, example)
         except Exception:
             return None  # the example is checked (one line) before anything is written
-        finally:
-            for parent, key, m in reversed(swapped):
-                _put(parent, key, m)
+        return []
     return called
 
 

@@ -4,7 +4,9 @@ dense layer), write converted parameters back, run the model recording layer out
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -19,9 +21,9 @@ from ._records import (
     Shuffle,
     check_known,
     flatten_features,
-    in_run_order,
     mark_in_order,
     mark_shuffle,
+    note_run_order,
     spec_settings,
 )
 
@@ -219,9 +221,15 @@ def read(model: Any, example: Any = None) -> list[Record]:
             by_op[id(op)] = r
         elif isinstance(op, keras.layers.Layer):
             check_known(op.name, type(op).__name__, [v.path for v in op.weights])
+    layers = [
+        op for op in operations if id(op) in by_op or isinstance(op, keras_layers.PixelShuffle)
+    ]
+    ran = _run_order(model, layers, example)
+    in_order = note_run_order(records, ran)
     if not any(getattr(op, "_inbound_nodes", None) for op in operations):
         # subclassed: no graph to read, the order its layers run in tells
-        return _read_by_order(model, operations, records, by_op, example)
+        _read_by_order(model, layers, records, by_op, ran if in_order else None)
+        return records
     children: dict[int, list[Any]] = {}
     for op in operations:
         children.setdefault(id(_parent(op)), []).append(op)
@@ -277,29 +285,16 @@ def _set_layout(records: list[Record], data: str) -> None:
 
 
 def _read_by_order(
-    model: Any, operations: list[Any], records: list[Record], by_op: dict, example: Any
-) -> list[Record]:
-    """A subclassed model calls its layers in code: the order they run in on
-    ``example`` (else the order they were created in) tells which convolution a
-    shuffle layer (subpixel's) follows, as in Flax, and pairs them."""
+    model: Any, layers: list[Any], records: list[Record], by_op: dict, ran: list[str] | None
+) -> None:
+    """A subclassed model calls its layers in code: the order they ran in on the
+    example (else the order they were created in) tells which convolution a shuffle
+    layer (subpixel's) follows, as in Flax."""
     steps: dict[str, Record | Shuffle] = {}
-    layers = []
-    for op in operations:
-        name = _name(op)
-        if id(op) in by_op:
-            steps[name] = by_op[id(op)]
-        elif isinstance(op, keras_layers.PixelShuffle):  # and PixelUnshuffle
-            steps[name] = (op.op, op.order, op.factor)
-        else:
-            continue
-        layers.append(op)
-    ran = _run_order(model, layers, example)
-    if ran is not None and all(r.name in ran for r in records):
-        mark_in_order([steps[name] for name in ran if name in steps])
-    else:
-        mark_in_order(list(steps.values()))
+    for op in layers:
+        steps[_name(op)] = by_op[id(op)] if id(op) in by_op else (op.op, op.order, op.factor)
+    mark_in_order([steps[name] for name in (steps if ran is None else ran) if name in steps])
     _set_layout(records, layout(model))
-    return in_run_order(records, ran)
 
 
 def _run_order(model: Any, layers: list[Any], example: Any) -> list[str] | None:
@@ -309,11 +304,31 @@ def _run_order(model: Any, layers: list[Any], example: Any) -> list[str] | None:
         return None  # a layer passed alone: nothing to order
     called: list[str] = []
     try:
-        with keras_layers._watching(layers, lambda layer, _: called.append(_name(layer))):
+        with (
+            _eagerly(),
+            keras_layers._watching(layers, lambda layer, _: called.append(_name(layer))),
+        ):
             model(_input(example), training=False)
     except Exception:
         return None  # the example is checked (one line) before anything is written
     return called
+
+
+@contextlib.contextmanager
+def _eagerly() -> Iterator[None]:
+    """TensorFlow runs a ``tf.function`` (a subclassed model's ``call``, say) as Python
+    for a while: a graph it traced before would not call the layers' ``call``."""
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    before = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(before)
 
 
 def _flatten_before(dense: Any, data_format: str) -> Any:

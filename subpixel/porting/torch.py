@@ -21,9 +21,9 @@ from ._records import (
     Shuffle,
     check_known,
     flatten_features,
-    in_run_order,
     mark_in_order,
     mark_shuffle,
+    note_run_order,
     spec_settings,
 )
 
@@ -128,7 +128,8 @@ def read(model: nn.Module, example: Any = None) -> list[Record]:
             check_known(name or "the model", type(m).__name__, own)
     ran = _run_order(model, example)
     _trace(model, records, example, ran)
-    return in_run_order(records, ran)
+    note_run_order(records, ran)
+    return records
 
 
 def _run_order(model: nn.Module, example: Any) -> list[str | Shuffle] | None:
