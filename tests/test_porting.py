@@ -1022,7 +1022,7 @@ def test_shuffles_called_as_functions_in_an_untraceable_model_are_seen():
     target = keras.Model(inputs, keras.ops.depth_to_space(L.Conv2D(12, 3, padding="same")(h), 2))
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
     source = _torch_model(TorchUntraceableCalls)
-    with pytest.warns(UserWarning, match=r"F.pixel_shuffle calls run in on `example`"):
+    with pytest.warns(UserWarning, match=r"seen where it takes a convolution.s output itself$"):
         report = subpixel.port_weights(source, target, example=x)
     assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
     with pytest.warns(UserWarning, match=r"are not seen: pass `example=`$"):
@@ -1539,3 +1539,102 @@ def test_orders_that_only_one_model_knows_or_that_differ_still_pair_right():
     report = subpixel.port_weights(keras_model, back, example=_nhwc(x))
     assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
     np.testing.assert_allclose(_nhwc(_run_torch(back, x)), want, atol=1e-5)
+
+
+class TorchUntraceableFeedsByData(nn.Module):
+    """Untraceable; `feat` is shuffled after `gate` ran, an F.pixel_shuffle of a skip
+    path (not a convolution's output) runs between `feat` and its shuffle module, and
+    `tail`'s output goes through subpixel.shuffle in the given order."""
+
+    def __init__(self, order):
+        super().__init__()
+        self.order = order
+        self.feat = nn.Conv2d(3, 12, 3, padding=1)
+        self.gate = nn.Conv2d(3, 1, 3, padding=1)
+        self.conv = nn.Conv2d(3, 12, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+        self.tail = nn.Conv2d(3, 12, 3, padding=1)
+
+    def forward(self, x):
+        if x.mean() > 100:
+            x = x * 0.5
+        f = self.feat(x)
+        g = torch.sigmoid(self.gate(x))
+        h = F.pixel_shuffle(f, 2) * F.interpolate(g, scale_factor=2.0, mode="nearest")
+        c = self.conv(x)
+        skip = F.pixel_shuffle(x.repeat(1, 4, 1, 1), 2)
+        h = h + self.shuffle(c) + skip
+        return subpixel.shuffle(self.tail(h), 2, order=self.order)
+
+
+def keras_feeds_by_data(order):
+    inputs = keras.Input((None, None, 3))
+    f = L.Conv2D(12, 3, padding="same")(inputs)
+    g = L.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs)
+    h = keras.ops.depth_to_space(f, 2) * L.UpSampling2D(2)(g)
+    c = L.Conv2D(12, 3, padding="same")(inputs)
+    skip = keras_layers.PixelShuffle(2)(L.Lambda(lambda t: keras.ops.tile(t, (1, 1, 1, 4)))(inputs))
+    h = h + keras.ops.depth_to_space(c, 2) + skip
+    other = "DCR" if order == "CRD" else "CRD"
+    return keras.Model(
+        inputs, keras_layers.PixelShuffle(2, order=other)(L.Conv2D(12, 3, padding="same")(h))
+    )
+
+
+@pytest.mark.parametrize("order, size", [("CRD", 8), ("DCR", 8), ("CRD", 160)])
+def test_shuffles_called_as_functions_are_seen_by_what_they_take(order, size):
+    """In a model torch.fx cannot trace, a shuffle called as a function marks the
+    convolution whose output it takes itself, not the last one that ran; subpixel.shuffle
+    is seen in either order and at any size (not through the torch calls inside it)."""
+    x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    source = _torch_model(lambda: TorchUntraceableFeedsByData(order))
+    target = keras_feeds_by_data(order)
+    with pytest.warns(UserWarning, match=r"^torch.fx cannot trace"):
+        report = subpixel.port_weights(source, target, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+
+
+class TorchGateFirst(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.up = nn.Conv2d(8, 12, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        h = F.relu(self.stem(x))
+        gate = torch.sigmoid(self.b(h))  # b runs before a
+        return self.shuffle(self.up(self.a(h) * gate))
+
+
+class FlaxGateLast(nnx.Module):
+    def __init__(self):
+        rngs = nnx.Rngs(1)
+        conv = dict(kernel_size=(3, 3), padding="SAME", rngs=rngs)
+        self.stem = nnx.Conv(3, 8, **conv)
+        self.a = nnx.Conv(8, 8, **conv)
+        self.b = nnx.Conv(8, 8, **conv)
+        self.up = nnx.Conv(8, 12, **conv)
+        self.shuffle = flax_layers.PixelShuffle(2, order="DCR")
+
+    def __call__(self, x):
+        h = nnx.relu(self.stem(x))
+        return self.shuffle(self.up(self.a(h) * nnx.sigmoid(self.b(h))))
+
+
+def test_outputs_decide_between_two_fitting_orders_even_with_nan_pixels():
+    """Both orders fit (a and b run in another order in each model): the outputs
+    decide, comparing a NaN in both outputs as agreement (a missing pixel)."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 12, 12)).astype(np.float32)
+    x[0, :, 0, 0] = np.nan
+    source = _torch_model(TorchGateFirst)
+    target = FlaxGateLast()
+    report = subpixel.port_weights(source, target, example=x)
+    assert report.pairs == [("stem", "stem"), ("a", "a"), ("b", "b"), ("up", "up")]
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    clean = np.nan_to_num(x)
+    np.testing.assert_allclose(
+        np.asarray(target(jnp.asarray(_nhwc(clean)))), _nhwc(_run_torch(source, clean)), atol=1e-5
+    )

@@ -111,9 +111,9 @@ def _ran(r: Record) -> int:
 def _closer(report: PortReport, best: PortReport) -> bool:
     """Whether ``report``'s output is closer to the source's than ``best``'s (two
     orders that both fit: the models' outputs tell which pairs the layers right)."""
-    if report.max_diff is None or best.max_diff is None:
-        return False
-    return bool(report.max_diff < best.max_diff or np.isnan(best.max_diff))
+    if report.max_diff is None or best.max_diff is None or np.isnan(report.max_diff):
+        return False  # (a tie keeps the first: definition order)
+    return bool(np.isnan(best.max_diff) or report.max_diff < best.max_diff)
 
 
 def _read(module: Any, model: Any, example: Any, which: str) -> list[Record]:

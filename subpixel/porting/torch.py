@@ -4,6 +4,7 @@ layers), write converted parameters back, run the module recording layer outputs
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -46,6 +47,8 @@ _PASS_MODULES = (
 )
 _PASS_FUNCTIONS = {F.relu, F.leaky_relu, torch.tanh, torch.sigmoid, F.gelu, F.silu, torch.relu}
 _FLATTENS = {torch.flatten, torch.reshape}
+_OPS = {ops.shuffle: "shuffle", ops.unshuffle: "unshuffle"}  # (while noting a run, ops'
+# attributes are stand-ins)
 
 
 def layout(model: Any) -> str:
@@ -126,17 +129,27 @@ def read(model: nn.Module, example: Any = None) -> list[Record]:
         else:
             own = [k for k, v in m._parameters.items() if v is not None]
             check_known(name or "the model", type(m).__name__, own)
-    ran = _run_order(model, example)
-    _trace(model, records, example, ran)
-    note_run_order(records, ran)
+    run = _run_order(model, example)
+    _trace(model, records, example, run)
+    note_run_order(records, None if run is None else run.called)
     return records
 
 
-def _run_order(model: nn.Module, example: Any) -> list[str | Shuffle] | None:
-    """What ``model`` runs on ``example``, in order: the names of its modules as they
-    are called (a module called twice is named twice) and, between them, the shuffles
-    its code calls as functions (``F.pixel_shuffle``, ``F.pixel_unshuffle``); None
-    without an example or where it fails."""
+class _Run:
+    """What ``model`` did on ``example``: ``called``, the names of its modules in the
+    order they were called (a module called twice is named twice); ``fed``, the
+    shuffles its code called as functions (``F.pixel_shuffle``/``pixel_unshuffle``)
+    on a module's output itself, or whose output a module took itself, by module
+    name and ``("shuffle" | "unshuffle", order, factor)``."""
+
+    def __init__(self) -> None:
+        self.called: list[str] = []
+        self.fed: list[tuple[str, Shuffle]] = []
+
+
+def _run_order(model: nn.Module, example: Any) -> _Run | None:
+    """Run ``model`` on ``example`` in evaluation mode, noting what it does (:class:`_Run`);
+    None without an example or where it fails."""
     if example is None:
         return None
     from torch.overrides import TorchFunctionMode
@@ -144,35 +157,70 @@ def _run_order(model: nn.Module, example: Any) -> list[str | Shuffle] | None:
     names = {m: name for name, m in model.named_modules()}
     # a shuffle module's or a parameterised layer's own calls are not the model's code
     opaque = {m for m in names if _record("", m) is not None or _shuffle_module(m) is not None}
-    events: list[str | Shuffle] = []
-    depth = [0]
+    run, depth = _Run(), [0]
+    outputs: dict[int, tuple[str, Any]] = {}  # a parameterised layer's output, by id
+    unshuffled: dict[int, tuple[Shuffle, Any]] = {}  # a function unshuffle's output
 
-    def entered(m: nn.Module, _: Any) -> None:
-        events.append(names[m])
+    def entered(m: nn.Module, args: Any) -> None:
+        run.called.append(names[m])
+        if m in opaque and not depth[0] and args and id(args[0]) in unshuffled:
+            found, tensor = unshuffled[id(args[0])]
+            if tensor is args[0]:
+                run.fed.append((names[m], found))
         depth[0] += m in opaque
 
-    def left(m: nn.Module, *_: Any) -> None:
+    def left(m: nn.Module, args: Any, out: Any) -> None:
         depth[0] -= m in opaque
+        if m in opaque and not depth[0] and isinstance(out, torch.Tensor):
+            outputs[id(out)] = (names[m], out)  # (kept alive: ids stay unique)
+
+    def note(func: Any, args: Any, kwargs: dict, result: Any) -> None:
+        found = _function_shuffle(func, args, kwargs)
+        if found is not None and found[0] == "shuffle" and id(args[0]) in outputs:
+            name, tensor = outputs[id(args[0])]
+            if tensor is args[0]:
+                run.fed.append((name, found))
+        elif found is not None and found[0] == "unshuffle":
+            unshuffled[id(result)] = (found, result)
 
     class Shuffles(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            found = None if depth[0] else _function_shuffle(func, args, kwargs)
-            if found is not None:
-                events.append(found)
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if not depth[0] and not caller.startswith("subpixel."):  # (not inside a
+                note(func, args, kwargs, result)  # layer, nor subpixel's own shuffle)
+            return result
+
+    def noting(op: Any) -> Any:  # subpixel.shuffle/unshuffle called by the model
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            result = op(*args, **kwargs)
+            if not depth[0] and kwargs.get("layout", "channels_first") == "channels_first":
+                note(op, args, kwargs, result)
+            return result
+
+        return noted
+
+    import subpixel
+
+    patched = [(where, name) for where in (ops, subpixel) for name in ("shuffle", "unshuffle")]
+    originals = [getattr(where, name) for where, name in patched]
 
     hooks = [m.register_forward_pre_hook(entered) for m in names]
     hooks += [m.register_forward_hook(left, always_call=True) for m in names]
     try:
+        for (where, name), op in zip(patched, originals):
+            setattr(where, name, noting(op))
         with torch_layers._evaluating(model), Shuffles():
             model(torch_layers._as_input(model, example))
     except Exception:
         return None  # the example is checked (one line) before anything is written
     finally:
+        for (where, name), op in zip(patched, originals):
+            setattr(where, name, op)
         for h in hooks:
             h.remove()
-    return events
+    return run
 
 
 # ---------------------------------------------------------------------------
@@ -200,10 +248,10 @@ def _function_shuffle(func: Any, args: Any, kwargs: dict) -> Shuffle | None:
     if func in (F.pixel_unshuffle, torch.pixel_unshuffle):
         r = args[1] if len(args) > 1 else kwargs["downscale_factor"]
         return "unshuffle", "CRD", (int(r),) * 2
-    if func in (ops.shuffle, ops.unshuffle):
+    if func in _OPS:
         factor = args[1] if len(args) > 1 else kwargs["factor"]
         r = tuple(factor) if isinstance(factor, (tuple, list)) else (int(factor),) * 2
-        return func.__name__, kwargs.get("order", "CRD"), r
+        return _OPS[func], kwargs.get("order", "CRD"), r
     return None
 
 
@@ -229,9 +277,7 @@ def _is(node: Any, by_name: dict[str, Record]) -> bool:
     return node.op == "call_module" and node.target in by_name
 
 
-def _trace(
-    model: nn.Module, records: list[Record], example: Any, ran: list[str | Shuffle] | None
-) -> None:
+def _trace(model: nn.Module, records: list[Record], example: Any, run: _Run | None) -> None:
     by_name = {r.name: r for r in records}
     modules = dict(model.named_modules())
     if next(model.children(), None) is None:
@@ -242,16 +288,17 @@ def _trace(
         warnings.warn(
             f"torch.fx cannot trace {type(model).__name__} ({type(e).__name__}); "
             + (
-                "the order its modules and its F.pixel_shuffle calls run in on `example` "
-                "tells which convolution feeds a shuffle"
-                if ran is not None
+                "the order its modules run in on `example` tells which convolution a "
+                "shuffle module follows, and a shuffle called as a function (F.pixel_shuffle, "
+                "subpixel.shuffle) is seen where it takes a convolution's output itself"
+                if run is not None
                 else "the order its modules are defined in tells which convolution feeds a "
                 "shuffle module, and shuffles called as functions (F.pixel_shuffle) are not "
                 "seen: pass `example=`"
             ),
             stacklevel=4,
         )
-        _trace_by_order(model, records, ran)
+        _trace_by_order(model, records, run)
         return
     if example is not None:
         _propagate_shapes(model, graph, example)
@@ -376,25 +423,30 @@ def _propagate_shapes(model: nn.Module, graph: Any, example: Any) -> None:
         pass  # shapes stay unknown: a flatten before a dense layer is then reported
 
 
-def _trace_by_order(
-    model: nn.Module, records: list[Record], ran: list[str | Shuffle] | None
-) -> None:
-    """For a model ``torch.fx`` cannot trace: what ran on the example (modules, a
-    module called twice counts twice, and shuffles called as functions), else the
-    modules in definition order."""
+def _trace_by_order(model: nn.Module, records: list[Record], run: _Run | None) -> None:
+    """For a model ``torch.fx`` cannot trace: the order its modules ran in on the
+    example (a module called twice counts twice; else their definition order) tells
+    which convolution a shuffle module follows; a shuffle called as a function is
+    seen where it took a convolution's output itself, or a convolution took its."""
     by_name = {r.name: r for r in records}
     modules = dict(model.named_modules())
     sequence: list[Record | Shuffle] = []
-    for item in list(modules) if ran is None else ran:
-        if not isinstance(item, str):
-            sequence.append(item)  # a shuffle called as a function
-        elif item in by_name:
-            sequence.append(by_name[item])
+    for name in list(modules) if run is None else run.called:
+        if name in by_name:
+            sequence.append(by_name[name])
         else:
-            found = _shuffle_module(modules[item])
+            found = _shuffle_module(modules[name])
             if found is not None:
                 sequence.append(found)
     mark_in_order(sequence)
+    for name, (op, order, factor) in [] if run is None else run.fed:
+        r = by_name[name]
+        if r.kind != "conv":
+            continue
+        if op == "shuffle":
+            mark_shuffle(r, [], (order, factor), False)
+        else:
+            r.extra["unshuffle"] = (order, factor)
 
 
 # ---------------------------------------------------------------------------
