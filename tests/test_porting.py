@@ -1022,7 +1022,7 @@ def test_shuffles_called_as_functions_in_an_untraceable_model_are_seen():
     target = keras.Model(inputs, keras.ops.depth_to_space(L.Conv2D(12, 3, padding="same")(h), 2))
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
     source = _torch_model(TorchUntraceableCalls)
-    with pytest.warns(UserWarning, match=r"seen where it takes a convolution.s output itself$"):
+    with pytest.warns(UserWarning, match=r"followed to the convolution whose channels it takes$"):
         report = subpixel.port_weights(source, target, example=x)
     assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
     with pytest.warns(UserWarning, match=r"are not seen: pass `example=`$"):
@@ -1638,3 +1638,77 @@ def test_outputs_decide_between_two_fitting_orders_even_with_nan_pixels():
     np.testing.assert_allclose(
         np.asarray(target(jnp.asarray(_nhwc(clean)))), _nhwc(_run_torch(source, clean)), atol=1e-5
     )
+
+
+class TorchUntraceableAfter(nn.Module):
+    """Untraceable; the convolution's output reaches a shuffle called as a function
+    through `how` (an activation, a batch norm, a view, a scaling, a second shuffle, a
+    keyword call), or an unshuffle's output reaches the convolution through a relu."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        r = 3 if how == "relu" else 2
+        cin = 12 if how == "unshuffle" else 3
+        cout = 3 if how == "unshuffle" else (48 if how == "twice" else 3 * r * r)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn = nn.BatchNorm2d(cout) if how == "bn" else None
+
+    def forward(self, x):
+        if x.mean() > 100:
+            x = x * 0.5
+        if self.how == "unshuffle":
+            return self.conv(F.pixel_unshuffle(F.relu(x), 2))
+        c = self.conv(x)
+        if self.how == "relu":
+            return F.pixel_shuffle(F.relu(c), 3)
+        if self.how == "bn":
+            return F.pixel_shuffle(self.bn(c), 2)
+        if self.how == "view":
+            return F.pixel_shuffle(c.view(c.shape), 2)
+        if self.how == "scaled":
+            return subpixel.shuffle(c * 2.0, 2)
+        if self.how == "twice":
+            return F.pixel_shuffle(F.pixel_shuffle(c, 2), 2)
+        return F.pixel_shuffle(input=c, upscale_factor=2)  # keyword
+
+
+def keras_after(how):
+    inputs = keras.Input((None, None, 3))
+    if how == "unshuffle":
+        h = keras.ops.space_to_depth(keras.ops.relu(inputs), 2)
+        return keras.Model(inputs, L.Conv2D(3, 3, padding="same")(h))
+    r = 3 if how == "relu" else 2
+    c = L.Conv2D(48 if how == "twice" else 3 * r * r, 3, padding="same")(inputs)
+    if how == "relu":
+        return keras.Model(inputs, keras.ops.depth_to_space(keras.ops.relu(c), 3))
+    if how == "bn":
+        c = L.BatchNormalization(epsilon=1e-5)(c)
+    elif how == "scaled":
+        c = c * 2.0
+    elif how == "twice":
+        c = keras.ops.depth_to_space(c, 2)
+    return keras.Model(inputs, keras.ops.depth_to_space(c, 2))
+
+
+@pytest.mark.parametrize("how", ["relu", "bn", "view", "scaled", "twice", "keyword", "unshuffle"])
+def test_function_shuffles_are_followed_through_what_keeps_the_channels(how):
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    source = _torch_model(lambda: TorchUntraceableAfter(how))
+    with pytest.warns(UserWarning, match=r"^torch.fx cannot trace"):
+        report = subpixel.port_weights(source, keras_after(how), example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+
+
+def test_keyword_shuffles_and_scalar_outputs_in_traceable_models():
+    class Traceable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 12, 3, padding=1)
+
+        def forward(self, x):
+            return F.pixel_shuffle(input=self.conv(x), upscale_factor=2).mean()
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    report = subpixel.port_weights(_torch_model(Traceable), Traceable(), example=x)
+    assert report.max_diff == 0.0

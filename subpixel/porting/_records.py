@@ -368,9 +368,8 @@ class PortReport:
                 )
             if a.shape != b.shape:
                 return float("nan")
-            with np.errstate(invalid="ignore"):
-                d = np.abs(a - b)
-            d[(a == b) | (np.isnan(a) & np.isnan(b))] = 0  # a NaN or inf in both agrees
+            with np.errstate(invalid="ignore"):  # a NaN or inf in both agrees
+                d = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b))
             return float(d.max()) if d.size else 0.0
 
         self.max_diff = diff(src["__output__"], tgt["__output__"])

@@ -138,50 +138,81 @@ def read(model: nn.Module, example: Any = None) -> list[Record]:
 class _Run:
     """What ``model`` did on ``example``: ``called``, the names of its modules in the
     order they were called (a module called twice is named twice); ``fed``, the
-    shuffles its code called as functions (``F.pixel_shuffle``/``pixel_unshuffle``)
-    on a module's output itself, or whose output a module took itself, by module
-    name and ``("shuffle" | "unshuffle", order, factor)``."""
+    shuffles its code called as functions, each with the convolution whose channels it
+    moved: ``("shuffle", conv, (op, order, factor), between, through)`` (``between``:
+    the per-channel layers on the way; ``through``: the channels were shuffled by a
+    function already) or ``("unshuffle", conv, (op, order, factor), between)``."""
 
     def __init__(self) -> None:
         self.called: list[str] = []
-        self.fed: list[tuple[str, Shuffle]] = []
+        self.fed: list[tuple] = []
 
 
 def _run_order(model: nn.Module, example: Any) -> _Run | None:
     """Run ``model`` on ``example`` in evaluation mode, noting what it does (:class:`_Run`);
-    None without an example or where it fails."""
+    None without an example or where it fails.
+
+    Where a shuffle called as a function takes its channels from is followed by the
+    data: each tensor a convolution (or a function unshuffle) gives is tagged, and a
+    tag moves with the tensor through per-channel layers and through any other call
+    that gives a tensor of the same shape from it alone (activations, scaling, views,
+    copies)."""
     if example is None:
         return None
     from torch.overrides import TorchFunctionMode
 
     names = {m: name for name, m in model.named_modules()}
+    kinds = {m: r.kind for m in names if (r := _record("", m)) is not None}
     # a shuffle module's or a parameterised layer's own calls are not the model's code
-    opaque = {m for m in names if _record("", m) is not None or _shuffle_module(m) is not None}
-    run, depth = _Run(), [0]
-    outputs: dict[int, tuple[str, Any]] = {}  # a parameterised layer's output, by id
-    unshuffled: dict[int, tuple[Shuffle, Any]] = {}  # a function unshuffle's output
+    opaque = set(kinds) | {m for m in names if _shuffle_module(m) is not None}
+    run, depth, active = _Run(), [0], [True]
+    tags: dict[int, tuple[Any, tuple]] = {}  # id -> (tensor, tag); tensors kept alive
+    pending: list[tuple | None] = []  # the tag of each running layer's output
+
+    def tag_of(t: Any) -> tuple | None:
+        held = tags.get(id(t))
+        return held[1] if held is not None and held[0] is t else None
+
+    def tag(t: Any, value: tuple | None) -> None:
+        if value is not None and isinstance(t, torch.Tensor):
+            tags[id(t)] = (t, value)
 
     def entered(m: nn.Module, args: Any) -> None:
         run.called.append(names[m])
-        if m in opaque and not depth[0] and args and id(args[0]) in unshuffled:
-            found, tensor = unshuffled[id(args[0])]
-            if tensor is args[0]:
-                run.fed.append((names[m], found))
+        if m in opaque and not depth[0]:
+            came = tag_of(args[0]) if args else None
+            out: tuple | None = None
+            if kinds.get(m) == "conv":
+                if came is not None and came[0] == "unshuffled":
+                    run.fed.append(("unshuffle", names[m], came[1], came[2]))
+                out = ("conv", names[m], [], False)
+            elif kinds.get(m) in PER_CHANNEL and came is not None:
+                out = (*came[:2], [*came[2], names[m]], *came[3:])
+            pending.append(out)
         depth[0] += m in opaque
 
     def left(m: nn.Module, args: Any, out: Any) -> None:
         depth[0] -= m in opaque
-        if m in opaque and not depth[0] and isinstance(out, torch.Tensor):
-            outputs[id(out)] = (names[m], out)  # (kept alive: ids stay unique)
+        if m in opaque and not depth[0] and pending:
+            tag(out, pending.pop())
 
     def note(func: Any, args: Any, kwargs: dict, result: Any) -> None:
-        found = _function_shuffle(func, args, kwargs)
-        if found is not None and found[0] == "shuffle" and id(args[0]) in outputs:
-            name, tensor = outputs[id(args[0])]
-            if tensor is args[0]:
-                run.fed.append((name, found))
-        elif found is not None and found[0] == "unshuffle":
-            unshuffled[id(result)] = (found, result)
+        call = _function_shuffle(func, args, kwargs)
+        if call is None:  # a tensor of the same shape from one tagged tensor keeps its tag
+            held = [tag_of(a) for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+            held = [h for h in held if h is not None]
+            first = next((a for a in args if tag_of(a) is not None), None)
+            if len(held) == 1 and isinstance(result, torch.Tensor) and first is not None:
+                if result.shape == first.shape:
+                    tag(result, held[0])
+            return
+        found, x = call
+        came = tag_of(x)
+        if found[0] == "unshuffle":
+            tag(result, ("unshuffled", found, []))
+        elif came is not None and came[0] == "conv":
+            run.fed.append(("shuffle", came[1], found, came[2], came[3]))
+            tag(result, ("conv", came[1], came[2], True))
 
     class Shuffles(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -195,7 +226,8 @@ def _run_order(model: nn.Module, example: Any) -> _Run | None:
     def noting(op: Any) -> Any:  # subpixel.shuffle/unshuffle called by the model
         def noted(*args: Any, **kwargs: Any) -> Any:
             result = op(*args, **kwargs)
-            if not depth[0] and kwargs.get("layout", "channels_first") == "channels_first":
+            layout = kwargs.get("layout", "channels_first")
+            if active[0] and not depth[0] and layout == "channels_first":
                 note(op, args, kwargs, result)
             return result
 
@@ -205,7 +237,6 @@ def _run_order(model: nn.Module, example: Any) -> _Run | None:
 
     patched = [(where, name) for where in (ops, subpixel) for name in ("shuffle", "unshuffle")]
     originals = [getattr(where, name) for where, name in patched]
-
     hooks = [m.register_forward_pre_hook(entered) for m in names]
     hooks += [m.register_forward_hook(left, always_call=True) for m in names]
     try:
@@ -216,10 +247,12 @@ def _run_order(model: nn.Module, example: Any) -> _Run | None:
     except Exception:
         return None  # the example is checked (one line) before anything is written
     finally:
+        active[0] = False  # (a model that kept a stand-in: it notes nothing more)
         for (where, name), op in zip(patched, originals):
             setattr(where, name, op)
         for h in hooks:
             h.remove()
+        tags.clear()
     return run
 
 
@@ -239,19 +272,25 @@ def _shuffle_module(m: nn.Module) -> Shuffle | None:
     return None
 
 
-def _function_shuffle(func: Any, args: Any, kwargs: dict) -> Shuffle | None:
-    """``(op, order, factor)`` if ``func(*args, **kwargs)`` is a pixel shuffle or
-    unshuffle called as a function."""
-    if func in (F.pixel_shuffle, torch.pixel_shuffle):
-        r = args[1] if len(args) > 1 else kwargs["upscale_factor"]
-        return "shuffle", "CRD", (int(r),) * 2
-    if func in (F.pixel_unshuffle, torch.pixel_unshuffle):
-        r = args[1] if len(args) > 1 else kwargs["downscale_factor"]
-        return "unshuffle", "CRD", (int(r),) * 2
+def _function_shuffle(func: Any, args: Any, kwargs: dict) -> tuple[Shuffle, Any] | None:
+    """``((op, order, factor), input)`` if ``func(*args, **kwargs)`` is a pixel
+    shuffle or unshuffle called as a function."""
+
+    def arg(i: int, *keys: str) -> Any:
+        return args[i] if len(args) > i else next((kwargs[k] for k in keys if k in kwargs), None)
+
+    if func in (F.pixel_shuffle, torch.pixel_shuffle, F.pixel_unshuffle, torch.pixel_unshuffle):
+        op = "shuffle" if func in (F.pixel_shuffle, torch.pixel_shuffle) else "unshuffle"
+        r = arg(1, "upscale_factor", "downscale_factor")
+        return (op, "CRD", (int(r),) * 2), arg(0, "input")
     if func in _OPS:
-        factor = args[1] if len(args) > 1 else kwargs["factor"]
-        r = tuple(factor) if isinstance(factor, (tuple, list)) else (int(factor),) * 2
-        return _OPS[func], kwargs.get("order", "CRD"), r
+        x, factor = arg(0, "x"), arg(1, "factor")
+        if isinstance(factor, (tuple, list)):
+            r = tuple(int(f) for f in factor)
+        else:  # one factor for every spatial axis
+            dims = kwargs.get("spatial_dims") or max(getattr(x, "ndim", 4) - 2, 1)
+            r = (int(factor),) * dims
+        return (_OPS[func], kwargs.get("order", "CRD"), r), x
     return None
 
 
@@ -260,8 +299,14 @@ def _shuffle_of(node: Any, modules: dict[str, nn.Module]) -> Shuffle | None:
     if node.op == "call_module":
         return _shuffle_module(modules[node.target])
     if node.op == "call_function":
-        return _function_shuffle(node.target, node.args, node.kwargs)
+        call = _function_shuffle(node.target, node.args, node.kwargs)
+        return None if call is None else call[0]
     return None
+
+
+def _shuffle_input(node: Any) -> Any:
+    """The node a shuffle node takes its input from (passed by position or keyword)."""
+    return node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("x"))
 
 
 def _passes_channels(node: Any, modules: dict[str, nn.Module]) -> bool:
@@ -290,7 +335,7 @@ def _trace(model: nn.Module, records: list[Record], example: Any, run: _Run | No
             + (
                 "the order its modules run in on `example` tells which convolution a "
                 "shuffle module follows, and a shuffle called as a function (F.pixel_shuffle, "
-                "subpixel.shuffle) is seen where it takes a convolution's output itself"
+                "subpixel.shuffle) is followed to the convolution whose channels it takes"
                 if run is not None
                 else "the order its modules are defined in tells which convolution feeds a "
                 "shuffle module, and shuffles called as functions (F.pixel_shuffle) are not "
@@ -307,7 +352,7 @@ def _trace(model: nn.Module, records: list[Record], example: Any, run: _Run | No
         if found is not None:
             op, order, factor = found
             if op == "shuffle":  # back to the convolution that produced its input
-                between, src, through, unsupported = [], node.args[0], False, False
+                between, src, through, unsupported = [], _shuffle_input(node), False, False
                 while isinstance(src, torch.fx.Node) and not (
                     _is(src, by_name) and by_name[src.target].kind == "conv"
                 ):
@@ -426,8 +471,8 @@ def _propagate_shapes(model: nn.Module, graph: Any, example: Any) -> None:
 def _trace_by_order(model: nn.Module, records: list[Record], run: _Run | None) -> None:
     """For a model ``torch.fx`` cannot trace: the order its modules ran in on the
     example (a module called twice counts twice; else their definition order) tells
-    which convolution a shuffle module follows; a shuffle called as a function is
-    seen where it took a convolution's output itself, or a convolution took its."""
+    which convolution a shuffle module follows; a shuffle called as a function was
+    followed by the data (:func:`_run_order`)."""
     by_name = {r.name: r for r in records}
     modules = dict(model.named_modules())
     sequence: list[Record | Shuffle] = []
@@ -439,14 +484,14 @@ def _trace_by_order(model: nn.Module, records: list[Record], run: _Run | None) -
             if found is not None:
                 sequence.append(found)
     mark_in_order(sequence)
-    for name, (op, order, factor) in [] if run is None else run.fed:
-        r = by_name[name]
-        if r.kind != "conv":
-            continue
-        if op == "shuffle":
-            mark_shuffle(r, [], (order, factor), False)
+    for fed in [] if run is None else run.fed:
+        conv, between = by_name[fed[1]], [by_name[n] for n in fed[3]]
+        _, order, factor = fed[2]
+        if fed[0] == "shuffle":
+            mark_shuffle(conv, between, (order, factor), fed[4])
         else:
-            r.extra["unshuffle"] = (order, factor)
+            for r in (conv, *between):
+                r.extra["unshuffle"] = (order, factor)
 
 
 # ---------------------------------------------------------------------------
