@@ -1670,6 +1670,13 @@ class TorchUntraceableAfter(nn.Module):
             return subpixel.shuffle(c * 2.0, 2)
         if self.how == "twice":
             return F.pixel_shuffle(F.pixel_shuffle(c, 2), 2)
+        if self.how == "silu":  # written out: both operands carry the conv's channels
+            return F.pixel_shuffle(c * torch.sigmoid(c), 2)
+        if self.how == "dcr":  # DCR by hand: channels moved before a CRD shuffle
+            return F.pixel_shuffle(F.channel_shuffle(c, 4), 2)
+        if self.how == "type_as":  # a tensor that only borrows the conv output's dtype
+            base = F.pixel_shuffle(x.repeat_interleave(4, 1).type_as(c), 2)
+            return F.pixel_shuffle(c, 2) + base
         return F.pixel_shuffle(input=c, upscale_factor=2)  # keyword
 
 
@@ -1688,10 +1695,18 @@ def keras_after(how):
         c = c * 2.0
     elif how == "twice":
         c = keras.ops.depth_to_space(c, 2)
+    elif how == "silu":
+        c = keras.activations.silu(c)
+    elif how == "type_as":  # nearest upsampling in DCR: the input's channels repeated
+        base = keras.ops.depth_to_space(keras.ops.concatenate([inputs] * 4, axis=-1), 2)
+        return keras.Model(inputs, keras.ops.depth_to_space(c, 2) + base)
     return keras.Model(inputs, keras.ops.depth_to_space(c, 2))
 
 
-@pytest.mark.parametrize("how", ["relu", "bn", "view", "scaled", "twice", "keyword", "unshuffle"])
+@pytest.mark.parametrize(
+    "how",
+    ["relu", "bn", "view", "scaled", "twice", "keyword", "unshuffle", "silu", "dcr", "type_as"],
+)
 def test_function_shuffles_are_followed_through_what_keeps_the_channels(how):
     x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
     source = _torch_model(lambda: TorchUntraceableAfter(how))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,17 @@ _PASS_MODULES = (
 )
 _PASS_FUNCTIONS = {F.relu, F.leaky_relu, torch.tanh, torch.sigmoid, F.gelu, F.silu, torch.relu}
 _FLATTENS = {torch.flatten, torch.reshape}
+# calls (by name: torch.relu, F.relu, Tensor.relu_, ...) that keep every channel of
+# their one tensor where it is: elementwise with numbers, activations, copies, views
+_KEEPS_CHANNELS = {
+    *("relu relu_ relu6 leaky_relu leaky_relu_ gelu silu elu selu celu hardtanh".split()),
+    *("hardswish hardsigmoid mish softplus sigmoid sigmoid_ tanh tanh_ clamp clamp_".split()),
+    *("clip clip_ abs neg add add_ sub sub_ mul mul_ div div_ pow".split()),
+    *("__add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ __mul__ __rmul__ __imul__".split()),
+    *("__truediv__ __itruediv__ __neg__ __pow__".split()),
+    *("contiguous clone detach float half double bfloat16 to type view reshape".split()),
+    *("dropout dropout_ dropout2d dropout3d alpha_dropout feature_alpha_dropout".split()),
+}
 _OPS = {ops.shuffle: "shuffle", ops.unshuffle: "unshuffle"}  # (while noting a run, ops'
 # attributes are stand-ins)
 
@@ -154,9 +166,9 @@ def _run_order(model: nn.Module, example: Any) -> _Run | None:
 
     Where a shuffle called as a function takes its channels from is followed by the
     data: each tensor a convolution (or a function unshuffle) gives is tagged, and a
-    tag moves with the tensor through per-channel layers and through any other call
-    that gives a tensor of the same shape from it alone (activations, scaling, views,
-    copies)."""
+    tag moves with the tensor through per-channel layers and through the calls that
+    keep every channel where it is (``_KEEPS_CHANNELS``: activations, arithmetic with
+    numbers or with the same channels, copies, views)."""
     if example is None:
         return None
     from torch.overrides import TorchFunctionMode
@@ -166,16 +178,16 @@ def _run_order(model: nn.Module, example: Any) -> _Run | None:
     # a shuffle module's or a parameterised layer's own calls are not the model's code
     opaque = set(kinds) | {m for m in names if _shuffle_module(m) is not None}
     run, depth, active = _Run(), [0], [True]
-    tags: dict[int, tuple[Any, tuple]] = {}  # id -> (tensor, tag); tensors kept alive
+    tags: dict[int, tuple[Any, tuple]] = {}  # id -> (weak reference to the tensor, tag)
     pending: list[tuple | None] = []  # the tag of each running layer's output
 
     def tag_of(t: Any) -> tuple | None:
         held = tags.get(id(t))
-        return held[1] if held is not None and held[0] is t else None
+        return held[1] if held is not None and held[0]() is t else None
 
     def tag(t: Any, value: tuple | None) -> None:
         if value is not None and isinstance(t, torch.Tensor):
-            tags[id(t)] = (t, value)
+            tags[id(t)] = (weakref.ref(t), value)  # (a tensor that dies frees its id)
 
     def entered(m: nn.Module, args: Any) -> None:
         run.called.append(names[m])
@@ -198,13 +210,17 @@ def _run_order(model: nn.Module, example: Any) -> _Run | None:
 
     def note(func: Any, args: Any, kwargs: dict, result: Any) -> None:
         call = _function_shuffle(func, args, kwargs)
-        if call is None:  # a tensor of the same shape from one tagged tensor keeps its tag
-            held = [tag_of(a) for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-            held = [h for h in held if h is not None]
-            first = next((a for a in args if tag_of(a) is not None), None)
-            if len(held) == 1 and isinstance(result, torch.Tensor) and first is not None:
-                if result.shape == first.shape:
-                    tag(result, held[0])
+        if call is None:  # what keeps each channel where it is keeps the tag
+            tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+            held = [tag_of(t) for t in tensors]
+            if (
+                getattr(func, "__name__", "") in _KEEPS_CHANNELS
+                and tensors
+                and all(h == held[0] for h in held)  # (h * sigmoid(h), not conv + skip)
+                and isinstance(result, torch.Tensor)
+                and result.shape == tensors[0].shape
+            ):
+                tag(result, held[0])
             return
         found, x = call
         came = tag_of(x)
