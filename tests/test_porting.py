@@ -1727,3 +1727,25 @@ def test_keyword_shuffles_and_scalar_outputs_in_traceable_models():
     x = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
     report = subpixel.port_weights(_torch_model(Traceable), Traceable(), example=x)
     assert report.max_diff == 0.0
+
+
+def test_grouped_convolutions_next_to_a_shuffle_of_another_order_are_refused():
+    """Reordering their channels for the shuffle's order would move channels between
+    groups (silently wrong before): one line instead; the same order ports."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    source = _torch_model(
+        lambda: nn.Sequential(nn.Conv2d(3, 12, 3, padding=1, groups=3), nn.PixelShuffle(2))
+    )
+    inputs = keras.Input((4, 4, 3))
+    grouped = L.Conv2D(12, 3, padding="same", groups=3)(inputs)
+    with pytest.raises(ValueError, match=r"^cannot port 0 -> .*grouped convolution \(groups=3\)"):
+        subpixel.port_weights(source, keras.Model(inputs, keras.ops.depth_to_space(grouped, 2)))
+    same = keras.Model(inputs, keras_layers.PixelShuffle(2, order="CRD")(grouped))
+    report = subpixel.port_weights(source, same, example=x)
+    assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
+    unshuffled = _torch_model(
+        lambda: nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(12, 6, 3, padding=1, groups=3))
+    )
+    h = L.Conv2D(6, 3, padding="same", groups=3)(keras.ops.space_to_depth(inputs, 2))
+    with pytest.raises(ValueError, match=r"^cannot port 1 -> .*grouped convolution"):
+        subpixel.port_weights(unshuffled, keras.Model(inputs, h))

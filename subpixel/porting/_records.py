@@ -118,6 +118,7 @@ def convert_pair(src: Record, tgt: Record) -> dict[str, np.ndarray | None]:
                 f"{a} in the source and {b} in the target"
             )
     params = {k: plain(v) for k, v in src.params.items()}
+    _check_groups(src, tgt)
     if src.extra.get("then") or tgt.extra.get("then"):  # shuffles in a row
         _reorder_chain(params, src, tgt)
     elif src.shuffle and tgt.shuffle and src.shuffle[0] != tgt.shuffle[0]:
@@ -141,6 +142,28 @@ def convert_pair(src: Record, tgt: Record) -> dict[str, np.ndarray | None]:
                 f"{None if want is None else want.shape} in the target"
             )
     return params
+
+
+def _check_groups(src: Record, tgt: Record) -> None:
+    """A grouped convolution's channels can change order only within their groups: a
+    shuffle or unshuffle of another order around it would move them between groups."""
+    groups = int(src.extra.get("groups", 1)) if src.kind == "conv" else 1
+    if groups == 1:
+        return
+    moves: list[bool] = []
+    weight = src.params.get("weight")
+    if weight is not None and src.shuffle and tgt.shuffle and src.shuffle[0] != tgt.shuffle[0]:
+        out, size = weight.shape[0], weight.shape[0] // groups
+        index = gather_index(out, src.shuffle[1], src.shuffle[0], tgt.shuffle[0])
+        moves.append(bool(np.any(index // size != np.arange(out) // size)))
+    src_in, tgt_in = src.extra.get("unshuffle"), tgt.extra.get("unshuffle")
+    moves.append(bool(src_in and tgt_in and src_in[0] != tgt_in[0]))
+    if any(moves):
+        raise ValueError(
+            f"cannot port {src.label} -> {tgt.label}: it is a grouped convolution "
+            f"(groups={groups}) next to a pixel shuffle whose channel order differs between "
+            "the models, which would move channels between its groups"
+        )
 
 
 PER_CHANNEL = ("batch_norm", "prelu")
