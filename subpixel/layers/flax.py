@@ -300,20 +300,27 @@ def _slots(node: Any) -> list[tuple[Any, Any, Any]]:
     ``node`` (attributes, nested modules and lists)."""
     items = (
         list(enumerate(node))
-        if isinstance(node, list) or type(node).__name__ == "List"
+        if _is_list(node)
         else [(k, v) for k, v in vars(node).items() if not k.startswith("_")]
     )
     found = []
     for key, value in items:
         if _replaceable(value):
             found.append((node, key, value))
-        elif isinstance(value, (nnx.Module, list)) or type(value).__name__ == "List":
+        elif isinstance(value, nnx.Module) or _is_list(value):
             found.extend(_slots(value))
     return found
 
 
+def _is_list(node: Any) -> bool:
+    """A Python list or an ``nnx.List`` of modules."""
+    return isinstance(node, list) or type(node).__name__ == "List"
+
+
 def _put(parent: Any, key: Any, value: Any) -> None:
-    if isinstance(key, int):
+    """Put ``value`` in ``parent``'s slot ``key`` (an item of a list or dict, else an
+    attribute)."""
+    if _is_list(parent) or isinstance(parent, dict):
         parent[key] = value
     else:
         setattr(parent, key, value)

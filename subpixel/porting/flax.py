@@ -32,7 +32,7 @@ def _walk(node: Any, path: str = "", seen: set[int] | None = None) -> list[tuple
     out: list[tuple[str, Any]] = []
     seen = set() if seen is None else seen
     items: list[tuple[str, Any]]
-    if isinstance(node, (list, tuple)) or type(node).__name__ == "List":
+    if isinstance(node, tuple) or flax_layers._is_list(node):
         items = [(str(i), v) for i, v in enumerate(node)]
     elif isinstance(node, dict):
         items = [(str(k), v) for k, v in node.items()]
@@ -49,7 +49,7 @@ def _walk(node: Any, path: str = "", seen: set[int] | None = None) -> list[tuple
             out.append((sub, value))
             if not isinstance(value, flax_layers.SubPixelConv):
                 out.extend(_walk(value, sub, seen))
-        elif isinstance(value, (list, tuple, dict)) or type(value).__name__ == "List":
+        elif isinstance(value, (tuple, dict)) or flax_layers._is_list(value):
             out.extend(_walk(value, sub, seen))
     return out
 
@@ -198,10 +198,6 @@ class _Called:
         return getattr(self.module, attr)
 
 
-def _is_list(node: Any) -> bool:
-    return isinstance(node, list) or type(node).__name__ == "List"
-
-
 def _slots(node: Any, path: str = "", ancestors: tuple = ()) -> list[tuple]:
     """``(parent, key, module, path)`` of every slot holding a module below ``node``,
     paths as :func:`_walk` names them (a shared module in each of its slots; modules
@@ -209,7 +205,7 @@ def _slots(node: Any, path: str = "", ancestors: tuple = ()) -> list[tuple]:
     if id(node) in ancestors:
         return []
     ancestors = (*ancestors, id(node))
-    if _is_list(node):
+    if flax_layers._is_list(node):
         items = list(enumerate(node))
     elif isinstance(node, dict):
         items = list(node.items())
@@ -218,20 +214,13 @@ def _slots(node: Any, path: str = "", ancestors: tuple = ()) -> list[tuple]:
     out = []
     for key, value in items:
         sub = f"{path}.{key}" if path else str(key)
-        if isinstance(value, nnx.Module) and not _is_list(value):
+        if isinstance(value, nnx.Module) and not flax_layers._is_list(value):
             out.append((node, key, value, sub))
             if not isinstance(value, flax_layers.SubPixelConv):
                 out.extend(_slots(value, sub, ancestors))
-        elif _is_list(value) or isinstance(value, dict):
+        elif flax_layers._is_list(value) or isinstance(value, dict):
             out.extend(_slots(value, sub, ancestors))
     return out
-
-
-def _put(parent: Any, key: Any, value: Any) -> None:
-    if _is_list(parent) or isinstance(parent, dict):
-        parent[key] = value
-    else:
-        setattr(parent, key, value)
 
 
 def _run_order(model: Any, example: Any, wanted: set[str]) -> list[str] | None:
@@ -248,7 +237,7 @@ def _run_order(model: Any, example: Any, wanted: set[str]) -> list[str] | None:
     called: list[str] = []
     for parent, key, m, _ in slots:
         if id(m) in name_of:
-            _put(parent, key, _Called(m, name_of[id(m)], called))
+            flax_layers._put(parent, key, _Called(m, name_of[id(m)], called))
     try:
         copy(flax_layers._model_input(model, example))
     except Exception:

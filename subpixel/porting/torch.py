@@ -141,7 +141,7 @@ def read(model: nn.Module, example: Any = None) -> list[Record]:
         else:
             own = [k for k, v in m._parameters.items() if v is not None]
             check_known(name or "the model", type(m).__name__, own)
-    run = _run_order(model, example)
+    run = _run_order(model, example, {r.name: r.kind for r in records})
     _trace(model, records, example, run)
     note_run_order(records, None if run is None else run.called)
     return records
@@ -160,9 +160,10 @@ class _Run:
         self.fed: list[tuple] = []
 
 
-def _run_order(model: nn.Module, example: Any) -> _Run | None:
+def _run_order(model: nn.Module, example: Any, kinds_by_name: dict[str, str]) -> _Run | None:
     """Run ``model`` on ``example`` in evaluation mode, noting what it does (:class:`_Run`);
-    None without an example or where it fails.
+    None without an example or where it fails.  ``kinds_by_name``: the kind of each
+    parameterised layer read (``"conv"``, ``"batch_norm"``, ...).
 
     Where a shuffle called as a function takes its channels from is followed by the
     data: each tensor a convolution (or a function unshuffle) gives is tagged, and a
@@ -174,7 +175,7 @@ def _run_order(model: nn.Module, example: Any) -> _Run | None:
     from torch.overrides import TorchFunctionMode
 
     names = {m: name for name, m in model.named_modules()}
-    kinds = {m: r.kind for m in names if (r := _record("", m)) is not None}
+    kinds = {m: kinds_by_name[name] for m, name in names.items() if name in kinds_by_name}
     # a shuffle module's or a parameterised layer's own calls are not the model's code
     opaque = set(kinds) | {m for m in names if _shuffle_module(m) is not None}
     run, depth, active = _Run(), [0], [True]
