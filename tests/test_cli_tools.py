@@ -14,6 +14,7 @@ from subpixel import SubPixelConv, image
 from subpixel.models import ESPCN, upscale_image, upscale_luma
 
 from adapters import requested_backends
+from tolerances import espcn_allowance
 
 
 def run(*args, cwd=None):
@@ -78,10 +79,13 @@ def test_tiled_upscale_is_exact(big_luma, backend):
 
 def test_fixed_grid_equals_one_network_call(big_luma):
     """The blocks' context (RADIUS) is the network's whole receptive field: the grid
-    gives the single-call result up to float32 rounding (different BLAS shapes)."""
+    gives the single-call result up to float32 rounding (different BLAS shapes; one
+    pixel of context short is 0.042 off)."""
     model = ESPCN.pretrained(3)
     one_call = model(np.ascontiguousarray(big_luma, np.float32)[None, None])[0, 0]
-    np.testing.assert_allclose(upscale_luma(model, big_luma), one_call, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        upscale_luma(model, big_luma), one_call, rtol=0, atol=espcn_allowance(3)
+    )
 
 
 @pytest.mark.exact
@@ -105,7 +109,7 @@ def test_upscale_is_the_same_on_every_backend(photo, backend):
     model = ESPCN.pretrained(3)
     ref = upscale_luma(model, img[..., 1] / 255.0)
     got = upscale_luma(model, img[..., 1] / 255.0, backend=backend, tile=32)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=espcn_allowance(3))
 
 
 def test_upscale_errors(tmp_path, photo):

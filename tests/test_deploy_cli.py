@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import re
 
-import numpy as np
 import pytest
 
 from subpixel import cli, image
-from subpixel.models import ESPCN
 
 from adapters import requested_backends
+from tolerances import espcn_allowance
 
 
 def main(capsys, *args):
@@ -27,24 +26,6 @@ def _numbers(text):
     return diff, loss
 
 
-def _allowance(scale: int) -> float:
-    """How far an exported ESPCN may be from its source framework on float32 rounding alone.
-
-    The two run the same network with different kernels: their own convolution summation
-    orders and their own tanh approximations, which differ by CPU instruction set (measured
-    on the sample at x2: 4.8e-7 on one machine, 1.07e-5 on a CI machine). Allow each hidden
-    activation to be off by 4 ulp of 1.0 on each side and take the worst case through the
-    layers after it: an error d in layer 1's output moves the output by at most
-    max sum|W3| * max sum|W2| * d (~500 d for the bundled weights), one in layer 2's by
-    max sum|W3| * d. That gives ~4.7e-4 at x2 and x3: an eighth of one 8-bit output level
-    (1/255) and far below what a real defect gives (sub-pixel rows and columns swapped: 0.27).
-    """
-    params = ESPCN.pretrained(scale).params
-    gain = lambda key: float(np.abs(params[key]).sum(axis=(1, 2, 3)).max())  # noqa: E731
-    w2, w3 = gain("conv2.weight"), gain("conv3.weight")
-    return 2 * 4 * 2.0**-23 * (w3 * w2 + w3 + 1)
-
-
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_export_onnx_then_upscale_with_it(tmp_path, capsys, exporter):
     if "torch" not in requested_backends():
@@ -54,7 +35,7 @@ def test_export_onnx_then_upscale_with_it(tmp_path, capsys, exporter):
     text = main(capsys, "export", path, "--scale", "2", "--exporter", exporter)
     assert "DepthToSpace" in text
     diff, loss = _numbers(text)
-    assert diff < _allowance(2) and abs(loss) < 0.01
+    assert diff < espcn_allowance(2) and abs(loss) < 0.01
     main(capsys, "upscale", "sample", tmp_path / "x2.png", "--model", path, "--tile", "64")
     assert image.read_image(tmp_path / "x2.png").shape == (300, 444, 3)
 
@@ -70,7 +51,7 @@ def test_export_tflite_then_upscale_with_it(tmp_path, capsys, int8):
     if int8:
         assert loss >= -0.3  # the target: int8 loses at most 0.3 dB of Y-PSNR
     else:
-        assert diff < _allowance(3)
+        assert diff < espcn_allowance(3)
     out = main(capsys, "upscale", "sample", tmp_path / "x3.png", "--model", path)
     assert "ESPCN" in out and image.read_image(tmp_path / "x3.png").shape == (300, 444, 3)
 
