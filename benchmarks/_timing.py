@@ -3,7 +3,7 @@ uses the same), plus a Markdown table."""
 
 from __future__ import annotations
 
-from subpixel._timing import best_time, best_times, machine_line
+from subpixel._core.timing import best_time, best_times, machine_line
 
 __all__ = ["best_time", "best_times", "machine_line", "table"]
 

@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import subpixel  # noqa: E402
-from subpixel import LAYOUTS, ORDERS, _spec  # noqa: E402
-from subpixel._timing import best_time  # noqa: E402
+from subpixel import LAYOUTS, ORDERS  # noqa: E402
+from subpixel._core import spec as _spec  # noqa: E402
+from subpixel._core.timing import best_time  # noqa: E402
 
 # the suite's own files: the matrix is never re-implemented here
 TEST_FILES = [

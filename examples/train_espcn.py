@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from subpixel import _files, image
+from subpixel import image
+from subpixel._core import files as _files
 from subpixel.layers.torch import SubPixelConv2d
 
 # name -> licence, as scikit-image's docstrings state them

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._spec import refused_array, unsupported_array
+from ._core.spec import refused_array, unsupported_array
 from .backends._base import Backend
 
 

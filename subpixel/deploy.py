@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from . import _files
+from ._core import files as _files
 
 __all__ = [
     "RuntimeModel",

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _files
+from ._core import files as _files
 
 __all__ = [
     "check_writable",

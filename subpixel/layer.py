@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _files, ops, weights
+from . import ops, weights
+from ._core import files as _files
+from ._core.layer_spec import PARAM_DTYPES, LayerSpec
+from ._core.spec import Layout, Order
 from ._dispatch import backend_for
-from ._layer_spec import PARAM_DTYPES, LayerSpec
-from ._spec import Layout, Order
 
 __all__ = ["SubPixelConv"]
 
@@ -133,7 +134,7 @@ class SubPixelConv:
 
     @classmethod
     def from_spec(cls, spec: LayerSpec, weight: Any, bias: Any = None) -> SubPixelConv:
-        """A layer for a :class:`~subpixel._layer_spec.LayerSpec` around given parameters."""
+        """A layer for a :class:`~subpixel._core.layer_spec.LayerSpec` around given parameters."""
         w = np.asarray(weights._to_numpy(weight, "weight"))
         spec.check_parameters(w.shape, None if bias is None else np.shape(bias))
         dtype = w.dtype if w.dtype.name in PARAM_DTYPES else np.float32
@@ -226,7 +227,7 @@ class SubPixelConv:
             )
         config = {k: v for k, v in config.items() if k != "format"}
         factor = config.pop("factor")
-        from ._spec import check_divisible_channels, normalize_factor
+        from ._core.spec import check_divisible_channels, normalize_factor
 
         r = normalize_factor(factor, w.ndim - 2)
         derived = {

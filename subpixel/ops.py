@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from . import _spec
+from ._core import spec as _spec
+from ._core.spec import Layout, Order
 from ._dispatch import backend_for, backend_or_none
-from ._spec import Layout, Order
 from .backends._base import Backend
 
 Array = TypeVar("Array")

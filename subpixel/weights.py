@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _spec
-from ._layer_spec import MAX_FACTOR, icnr_index
-from ._lowering import gather_index
-from ._spec import Order
+from ._core import spec as _spec
+from ._core.channels import gather_index, icnr_index
+from ._core.layer_spec import MAX_FACTOR
+from ._core.spec import Order
 
 __all__ = [
     "ConvTransposeParams",
@@ -208,7 +208,7 @@ def reorder_channels(
     d = _spec.normalize_spatial_dims(spatial_dims, factor)
     r = _spec.normalize_factor(factor, d)
     R = math.prod(r)
-    if not _spec._is_int(axis) or not -w.ndim <= operator.index(axis) < w.ndim:
+    if not _spec.is_int(axis) or not -w.ndim <= operator.index(axis) < w.ndim:
         raise ValueError(f"`axis` must be an axis of `w` (ndim {w.ndim}). Received: axis={axis!r}")
     axis = operator.index(axis)
     C = _spec.check_divisible_channels("w", w.shape[axis], r, w.shape, f"channels on axis {axis}")
@@ -608,7 +608,7 @@ def icnr(
     True
     """
     if not isinstance(shape, (tuple, list)) or not all(
-        _spec._is_int(v) and operator.index(v) >= 1 for v in shape
+        _spec.is_int(v) and operator.index(v) >= 1 for v in shape
     ):
         raise ValueError(f"`shape` must be a tuple of positive integers. Received: shape={shape!r}")
     shape = tuple(operator.index(v) for v in shape)
@@ -641,7 +641,7 @@ def icnr(
         raise ValueError(
             f"`init` must give the base kernel of shape {base_shape}. Received: shape {base.shape}"
         )
-    index = icnr_index(base_shape[0], r, order)  # the one ICNR rule (subpixel._layer_spec)
+    index = icnr_index(base_shape[0], r, order)  # the one ICNR rule (subpixel._core.channels)
     return np.take(base, index, axis=0).astype(dt)
 
 

@@ -78,7 +78,7 @@ def _hostile_weight_files(tmp_path) -> dict[str, object]:
         "config-contradicts": {**SubPixelConv(7, 3, 3, 2).config()},
     }.items():
         path = tmp_path / f"{name}.safetensors"
-        from subpixel import _files
+        from subpixel._core import files as _files
 
         _files.write_tensors(
             path, {"weight": np.zeros((12, 4, 3, 3), np.float32)}, {"subpixel": json.dumps(config)}

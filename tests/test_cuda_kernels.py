@@ -21,7 +21,7 @@ if "cupy" not in requested_backends():
 
 from cases import FACTORS
 
-from subpixel import _spec
+from subpixel._core import spec as _spec
 from subpixel.backends import _cuda_geometry as cg
 
 from reference import reference, shuffle_gather

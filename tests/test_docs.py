@@ -18,9 +18,10 @@ MODULES = [
     "subpixel.image",
     "subpixel.models.espcn",
     "subpixel.deploy",
-    "subpixel._lowering",
-    "subpixel._layer_spec",
-    "subpixel._phases",
+    "subpixel._core.lowering",
+    "subpixel._core.layer_spec",
+    "subpixel._core.phases",
+    "subpixel._core.channels",
 ]
 PAGES = ["conventions.md", "weights.md"]
 

@@ -1,4 +1,4 @@
-"""subpixel._files: weight files read strictly (a malformed or hostile file is one
+"""subpixel._core.files: weight files read strictly (a malformed or hostile file is one
 ``ValueError("<path>: <reason>")``, never a raw error, never a huge allocation) and
 every write atomic (a failure leaves no file behind)."""
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import subpixel
-from subpixel import _files
+from subpixel._core import files as _files
 
 W = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
 

@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import subpixel
-from subpixel import _spec
+from subpixel._core import spec as _spec
 from subpixel.layers.flax import PixelShuffle, PixelUnshuffle, SubPixelConv
 
 from reference import sub_pixel_conv_ref

@@ -20,7 +20,7 @@ if KERAS_BACKEND not in ("tensorflow", "jax", "torch") or KERAS_BACKEND not in r
 import keras
 
 import subpixel
-from subpixel import _spec
+from subpixel._core import spec as _spec
 from subpixel.layers.keras import ICNR, PixelShuffle, PixelUnshuffle, SubPixelConv
 
 from reference import sub_pixel_conv_ref

@@ -45,7 +45,7 @@ def test_values(cls, spatial, kernel, factor, padding, order):
     layer = cls(3, 2, kernel, factor, order=order, padding=padding, init="default").double()
     x = torch.randn(2, 3, *spatial, dtype=torch.float64)
     w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
-    from subpixel import _spec
+    from subpixel._core import spec as _spec
 
     expected = sub_pixel_conv_ref(
         x.numpy(), w, b, layer.factor, _spec.normalize_padding(padding, w.shape[2:]), order=order

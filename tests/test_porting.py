@@ -942,7 +942,7 @@ def test_keras_rewrite_reaches_nested_models_and_refuses_subclassed_ones():
 def test_keras_fastest_times_the_layers_of_nested_models(monkeypatch):
     """`fastest` times a nested model's transposed convolution on the input it gets
     there (timing made to pick the sub-pixel form, and to check what it runs)."""
-    from subpixel import _timing
+    from subpixel._core import timing as _timing
 
     timed = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from subpixel import _spec
+from subpixel._core import spec as _spec
 
 
 def test_plan_is_minimal_for_pixel_shuffle():
@@ -105,7 +105,7 @@ def test_flat_steps_never_exceed_the_input_rank():
 
     import numpy as np
 
-    from subpixel import _lowering
+    from subpixel._core import lowering as _lowering
 
     from reference import reference
 
@@ -134,7 +134,7 @@ def test_flat_steps_never_exceed_the_input_rank():
 def test_one_hot_kernel_is_a_shuffle():
     import numpy as np
 
-    from subpixel import _lowering
+    from subpixel._core import lowering as _lowering
 
     from reference import conv_transpose_ref, reference
 

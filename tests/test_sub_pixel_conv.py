@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import subpixel
-from subpixel import _spec
+from subpixel._core import spec as _spec
 
 from reference import blur_ref, conv_transpose_ref, sub_pixel_conv_ref
 
@@ -217,7 +217,7 @@ def test_safetensors_files_interoperate_with_the_reference_library(tmp_path):
     """Files we write, the `safetensors` library reads, and the other way round."""
     import safetensors.numpy as st
 
-    from subpixel import _files
+    from subpixel._core import files as _files
 
     tensors = {
         "w": np.arange(24, dtype=np.float32).reshape(2, 3, 4),

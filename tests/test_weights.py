@@ -11,7 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import subpixel
-from subpixel import _spec, weights
+from subpixel import weights
+from subpixel._core import spec as _spec
 
 from adapters import requested_backends
 from reference import conv_ref, conv_transpose_ref, crop_ref, shuffle_gather

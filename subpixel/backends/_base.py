@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Generic, Protocol, TypeVar
 
-from .._spec import ConvPlan, Plan
+from .._core.spec import ConvPlan, Plan
 
 A = TypeVar("A")  # the backend's array type
 
 
 class Backend(Protocol[A]):
-    """Moves data for a :class:`~subpixel._spec.Plan`; never validates arguments.
+    """Moves data for a :class:`~subpixel._core.spec.Plan`; never validates arguments.
 
     Rules that hold for every backend (overlapping ``out``, dtype rules, zero sizes)
-    live in :mod:`subpixel.ops` and :mod:`subpixel._spec`; a backend reports facts
+    live in :mod:`subpixel.ops` and :mod:`subpixel._core.spec`; a backend reports facts
     about its arrays (``dtype_name``, ``device``, ``may_share_memory``, ``out_problem``)
     and moves data."""
 
@@ -31,7 +31,7 @@ class Backend(Protocol[A]):
         """The dtype of ``x``, comparable with ``==`` to another of the same backend."""
 
     def dtype_name(self, x: A) -> str:
-        """``x``'s dtype as a name of :mod:`subpixel._spec`'s vocabulary (``"float32"``,
+        """``x``'s dtype as a name of :mod:`subpixel._core.spec`'s vocabulary (``"float32"``,
         ``"bfloat16"``, ``"int8"``, ``"bool"``, ...) or the library's own name."""
 
     def astype(self, x: A, name: str) -> A:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .._spec import Plan
+from .._core.spec import Plan
 
 MAX_DIMS = 8
 ELEMENT_TYPES = {

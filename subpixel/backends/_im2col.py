@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._spec import ConvPlan
+from .._core.spec import ConvPlan
 
 
 def im2col_conv(xp: Any, x: Any, weight: Any, bias: Any, cplan: ConvPlan) -> Any:

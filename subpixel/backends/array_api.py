@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._spec import ConvPlan, Plan
+from .._core.spec import ConvPlan, Plan
 from ._base import ArrayBackend
 
 

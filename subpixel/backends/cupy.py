@@ -24,7 +24,7 @@ from typing import Any
 import cupy as cp
 import numpy as np
 
-from .._spec import ConvPlan, Plan
+from .._core.spec import ConvPlan, Plan
 from ._base import ArrayBackend
 from ._cuda_geometry import FLOAT_TYPES, epilogue_name, geometry, kernel_name, launch_config
 from ._im2col import im2col_conv

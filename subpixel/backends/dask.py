@@ -28,8 +28,8 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .. import _spec
-from .._spec import ConvPlan, Plan
+from .._core import spec as _spec
+from .._core.spec import ConvPlan, Plan
 from ._base import ArrayBackend
 
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._spec import ConvPlan, Plan
+from .._core.spec import ConvPlan, Plan
 from ._base import ArrayBackend
 
 _SPATIAL = "DHW"

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .._spec import ConvPlan, Plan
+from .._core.spec import ConvPlan, Plan
 from ._base import ArrayBackend
 from ._im2col import im2col_conv
 

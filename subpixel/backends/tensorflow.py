@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from .._spec import ConvPlan, Plan, make_plan, spatial_not_divisible
+from .._core.spec import ConvPlan, Plan, make_plan, spatial_not_divisible
 from ._base import ArrayBackend
 
 _NATIVE_MAX_ELEMENTS = 1 << 18  # above this, transpose beats depth_to_space on CPU

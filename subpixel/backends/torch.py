@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._spec import ConvPlan, Plan, make_plan
+from .._core.spec import ConvPlan, Plan, make_plan
 from ._base import ArrayBackend
 from .numpy import strided_copy
 

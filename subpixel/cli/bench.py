@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .._core.timing import best_time
 from .._dispatch import LIBRARY_BACKENDS, available_backends
-from .._timing import best_time
 from ._common import UserError, add_force, output_file, positive_int, usable_backend
 
 
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             f"{name:<11} {order:<5} {t * 1e3:8.2f} {2 * nbytes / t / 1e9:7.1f} {r_copy:7.2f} {native:>9}"
         )
     if args.plot:
-        from .._files import atomic_write
+        from .._core.files import atomic_write
 
         fig, ax = plt.subplots(figsize=(7, 3.5))
         ax.bar([f"{n}\n{o}" for n, o, *_ in rows], [r[3] for r in rows], color="tab:blue")

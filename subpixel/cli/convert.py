@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import _files
-from .._spec import Order
+from .._core import files as _files
+from .._core.spec import Order
 from ._common import UserError, add_force, input_file, output_file, positive_int
 
 OUTPUTS = (".safetensors", ".npz", ".pt", ".pth", ".weights.h5")

@@ -8,7 +8,7 @@ import importlib.util
 import os
 
 from .. import deploy
-from .._lowering import LOWERINGS
+from .._core.lowering import LOWERINGS
 from ._common import UserError, add_force, output_file, positive_int
 
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         blob = deploy.keras_to_tflite(
             keras_model, mode="int8" if args.int8 else "float32", representative=representative
         )
-        from .._files import atomic_write
+        from .._core.files import atomic_write
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:

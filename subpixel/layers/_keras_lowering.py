@@ -1,4 +1,4 @@
-"""Keras emitters of :mod:`subpixel._lowering`: the same numbers as
+"""Keras emitters of :mod:`subpixel._core.lowering`: the same numbers as
 :func:`subpixel.shuffle` in every lowering, as Keras ops, so that a model converted
 to LiteRT/TFLite (TensorFlow backend) holds the graph asked for.
 
@@ -15,7 +15,10 @@ from typing import Any
 
 import keras
 
-from .. import _lowering, _spec, ops, weights
+from .. import ops, weights
+from .._core import lowering as _lowering
+from .._core import spec as _spec
+from .._core.channels import gather_index
 
 __all__ = ["fold_kernel", "rearrange", "tracing_for_tflite"]
 
@@ -39,15 +42,11 @@ def _native(x: Any, plan: _spec.Plan, gather: bool) -> Any:
     channels = x.shape[-1]
     if plan.op == "shuffle":
         if gather and plan.order == "CRD":  # the op reads DCR channels
-            x = keras.ops.take(
-                x, _lowering.gather_index(channels, plan.factor, "CRD", "DCR"), axis=-1
-            )
+            x = keras.ops.take(x, gather_index(channels, plan.factor, "CRD", "DCR"), axis=-1)
         return keras.ops.depth_to_space(x, r, data_format="channels_last")
     y = keras.ops.space_to_depth(x, r, data_format="channels_last")
     if plan.order == "CRD":  # the op writes DCR channels
-        y = keras.ops.take(
-            y, _lowering.gather_index(channels * r * r, plan.factor, "DCR", "CRD"), axis=-1
-        )
+        y = keras.ops.take(y, gather_index(channels * r * r, plan.factor, "DCR", "CRD"), axis=-1)
     return y
 
 
@@ -103,6 +102,6 @@ def rearrange(
 def fold_kernel(kernel: Any, bias: Any, factor: tuple[int, ...]) -> tuple[Any, Any]:
     """A CRD layer's kernel ``(*k, C_in, C_out * R)`` and bias with their output
     channels put in DCR order, for TensorFlow's DCR-only ``depth_to_space``."""
-    index = _lowering.gather_index(kernel.shape[-1], factor, "CRD", "DCR")
+    index = gather_index(kernel.shape[-1], factor, "CRD", "DCR")
     kernel = keras.ops.take(kernel, index, axis=-1)
     return kernel, (None if bias is None else keras.ops.take(bias, index, axis=0))

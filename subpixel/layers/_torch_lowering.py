@@ -1,4 +1,4 @@
-"""PyTorch emitters of :mod:`subpixel._lowering`: the same numbers as
+"""PyTorch emitters of :mod:`subpixel._core.lowering`: the same numbers as
 :func:`subpixel.shuffle` in every lowering, written into the graph that
 ``torch.onnx.export`` (either exporter) or ``torch.export`` records.
 
@@ -15,7 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import _lowering, _spec, ops
+from .. import ops
+from .._core import lowering as _lowering
+from .._core import spec as _spec
+from .._core.channels import gather_index
 
 __all__ = ["lr_conv", "rearrange", "sub_pixel_conv"]
 
@@ -47,7 +50,7 @@ def _onnx_node(x: torch.Tensor, plan: _spec.Plan) -> torch.Tensor:
             "SpaceToDepth", (x,), {"blocksize": r}, dtype=x.dtype, shape=shape, version=13
         )
     if plan.order == "CRD":  # SpaceToDepth gives DCR: one gather puts the channels in CRD
-        index = _lowering.gather_index(int(c) * r * r, plan.factor, "DCR", "CRD")
+        index = gather_index(int(c) * r * r, plan.factor, "DCR", "CRD")
         y = y.index_select(1, torch.as_tensor(index, device=x.device))
     return y
 

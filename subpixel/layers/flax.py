@@ -24,9 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .. import _spec, ops, weights
-from .._layer_spec import LayerSpec, check_rewrite_mode, example_error, icnr_index
-from .._spec import Layout, Order
+from .. import ops, weights
+from .._core import spec as _spec
+from .._core.channels import icnr_index
+from .._core.layer_spec import LayerSpec, check_rewrite_mode, example_error
+from .._core.spec import Layout, Order
 
 if TYPE_CHECKING:
     from ..layer import SubPixelConv as AgnosticSubPixelConv
@@ -44,7 +46,7 @@ __all__ = [
 def icnr_init(factor: Any, order: Order = "CRD", base_init: Any = None):
     """A Flax initializer: ICNR over ``base_init`` (default: Flax's conv default,
     LeCun normal) for a kernel ``(*k, C_in, C_out * prod(factor))`` (the rule of
-    :func:`subpixel._layer_spec.icnr_index`)."""
+    :func:`subpixel._core.channels.icnr_index`)."""
     base_init = base_init or nnx.initializers.lecun_normal()
     order = _spec.normalize_order(order)
 
@@ -402,7 +404,7 @@ class _Recorder:
 
 
 def _faster_as_sub_pixel(module: Any, slots: list, example: Any) -> list:
-    from .._timing import fastest
+    from .._core.timing import fastest
 
     recorders = [_Recorder(m) for _, _, m in slots]
     with _evaluating(module):  # no batch statistics change; every mode restored after

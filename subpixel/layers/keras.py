@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from .. import _spec, ops, weights
-from .._layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, example_error, icnr_index
-from .._lowering import Lowering, check_native, has_native_op, normalize_lowering
-from .._spec import Layout, Order
+from .. import ops, weights
+from .._core import spec as _spec
+from .._core.channels import icnr_index
+from .._core.layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, example_error
+from .._core.lowering import Lowering, check_native, has_native_op, normalize_lowering
+from .._core.spec import Layout, Order
 from . import _keras_lowering
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ def _data_format(data_format: str | None) -> Layout:
 class ICNR(keras.initializers.Initializer):
     """ICNR for a Keras conv kernel ``(*k, C_in, C_out * prod(factor))``: a base
     kernel from ``initializer`` copied to every phase (the rule of
-    :func:`subpixel._layer_spec.icnr_index`)."""
+    :func:`subpixel._core.channels.icnr_index`)."""
 
     def __init__(self, factor: Any, order: Order = "CRD", initializer: Any = "he_normal") -> None:
         self.factor = factor
@@ -580,7 +582,7 @@ def _watching(layers: list[Any], seen: Callable[[Any, tuple], None]) -> Iterator
 def _faster_as_sub_pixel(model: Any, example: Any) -> set[int]:
     """The ids of ``model``'s replaceable layers (nested models' included) whose
     sub-pixel form runs faster on the input the layer gets from ``example``."""
-    from .._timing import fastest
+    from .._core.timing import fastest
 
     layers = [layer for layer in _layers_below(model) if _replaceable(layer)]
     if not layers:

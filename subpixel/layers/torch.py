@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import _phases, _spec
-from .._layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, example_error
-from .._lowering import Lowering, check_native, normalize_lowering
-from .._spec import Layout, Order
+from .._core import phases as _phases
+from .._core import spec as _spec
+from .._core.layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, example_error
+from .._core.lowering import Lowering, check_native, normalize_lowering
+from .._core.spec import Layout, Order
 from . import _torch_lowering
 
 if TYPE_CHECKING:
@@ -615,7 +616,7 @@ def replace_conv_transpose(
             h.remove()
 
     def fastest(m: nn.Module) -> nn.Module:
-        from .._timing import fastest
+        from .._core.timing import fastest
 
         x = inputs.get(id(m))
         if x is None:  # not reached by the example: keep the original

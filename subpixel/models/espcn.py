@@ -20,7 +20,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .. import _files, _spec, image, ops, weights
+from .. import image, ops, weights
+from .._core import files as _files
+from .._core import spec as _spec
 from .._dispatch import backend_by_name, backend_for
 
 SCALES = (2, 3, 4)

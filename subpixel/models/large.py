@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _files
+from .._core import files as _files
 from .espcn import BLOCK, HALO, LumaModel, upscale_region
 
 __all__ = ["open_lazy", "upscale_lazy", "write_zarr"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._lowering import gather_index
+from .._core.channels import gather_index
 
 KINDS = ("conv", "conv_transpose", "dense", "batch_norm", "layer_norm", "prelu", "embedding")
 

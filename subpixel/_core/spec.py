@@ -84,7 +84,7 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     try:
@@ -105,7 +105,7 @@ def normalize_spatial_dims(spatial_dims: Any, factor: Any) -> int:
                 )
             return len(factor)
         return 2
-    if not _is_int(spatial_dims) or operator.index(spatial_dims) < 1:
+    if not is_int(spatial_dims) or operator.index(spatial_dims) < 1:
         raise ValueError(
             "`spatial_dims` must be a positive integer (1, 2, 3, ...). "
             f"Received: spatial_dims={spatial_dims!r}"
@@ -126,7 +126,7 @@ def normalize_factor(factor: Any, spatial_dims: int, argname: str = "factor") ->
     else:
         items = (factor,) * spatial_dims
     for item in items:
-        if not _is_int(item) or operator.index(item) < 1:
+        if not is_int(item) or operator.index(item) < 1:
             raise ValueError(
                 f"`{argname}` must be a positive integer or a tuple of positive "
                 f"integers. Received: {argname}={factor!r}"
@@ -446,7 +446,7 @@ def _int_pairs(value: Any, d: int) -> tuple[tuple[int, int], ...] | None:
     pairs = [tuple(p) if isinstance(p, (tuple, list)) else (p, p) for p in items]
     flat = [v for p in pairs for v in p]
     if not all(len(p) == 2 for p in pairs) or not all(
-        _is_int(v) and operator.index(v) >= 0 for v in flat
+        is_int(v) and operator.index(v) >= 0 for v in flat
     ):
         return None
     return tuple((operator.index(a), operator.index(b)) for a, b in pairs)

@@ -19,7 +19,7 @@ auto       eager: the backends' fastest path; exporting: ``native`` where it
            applies, else ``reshape``
 =========  =====================================================================
 
->>> from subpixel import _spec
+>>> from subpixel._core import spec as _spec
 >>> plan = _spec.make_plan("shuffle", (1, 8, 3, 4), 2)
 >>> [shape for shape, _ in flat_steps(plan)]       # every tensor at most 4-D
 [(2, 4, 3, 4), (12, 2, 4)]
@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from . import _spec
+from . import spec as _spec
+from .channels import phase_index
 
 Lowering = Literal["auto", "native", "reshape", "flat", "conv"]
 LOWERINGS: tuple[Lowering, ...] = ("auto", "native", "reshape", "flat", "conv")
@@ -40,7 +41,6 @@ __all__ = [
     "Lowering",
     "check_native",
     "flat_steps",
-    "gather_index",
     "normalize_lowering",
     "one_hot_kernel",
 ]
@@ -109,13 +109,6 @@ def flat_steps(plan: _spec.Plan) -> list[tuple[tuple, tuple[int, ...]]]:
     return steps
 
 
-def phase_index(factor: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """The position in the block of each phase ``b`` (row-major)."""
-    import itertools
-
-    return list(itertools.product(*(range(f) for f in factor)))
-
-
 def one_hot_kernel(
     channels: int, factor: tuple[int, ...], order: str, *, dense: bool = False
 ) -> tuple[Any, int]:
@@ -135,17 +128,3 @@ def one_hot_kernel(
             key = (lr, 0 if grouped else c, *pos)
             kernel[key] = 1.0
     return kernel, (channels if grouped else 1)
-
-
-def gather_index(channels: int, factor: tuple[int, ...], src: str, dst: str) -> Any:
-    """Channel ``i`` of the ``dst``-ordered tensor is channel ``index[i]`` of the
-    ``src``-ordered one (``channels`` is the LR count, ``C * R``)."""
-    import numpy as np
-
-    R = math.prod(factor)
-    C = channels // R
-    if src == dst:
-        return np.arange(channels)
-    if dst == "DCR":  # DCR position b*C + c holds CRD channel c*R + b
-        return (np.arange(C)[None, :] * R + np.arange(R)[:, None]).ravel()
-    return (np.arange(R)[None, :] * C + np.arange(C)[:, None]).ravel()

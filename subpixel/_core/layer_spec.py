@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _spec
-from ._spec import Layout, Order
+from . import spec as _spec
+from .channels import icnr_index
+from .spec import Layout, Order
 
 FORMAT = "subpixel.SubPixelConv/1"
 # dtypes a framework-free layer's parameters may have (NumPy has no bfloat16)
@@ -43,7 +44,7 @@ def _bool(value: Any, name: str) -> bool:
 
 
 def _count(value: Any, name: str, minimum: int = 1, maximum: int = MAX_CHANNELS) -> int:
-    if not _spec._is_int(value) or not minimum <= operator.index(value) <= maximum:
+    if not _spec.is_int(value) or not minimum <= operator.index(value) <= maximum:
         raise ValueError(
             f"`{name}` must be an integer from {minimum} to {maximum}. Received: {name}={value!r}"
         )
@@ -56,19 +57,6 @@ def _bounded(pairs: tuple, name: str, value: Any) -> tuple:
             f"`{name}` must be at most {MAX_PADDING} per side. Received: {name}={value!r}"
         )
     return pairs
-
-
-def icnr_index(out_channels: int, factor: tuple[int, ...], order: str) -> Any:
-    """For each LR output channel, the base filter it starts as (ICNR, Aitken et al.
-    2017): every phase of output channel ``c`` copies base filter ``c``, so a layer
-    starts as its base conv followed by nearest-neighbour upsampling.  Every
-    framework's ICNR initializer gathers its base kernel with this index."""
-    import numpy as np
-
-    C, R = out_channels, math.prod(factor)
-    if order == "CRD":  # LR channel c * R + b
-        return np.repeat(np.arange(C), R)
-    return np.tile(np.arange(C), R)  # DCR: LR channel b * C + c
 
 
 def check_plain_conv(framework: str, factor: Any, stride: Any, dilation: Any, groups: int) -> None:
@@ -155,7 +143,7 @@ class LayerSpec:
         r = _spec.normalize_factor(factor, d)
         if max(r) > MAX_FACTOR:
             raise ValueError(f"`factor` must be at most {MAX_FACTOR}. Received: factor={factor!r}")
-        if in_channels is not None and _spec._is_int(in_channels) and _spec._is_int(out_channels):
+        if in_channels is not None and _spec.is_int(in_channels) and _spec.is_int(out_channels):
             n = int(in_channels) * int(out_channels) * math.prod(r) * math.prod(kernel)
             if n > MAX_PARAMETERS:
                 raise ValueError(
