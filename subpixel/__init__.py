@@ -9,7 +9,7 @@ Importing this package imports no array framework.
 """
 
 from ._core.spec import LAYOUTS, ORDERS, Layout, Order
-from ._dispatch import available_backends
+from .backends import available_backends
 from .ops import backend_name, blur, shuffle, sub_pixel_conv, unshuffle
 
 __version__ = "0.2.0"  # the one place: pyproject.toml reads it

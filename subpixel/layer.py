@@ -25,7 +25,7 @@ from . import ops, weights
 from ._core import files as _files
 from ._core.layer_spec import PARAM_DTYPES, LayerSpec
 from ._core.spec import Layout, Order
-from ._dispatch import backend_for
+from .backends import backend_for, maybe_numpy, to_numpy
 
 __all__ = ["SubPixelConv"]
 
@@ -116,7 +116,7 @@ class SubPixelConv:
         dt = _param_dtype(dtype)
         shape = spec.weight_shape
         if isinstance(init, np.ndarray) or (not isinstance(init, str) and hasattr(init, "shape")):
-            w = weights._to_numpy(init, "init")
+            w = to_numpy(init, "init")
         elif init == "icnr":
             w = weights.icnr(shape, spec.factor, order=spec.order, seed=_rng(seed), dtype=dt)
         elif init == "he_normal":
@@ -135,13 +135,13 @@ class SubPixelConv:
     @classmethod
     def from_spec(cls, spec: LayerSpec, weight: Any, bias: Any = None) -> SubPixelConv:
         """A layer for a :class:`~subpixel._core.layer_spec.LayerSpec` around given parameters."""
-        w = np.asarray(weights._to_numpy(weight, "weight"))
+        w = np.asarray(to_numpy(weight, "weight"))
         spec.check_parameters(w.shape, None if bias is None else np.shape(bias))
         dtype = w.dtype if w.dtype.name in PARAM_DTYPES else np.float32
         layer = cls.__new__(cls)
         layer._spec, layer._dtype = spec, np.dtype(dtype)
         layer.weight = w
-        layer.bias = weights._maybe_numpy(bias, "bias")
+        layer.bias = maybe_numpy(bias, "bias")
         return layer
 
     # -- the description -----------------------------------------------------
@@ -176,7 +176,7 @@ class SubPixelConv:
 
     @weight.setter
     def weight(self, value: Any) -> None:
-        value = np.asarray(weights._to_numpy(value, "weight"))
+        value = np.asarray(to_numpy(value, "weight"))
         if value.shape != self._spec.weight_shape:
             raise ValueError(
                 f"`weight` must have shape {self._spec.weight_shape}. Received: weight.shape={value.shape}"
@@ -198,7 +198,7 @@ class SubPixelConv:
         if value is not None:
             if not self._spec.bias:
                 raise ValueError("`bias` cannot be set on a layer made with bias=False")
-            value = np.asarray(weights._to_numpy(value, "bias"))
+            value = np.asarray(to_numpy(value, "bias"))
             n = self._spec.lr_channels
             if value.shape != (n,):
                 raise ValueError(
@@ -218,7 +218,7 @@ class SubPixelConv:
     def from_weights(cls, weight: Any, bias: Any = None, **config: Any) -> SubPixelConv:
         """A layer around given parameters (PyTorch layout); ``config`` takes the
         constructor's keywords (``factor`` is required) and may repeat the shapes."""
-        w = np.asarray(weights._to_numpy(weight, "weight"))
+        w = np.asarray(to_numpy(weight, "weight"))
         if "factor" not in config:
             raise ValueError("`factor` is needed to read a kernel as a sub-pixel convolution")
         if w.ndim < 3:

@@ -1,4 +1,4 @@
-"""The public operations: validate with :mod:`._spec`, then hand to the backend."""
+"""The public operations: validate with :mod:`._core.spec`, then hand to the backend."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from ._core import spec as _spec
 from ._core.spec import Layout, Order
-from ._dispatch import backend_for, backend_or_none
+from .backends import backend_for, backend_or_none
 from .backends._base import Backend
 
 Array = TypeVar("Array")

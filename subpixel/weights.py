@@ -40,6 +40,7 @@ from ._core import spec as _spec
 from ._core.channels import gather_index, icnr_index
 from ._core.layer_spec import MAX_FACTOR
 from ._core.spec import Order
+from .backends import maybe_numpy, to_numpy
 
 __all__ = [
     "ConvTransposeParams",
@@ -94,29 +95,6 @@ class ConvTransposeParams:
 # ---------------------------------------------------------------------------
 # argument helpers
 # ---------------------------------------------------------------------------
-
-
-def _maybe_numpy(a: Any, name: str) -> np.ndarray | None:
-    """:func:`_to_numpy`, passing None through (an absent bias)."""
-    return None if a is None else _to_numpy(a, name)
-
-
-def _to_numpy(a: Any, name: str) -> np.ndarray:
-    """Any backend's array (or array-like) as a NumPy array."""
-    if isinstance(a, np.ndarray):
-        return a
-    from ._dispatch import backend_for
-
-    try:
-        return np.asarray(backend_for(a, name).to_numpy(a))
-    except TypeError:
-        return np.asarray(a)
-
-
-def _standard_dtype(a: np.ndarray) -> np.ndarray:
-    """``a``, or ``a`` widened to float32 (exactly) when its dtype is an extension float
-    NumPy itself has not (ml_dtypes' bfloat16, float8 ...) that frameworks cannot take."""
-    return a.astype(np.float32) if a.dtype.kind not in "biufc" else a
 
 
 def _per_dim(
@@ -195,7 +173,7 @@ def reorder_channels(
     >>> reorder_channels(np.arange(8), (2, 2), src="CRD", dst="DCR")   # bias, C=2
     array([0, 4, 1, 5, 2, 6, 3, 7])
     """
-    w = _to_numpy(w, "w")
+    w = to_numpy(w, "w")
     src = _spec.normalize_order(src)
     dst = _spec.normalize_order(dst)
     if spatial_dims is None and not isinstance(factor, (tuple, list)):
@@ -271,8 +249,8 @@ def conv_transpose_to_sub_pixel(
     Returns:
         A :class:`SubPixelPlan`; ``plan.weight`` is in PyTorch conv layout.
     """
-    w = np.asarray(_to_numpy(weight, "weight"))
-    b = _maybe_numpy(bias, "bias")
+    w = np.asarray(to_numpy(weight, "weight"))
+    b = maybe_numpy(bias, "bias")
     source = _check_choice(source, "source", SOURCES)
     order = _spec.normalize_order(order)
     d = _check_kernel(w)
@@ -390,8 +368,8 @@ def sub_pixel_to_conv_transpose(
     symmetric padding reproduces it exactly.  Raises ``ValueError`` where the
     target's padding vocabulary cannot express the result.
     """
-    w = np.asarray(_to_numpy(weight, "weight"))
-    b = _maybe_numpy(bias, "bias")
+    w = np.asarray(to_numpy(weight, "weight"))
+    b = maybe_numpy(bias, "bias")
     order = _spec.normalize_order(order)
     target = _check_choice(target, "target", SOURCES)
     d = _check_kernel(w)
@@ -530,7 +508,7 @@ def convert_layout(
     >>> convert_layout(np.zeros((8, 3, 5, 5)), src="torch", dst="keras").shape
     (5, 5, 3, 8)
     """
-    w = np.asarray(_to_numpy(w, "w"))
+    w = np.asarray(to_numpy(w, "w"))
     src = _check_choice(src, "src", LAYOUT_NAMES)
     dst = _check_choice(dst, "dst", LAYOUT_NAMES)
     if w.ndim < 3:
@@ -633,9 +611,9 @@ def icnr(
     if init is None:
         base = _he_normal(base_shape, rng)
     elif callable(init):
-        base = _to_numpy(init(base_shape, rng) if _takes_rng(init) else init(base_shape), "init")
+        base = to_numpy(init(base_shape, rng) if _takes_rng(init) else init(base_shape), "init")
     else:
-        base = _to_numpy(init, "init")
+        base = to_numpy(init, "init")
     base = np.asarray(base)
     if base.shape != base_shape:
         raise ValueError(

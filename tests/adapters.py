@@ -53,9 +53,9 @@ class Adapter:
 
     def dtype_name(self, x) -> str:
         """The dtype of a backend array as a plain name ("float32", "bool", ...)."""
-        import subpixel._dispatch
+        import subpixel.backends
 
-        return subpixel._dispatch.backend_for(x).dtype_name(x)
+        return subpixel.backends.backend_for(x).dtype_name(x)
 
     def aliased(self, a: np.ndarray, out_shape, offset: int):
         """``(x, out)``: ``x`` holds ``a``, ``out`` (of ``out_shape``) is a view of the same

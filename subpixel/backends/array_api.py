@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._core.spec import ConvPlan, Plan
+from . import backend_or_none
 from ._base import ArrayBackend
 
 
@@ -30,8 +31,6 @@ class ArrayApiBackend(ArrayBackend[Any]):
 
     def is_array(self, obj: Any) -> bool:
         """An array the dispatcher gives to this backend (NumPy's, say, it does not)."""
-        from .._dispatch import backend_or_none
-
         return hasattr(type(obj), "__array_namespace__") and backend_or_none(obj, "x") is self
 
     def dtype_name(self, x: Any) -> str:

@@ -4,9 +4,9 @@ Nothing is computed at call time: every operation returns a Dask array whose tas
 graph has one task per chunk (plus a rechunk where noted), so it runs on the
 threaded scheduler or on a ``dask.distributed`` cluster alike.
 
-* Shuffle and unshuffle map each chunk through :func:`subpixel.shuffle` /
-  ``unshuffle`` (the NumPy backend, or the CuPy kernels when the chunks are CuPy
-  arrays): spatial chunks become spatial chunks times the factor, batch chunks are
+* Shuffle and unshuffle move each chunk with its own backend (the NumPy backend, or
+  the CuPy kernels when the chunks are CuPy arrays), on a plan made for the chunk:
+  spatial chunks become spatial chunks times the factor, batch chunks are
   kept.  Channels: a CRD shuffle keeps channel chunks that are whole multiples of
   ``prod(factor)`` (each maps to an output channel chunk); a DCR shuffle or unshuffle
   interleaves every channel, so the channel axis is rechunked to one chunk first.
@@ -30,6 +30,7 @@ import numpy as np
 
 from .._core import spec as _spec
 from .._core.spec import ConvPlan, Plan
+from . import backend_for
 from ._base import ArrayBackend
 
 
@@ -73,10 +74,14 @@ def _at_least(chunks: tuple[int, ...], k: int) -> tuple[int, ...]:
 
 
 def _block_op(op: str, factor: tuple[int, ...], d: int, layout: str, order: str):
-    from .. import ops
+    """The shuffle of one chunk, planned for the chunk and moved by its own backend
+    (NumPy's or CuPy's)."""
 
     def run(block: Any) -> Any:
-        return getattr(ops, op)(block, factor, spatial_dims=d, layout=layout, order=order)
+        inner = backend_for(block)
+        shape = inner.shape(block)
+        plan = _spec.make_plan(op, shape, factor, d, layout, order, cache=inner.cache_plans())
+        return inner.rearrange(block, plan)
 
     return run
 
@@ -97,14 +102,10 @@ class DaskBackend(ArrayBackend[da.Array]):
     def from_numpy(self, a: Any, like: Any = None) -> da.Array:
         a = np.asarray(a, dtype=None if like is None else like.dtype)
         if like is not None and not isinstance(like._meta, np.ndarray):
-            from .._dispatch import backend_for
-
             a = backend_for(like._meta).from_numpy(a)  # CuPy chunks: the data on the GPU
         return da.from_array(a, chunks=-1, asarray=False)
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        from .._dispatch import backend_for
-
         value = x.compute()
         return np.asarray(backend_for(value).to_numpy(value))
 
@@ -206,8 +207,6 @@ def _conv_block(
     block: Any, w_host: np.ndarray, b_host: np.ndarray | None, *, d: int, layout: str, order: str
 ) -> Any:
     """One chunk (with the ``kernel - 1`` pixels after it) of the LR convolution."""
-    from .._dispatch import backend_for
-
     backend = backend_for(block)
     w = backend.from_numpy(w_host, like=block)
     b = None if b_host is None else backend.from_numpy(b_host, like=block)
@@ -220,8 +219,6 @@ def _host(a: Any) -> np.ndarray:
     """A parameter as a NumPy array (a Dask parameter is small: computed once)."""
     if isinstance(a, da.Array):
         a = a.compute()
-    from .._dispatch import backend_for
-
     return np.asarray(backend_for(a).to_numpy(a)) if not isinstance(a, np.ndarray) else a
 
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._dispatch import LIBRARY_BACKENDS, available_backends, backend_by_name
+from ..backends import LIBRARY_BACKENDS, available_backends, backend_by_name
 
 
 class UserError(Exception):

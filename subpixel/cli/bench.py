@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._core.timing import best_time
-from .._dispatch import LIBRARY_BACKENDS, available_backends
+from ..backends import LIBRARY_BACKENDS, available_backends
 from ._common import UserError, add_force, output_file, positive_int, usable_backend
 
 

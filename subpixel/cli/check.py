@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .._dispatch import LIBRARY_BACKENDS, available_backends
+from ..backends import LIBRARY_BACKENDS, available_backends
 from ._common import UserError, usable_backend
 
 # (op, numpy shape, factor, spatial_dims, layout)

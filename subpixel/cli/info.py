@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
-from .._dispatch import LIBRARY_BACKENDS, available_backends, backend_by_name, framework_version
+from ..backends import LIBRARY_BACKENDS, available_backends, backend_by_name, framework_version
 
 
 def add(sub: argparse._SubParsersAction) -> None:

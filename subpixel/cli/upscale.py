@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .._dispatch import LIBRARY_BACKENDS
+from ..backends import LIBRARY_BACKENDS
 from ._common import UserError, add_force, input_file, output_file, positive_int, usable_backend
 
 

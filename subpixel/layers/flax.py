@@ -29,6 +29,7 @@ from .._core import spec as _spec
 from .._core.channels import icnr_index
 from .._core.layer_spec import LayerSpec, check_rewrite_mode, example_error
 from .._core.spec import Layout, Order
+from ..backends import standard_dtype
 
 if TYPE_CHECKING:
     from ..layer import SubPixelConv as AgnosticSubPixelConv
@@ -250,7 +251,7 @@ def _conv_transpose_args(m: Any) -> tuple[dict, Any]:
 def _real(value: Any) -> np.ndarray:
     """A parameter as NumPy, bfloat16 widened to float32 (exactly) for the conversion;
     the new module gets the original's ``param_dtype`` back."""
-    return weights._standard_dtype(np.asarray(value))
+    return standard_dtype(np.asarray(value))
 
 
 def _explicit_pads(padding: Any, d: int) -> list[tuple[int, int]]:

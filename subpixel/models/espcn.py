@@ -23,7 +23,7 @@ import numpy as np
 from .. import image, ops, weights
 from .._core import files as _files
 from .._core import spec as _spec
-from .._dispatch import backend_by_name, backend_for
+from ..backends import backend_by_name, backend_for
 
 SCALES = (2, 3, 4)
 RADIUS = 4  # LR pixels of context an output pixel sees: 2 + 1 + 1

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends import to_numpy
 from ._records import PortReport, ReadError, Record, convert_pair, framework_of
 
 __all__ = ["PortReport", "Record", "port_weights"]
@@ -156,6 +157,4 @@ def _example_for(example: Any, layouts: tuple[str, str] | None) -> Any:
 
 
 def _to_numpy(a: Any) -> np.ndarray:
-    from ..weights import _to_numpy as to_numpy
-
     return to_numpy(a, "example")

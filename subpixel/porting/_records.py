@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._core.channels import gather_index
+from ..backends import standard_dtype
 
 KINDS = ("conv", "conv_transpose", "dense", "batch_norm", "layer_norm", "prelu", "embedding")
 
@@ -196,9 +197,7 @@ def plain(v: Any) -> np.ndarray | None:
     of the model's memory), bfloat16 and other extension floats widened to float32."""
     if v is None:
         return None
-    from ..weights import _standard_dtype
-
-    return _standard_dtype(np.array(v, copy=True))
+    return standard_dtype(np.array(v, copy=True))
 
 
 Shuffle = tuple[str, str, tuple[int, ...]]  # ("shuffle" or "unshuffle", order, factor)
