@@ -17,10 +17,10 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
+from ._core import deprecation as _deprecation
 from ._core import files as _files
 
 __all__ = [
-    "RuntimeModel",
     "keras_to_tflite",
     "onnx_ops",
     "run_onnx",
@@ -143,7 +143,7 @@ def keras_to_tflite(
         return bytes(converter.convert())
 
 
-def _interpreter(blob: bytes, delegates: bool = True) -> Any:
+def tflite_interpreter(blob: bytes, delegates: bool = True) -> Any:
     try:
         from ai_edge_litert import interpreter as litert
     except ImportError:  # TensorFlow's own (deprecated) copy of the interpreter
@@ -159,7 +159,7 @@ def _interpreter(blob: bytes, delegates: bool = True) -> Any:
 
 def tflite_ops(blob: bytes) -> set[str]:
     """The builtin ops of a LiteRT model (before any delegate takes them over)."""
-    it = _interpreter(blob, delegates=False)
+    it = tflite_interpreter(blob, delegates=False)
     return {op["op_name"] for op in it._get_ops_details()}
 
 
@@ -168,7 +168,7 @@ def run_tflite(blob: bytes, x: Any) -> tuple[Any, list[int]]:
     and the ranks of every tensor of the graph."""
     import numpy as np
 
-    it = _interpreter(blob, delegates=False)
+    it = tflite_interpreter(blob, delegates=False)
     inp = it.get_input_details()[0]
     it.resize_tensor_input(inp["index"], list(np.shape(x)))
     it.allocate_tensors()
@@ -195,61 +195,7 @@ def _limits(dtype: Any) -> tuple[int, int]:
     return int(info.min), int(info.max)
 
 
-# ---------------------------------------------------------------------------
-# an exported super-resolution model, run like subpixel.models.ESPCN
-# ---------------------------------------------------------------------------
-
-
-class RuntimeModel:
-    """An exported ``.onnx``/``.tflite`` network mapping ``(N, 1, H, W)`` luminance to
-    ``(N, 1, H * scale, W * scale)``, callable on NumPy arrays like
-    :class:`subpixel.models.ESPCN` (so ``upscale_luma`` tiles it the same way).
-    ``scale`` is measured on a small input when the file is opened."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        import numpy as np
-
-        self.path = os.fspath(path)
-        self.runtime = runtime_of(path)
-        if not os.path.isfile(self.path):
-            raise _files.FileError(path, "no such file")
-        try:
-            if self.runtime == "onnx":
-                import onnxruntime as ort
-
-                self._session = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
-            else:
-                with open(self.path, "rb") as f:
-                    self._blob = f.read()
-                _interpreter(self._blob, delegates=False)
-            probe = self(np.zeros((1, 1, 8, 8), np.float32))
-        except _files.FileError:
-            raise
-        except ImportError as exc:
-            raise _files.FileError(path, f"running it needs {exc.name} (pip install it)") from None
-        except Exception as exc:  # the runtime's own error: not a model it can run
-            text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            raise _files.FileError(
-                path, f"not a super-resolution model the runtime runs ({text})"
-            ) from None
-        scale = probe.shape[-1] // 8
-        if (
-            probe.ndim != 4
-            or probe.shape[:2] != (1, 1)
-            or probe.shape[-2:] != (8 * scale, 8 * scale)
-            or scale < 1
-        ):
-            raise _files.FileError(
-                path, f"maps a (1, 1, 8, 8) luminance input to {probe.shape}, not (1, 1, 8r, 8r)"
-            )
-        self.scale = scale
-
-    def __call__(self, y: Any) -> Any:
-        import numpy as np
-
-        y = np.ascontiguousarray(y, np.float32)
-        if self.runtime == "onnx":
-            name = self._session.get_inputs()[0].name
-            return self._session.run(None, {name: y})[0]
-        out, _ = run_tflite(self._blob, np.moveaxis(y, 1, -1))  # LiteRT models are NHWC
-        return np.ascontiguousarray(np.moveaxis(out, -1, 1))
+# the spellings of subpixel 0.2, for one release
+__getattr__ = _deprecation.moved_names(
+    __name__, {"RuntimeModel": "subpixel.models.runtime:RuntimeModel"}
+)

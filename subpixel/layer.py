@@ -9,30 +9,43 @@ arrays, that runs on any backend's array and moves between frameworks.
 
 Parameters are read-only arrays: assign new ones (``layer.weight = w``), which the
 layer validates and converts for each backend again, so it never computes with
-stale copies.
+stale copies.  Each framework's module moves layers to and from it
+(:func:`subpixel.layers.torch.from_agnostic` / ``to_agnostic``, and the same in
+:mod:`subpixel.layers.keras` and :mod:`subpixel.layers.flax`).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import ops, weights
+from ._core import deprecation as _deprecation
 from ._core import files as _files
-from ._core.layer_spec import PARAM_DTYPES, LayerSpec
-from ._core.spec import Layout, Order
+from ._core.layer_spec import PARAM_DTYPES, LayerSpec, SpecFields
+from ._core.spec import Crop, Factor, Layout, Order, Padding
 from .backends import backend_for, maybe_numpy, to_numpy
+
+if TYPE_CHECKING:
+    import keras
+    import torch
+    from flax import nnx
+
+Array = TypeVar("Array")
 
 __all__ = ["SubPixelConv"]
 
 CONFIG_KEY = "subpixel"  # the metadata entry of weight files that holds the layer config
 
 
-def _param_dtype(dtype: Any) -> np.dtype:
+def _param_dtype(dtype: DTypeLike) -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -45,7 +58,7 @@ def _param_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def _rng(seed: Any) -> np.random.Generator:
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or (
@@ -67,7 +80,7 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return view
 
 
-class SubPixelConv:
+class SubPixelConv(SpecFields):
     """LR convolution with ``out_channels * prod(factor)`` outputs, then the shuffle.
 
     ``weight`` is ``(out_channels * prod(factor), in_channels, *kernel_size)``
@@ -87,18 +100,18 @@ class SubPixelConv:
         in_channels: int,
         out_channels: int,
         kernel_size: int | tuple[int, ...],
-        factor: int | tuple[int, ...],
+        factor: Factor,
         *,
         spatial_dims: int | None = None,
         bias: bool = True,
         order: Order = "CRD",
-        padding: Any = "same",
+        padding: Padding = "same",
         layout: Layout = "channels_first",
-        init: Any = "icnr",
+        init: str | ArrayLike = "icnr",
         blur: bool = False,
-        crop: Any = None,
-        seed: Any = None,
-        dtype: Any = np.float32,
+        crop: Crop = None,
+        seed: int | np.random.Generator | None = None,
+        dtype: DTypeLike = np.float32,
     ) -> None:
         spec = LayerSpec.create(
             in_channels,
@@ -133,7 +146,9 @@ class SubPixelConv:
         self.bias = np.zeros(spec.lr_channels, dtype=dt) if spec.bias else None
 
     @classmethod
-    def from_spec(cls, spec: LayerSpec, weight: Any, bias: Any = None) -> SubPixelConv:
+    def from_spec(
+        cls, spec: LayerSpec, weight: ArrayLike, bias: ArrayLike | None = None
+    ) -> SubPixelConv:
         """A layer for a :class:`~subpixel._core.layer_spec.LayerSpec` around given parameters."""
         w = np.asarray(to_numpy(weight, "weight"))
         spec.check_parameters(w.shape, None if bias is None else np.shape(bias))
@@ -151,17 +166,14 @@ class SubPixelConv:
         """The layer's validated, frozen description."""
         return self._spec
 
-    in_channels = property(lambda self: self._spec.in_channels)
-    out_channels = property(lambda self: self._spec.out_channels)
-    kernel_size = property(lambda self: self._spec.kernel_size)
-    factor = property(lambda self: self._spec.factor)
-    order = property(lambda self: self._spec.order)
-    padding = property(lambda self: self._spec.padding)
-    layout = property(lambda self: self._spec.layout)
-    crop = property(lambda self: self._spec.crop)
-    blur = property(lambda self: self._spec.blur)
-    spatial_dims = property(lambda self: self._spec.spatial_dims)
-    dtype = property(lambda self: self._dtype)
+    @property
+    def spatial_dims(self) -> int:
+        return self._spec.spatial_dims
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The parameters' dtype."""
+        return self._dtype
 
     def config(self) -> dict:
         """The description as stored in weight files (JSON-ready)."""
@@ -175,7 +187,7 @@ class SubPixelConv:
         return self._weight
 
     @weight.setter
-    def weight(self, value: Any) -> None:
+    def weight(self, value: ArrayLike) -> None:
         value = np.asarray(to_numpy(value, "weight"))
         if value.shape != self._spec.weight_shape:
             raise ValueError(
@@ -194,7 +206,7 @@ class SubPixelConv:
         return self._bias
 
     @bias.setter
-    def bias(self, value: Any) -> None:
+    def bias(self, value: ArrayLike | None) -> None:
         if value is not None:
             if not self._spec.bias:
                 raise ValueError("`bias` cannot be set on a layer made with bias=False")
@@ -215,7 +227,9 @@ class SubPixelConv:
         self._cache = {}
 
     @classmethod
-    def from_weights(cls, weight: Any, bias: Any = None, **config: Any) -> SubPixelConv:
+    def from_weights(
+        cls, weight: ArrayLike, bias: ArrayLike | None = None, **config: object
+    ) -> SubPixelConv:
         """A layer around given parameters (PyTorch layout); ``config`` takes the
         constructor's keywords (``factor`` is required) and may repeat the shapes."""
         w = np.asarray(to_numpy(weight, "weight"))
@@ -249,7 +263,7 @@ class SubPixelConv:
 
     # -- running -------------------------------------------------------------
 
-    def _params_for(self, x: Any) -> tuple[Any, Any]:
+    def _params_for(self, x: object) -> tuple[Any, Any]:
         backend = backend_for(x)
         key = (backend.name, backend.device(x), backend.dtype_name(x))
         params = self._cache.get(key)
@@ -260,7 +274,7 @@ class SubPixelConv:
             )
         return params
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Array) -> Array:
         w, b = self._params_for(x)
         return ops.sub_pixel_conv(x, w, b, **self._spec.op_kwargs())
 
@@ -319,12 +333,12 @@ class SubPixelConv:
     @classmethod
     def from_conv_transpose(
         cls,
-        weight: Any,
-        bias: Any = None,
-        stride: Any = 2,
+        weight: ArrayLike,
+        bias: ArrayLike | None = None,
+        stride: int | tuple[int, ...] = 2,
         *,
-        padding: Any = 0,
-        output_padding: Any = None,
+        padding: int | tuple[int, ...] | Literal["same", "valid"] = 0,
+        output_padding: int | tuple[int, ...] | None = None,
         groups: int = 1,
         source: str = "torch",
         order: Order = "CRD",
@@ -368,56 +382,54 @@ class SubPixelConv:
             target=target,
         )
 
-    # -- frameworks: each framework's own module does the work ------------------
+    # -- frameworks: the spellings of subpixel 0.2, for one release ----------------
+    # (each framework's module owns the conversions: subpixel.layers.<framework>)
 
     @classmethod
     def from_torch(
         cls,
-        module: Any,
+        module: torch.nn.Module,
         *,
-        factor: Any = None,
+        factor: Factor | None = None,
         order: Order = "CRD",
         layout: Layout = "channels_first",
     ) -> SubPixelConv:
-        """From a :mod:`subpixel.layers.torch` ``SubPixelConvNd``, or from a plain
-        ``torch.nn.ConvNd`` (stride 1, zero padding) followed by a shuffle of
-        ``factor`` in ``order``."""
-        from .layers import torch as torch_layers
+        """Deprecated: :func:`subpixel.layers.torch.to_agnostic`."""
+        convert = _moved("SubPixelConv.from_torch", "torch", "to_agnostic")
+        return convert(module, factor=factor, order=order, layout=layout)
 
-        return torch_layers.to_agnostic(module, factor=factor, order=order, layout=layout)
-
-    def to_torch(self) -> Any:
-        """A :mod:`subpixel.layers.torch` ``SubPixelConvNd`` with these parameters."""
-        from .layers import torch as torch_layers
-
-        return torch_layers.from_agnostic(self)
+    def to_torch(self) -> torch.nn.Module:
+        """Deprecated: :func:`subpixel.layers.torch.from_agnostic`."""
+        return _moved("SubPixelConv.to_torch", "torch", "from_agnostic")(self)
 
     @classmethod
-    def from_keras(cls, layer: Any, *, factor: Any = None, order: Order = "CRD") -> SubPixelConv:
-        """From a built :class:`subpixel.layers.keras.SubPixelConv`, or from a built plain
-        ``keras.layers.ConvND`` (stride 1) followed by a shuffle of ``factor`` in ``order``."""
-        from .layers import keras as keras_layers
+    def from_keras(
+        cls, layer: keras.layers.Layer, *, factor: Factor | None = None, order: Order = "CRD"
+    ) -> SubPixelConv:
+        """Deprecated: :func:`subpixel.layers.keras.to_agnostic`."""
+        convert = _moved("SubPixelConv.from_keras", "keras", "to_agnostic")
+        return convert(layer, factor=factor, order=order)
 
-        return keras_layers.to_agnostic(layer, factor=factor, order=order)
-
-    def to_keras(self, data_format: str | None = None) -> Any:
-        """A built :class:`subpixel.layers.keras.SubPixelConv` with these parameters."""
-        from .layers import keras as keras_layers
-
-        return keras_layers.from_agnostic(self, data_format=data_format)
+    def to_keras(self, data_format: Layout | None = None) -> keras.layers.Layer:
+        """Deprecated: :func:`subpixel.layers.keras.from_agnostic`."""
+        return _moved("SubPixelConv.to_keras", "keras", "from_agnostic")(self, data_format)
 
     @classmethod
-    def from_flax(cls, module: Any) -> SubPixelConv:
-        """From a :class:`subpixel.layers.flax.SubPixelConv`."""
-        from .layers import flax as flax_layers
+    def from_flax(cls, module: nnx.Module) -> SubPixelConv:
+        """Deprecated: :func:`subpixel.layers.flax.to_agnostic`."""
+        return _moved("SubPixelConv.from_flax", "flax", "to_agnostic")(module)
 
-        return flax_layers.to_agnostic(module)
+    def to_flax(self, layout: Layout | None = None, rngs: nnx.Rngs | None = None) -> nnx.Module:
+        """Deprecated: :func:`subpixel.layers.flax.from_agnostic`."""
+        return _moved("SubPixelConv.to_flax", "flax", "from_agnostic")(self, layout, rngs)
 
-    def to_flax(self, layout: Layout | None = None, rngs: Any = None) -> Any:
-        """A :class:`subpixel.layers.flax.SubPixelConv` with these parameters."""
-        from .layers import flax as flax_layers
 
-        return flax_layers.from_agnostic(self, layout=layout, rngs=rngs)
+def _moved(old: str, framework: str, function: str) -> Callable[..., Any]:
+    """The function of ``subpixel.layers.<framework>`` an old method became (warning
+    that the method is deprecated); found by name, so that this module stays below
+    the framework modules, which build on it."""
+    _deprecation.warn(f"subpixel.{old}", f"subpixel.layers.{framework}.{function}", stacklevel=4)
+    return getattr(importlib.import_module(f"subpixel.layers.{framework}"), function)
 
 
 def _parse_config(text: str, path: str) -> Any:

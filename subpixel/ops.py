@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, TypeVar
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._core import spec as _spec
-from ._core.spec import Layout, Order
+from ._core.spec import Crop, Factor, Layout, Order, Padding
 from .backends import backend_for, backend_or_none
 from .backends._base import Backend
 
+if TYPE_CHECKING:
+    import numpy as np
+
 Array = TypeVar("Array")
-Factor = int | Sequence[int]
+# called after each shuffle/unshuffle while set (observing): observer(op, args, kwargs,
+# result); a plain tuple, which torch.compile reads as a constant
+Observer = Callable[[Callable[..., Any], tuple, dict, Any], None]
+_observers: tuple[Observer, ...] = ()
 
 __all__ = ["backend_name", "blur", "shuffle", "sub_pixel_conv", "unshuffle"]
 
@@ -88,7 +95,10 @@ def shuffle(
         array([[0, 2],
                [4, 6]])
     """
-    return _run("shuffle", x, factor, spatial_dims, layout, order, out)
+    y = _run("shuffle", x, factor, spatial_dims, layout, order, out)
+    if _observers:
+        _notify(shuffle, x, factor, spatial_dims, layout, order, out, y)
+    return y
 
 
 def unshuffle(
@@ -115,7 +125,10 @@ def unshuffle(
         >>> bool((subpixel.shuffle(x, (1, 2), order="DCR") == y).all())
         True
     """
-    return _run("unshuffle", x, factor, spatial_dims, layout, order, out)
+    y = _run("unshuffle", x, factor, spatial_dims, layout, order, out)
+    if _observers:
+        _notify(unshuffle, x, factor, spatial_dims, layout, order, out, y)
+    return y
 
 
 def _as_backend_array(a: Any, backend: Any, like: Any, argname: str) -> Any:
@@ -140,16 +153,16 @@ def _as_backend_array(a: Any, backend: Any, like: Any, argname: str) -> Any:
 
 def sub_pixel_conv(
     x: Array,
-    weight: Any,
-    bias: Any = None,
+    weight: Array | np.ndarray,
+    bias: Array | np.ndarray | None = None,
     *,
     factor: Factor,
-    padding: Any = "same",
+    padding: Padding = "same",
     spatial_dims: int | None = None,
     layout: Layout = "channels_first",
     order: Order = "CRD",
     blur: bool = False,
-    crop: Any = None,
+    crop: Crop = None,
 ) -> Array:
     """Sub-pixel convolution: an LR convolution, then :func:`shuffle`.
 
@@ -200,7 +213,8 @@ def sub_pixel_conv(
     if blur:
         y = _blur(backend, y, cplan.shuffle)
     if cplan.has_crop:
-        y = y[_crop_key(cplan)]
+        plan = cplan.shuffle
+        y = y[_spec.crop_key(len(plan.out_shape), plan.spatial_dims, plan.layout, cplan.crop)]
     return y
 
 
@@ -227,17 +241,6 @@ def _bias_only(backend: Any, x: Any, bias: Any, cplan: _spec.ConvPlan) -> Any:
         expand = (slice(None), *(None,) * d)
         bias = bias[expand]
     return lr + bias
-
-
-def _crop_key(cplan: _spec.ConvPlan) -> tuple:
-    plan = cplan.shuffle
-    d = plan.spatial_dims
-    ndim = len(plan.out_shape)
-    first = ndim - d if plan.layout == "channels_first" else ndim - d - 1
-    key: list[Any] = [slice(None)] * ndim
-    for k, (a, b) in enumerate(cplan.crop):
-        key[first + k] = slice(a, -b if b else None)
-    return tuple(key)
 
 
 def blur(x: Array, *, spatial_dims: int = 2, layout: Layout = "channels_first") -> Array:
@@ -284,7 +287,7 @@ def _blur(backend: Any, y: Any, plan: _spec.Plan) -> Any:
     return y
 
 
-def backend_name(x: Any) -> str:
+def backend_name(x: object) -> str:
     """The name of the backend that handles ``x``: ``"numpy"``, ``"cupy"``,
     ``"torch"``, ``"tensorflow"`` or ``"jax"``.
 
@@ -293,3 +296,25 @@ def backend_name(x: Any) -> str:
     'numpy'
     """
     return backend_for(x).name
+
+
+def _notify(op: Callable[..., Any], x: Any, factor: Any, *rest: Any) -> None:
+    spatial_dims, layout, order, out, y = rest
+    kwargs = {"spatial_dims": spatial_dims, "layout": layout, "order": order, "out": out}
+    for observer in _observers:
+        observer(op, (x, factor), kwargs, y)
+
+
+@contextlib.contextmanager
+def observing(observer: Observer) -> Iterator[None]:
+    """For a while, ``observer(op, args, kwargs, result)`` after every :func:`shuffle`
+    and :func:`unshuffle` call, with every argument (``args``: ``(x, factor)``;
+    ``kwargs``: the keywords, defaults included).  Porting notes this way which
+    shuffles a model's own code calls (one run at a time: not thread-safe)."""
+    global _observers
+    before = _observers
+    _observers = (*before, observer)
+    try:
+        yield
+    finally:
+        _observers = before

@@ -116,10 +116,7 @@ def _per_dim(
 
 
 def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"`{name}` must be one of {options}. Received: {name}={value!r}")
-    return value
+    return _spec.choice(value, name, choices, "one of " + ", ".join(repr(c) for c in choices))
 
 
 def _check_kernel(w: np.ndarray, name: str = "weight") -> int:

@@ -2,9 +2,9 @@
 
 Every layer (``subpixel.SubPixelConv`` and the PyTorch, Keras and Flax layers) is
 built from a :class:`LayerSpec`; argument rules and messages live here once, as the
-op arguments' live in :mod:`._spec`.  So does the one ICNR rule
-(:meth:`LayerSpec.icnr_index`): every framework's initializer gathers a base kernel's
-filters with that index.
+op arguments' live in :mod:`.spec`, and every layer reads its arguments back through
+:class:`SpecFields`.  Every framework's ICNR initializer gathers a base kernel's
+filters with :meth:`LayerSpec.icnr_index` (the rule of :mod:`.channels`).
 
 >>> spec = LayerSpec.create(4, 3, 3, 2, order="DCR")
 >>> spec.weight_shape, spec.padding
@@ -20,7 +20,7 @@ import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import spec as _spec
 from .channels import icnr_index
@@ -69,31 +69,6 @@ def check_plain_conv(framework: str, factor: Any, stride: Any, dilation: Any, gr
             "Only stride-1, undilated, ungrouped convolutions are sub-pixel convolutions. "
             f"Received: stride={tuple(stride)}, dilation={tuple(dilation)}, groups={groups}"
         )
-
-
-def check_rewrite_mode(mode: str, example: Any, modes: tuple[str, ...]) -> None:
-    """The ``mode`` of a framework's ``replace_conv_transpose``: one of ``modes``;
-    ``"fastest"`` times the forms on an ``example`` input, which it then needs."""
-    if mode not in modes:
-        names = ", ".join(repr(m) for m in modes[:-1]) + f" or {modes[-1]!r}"
-        raise ValueError(f"`mode` must be {names}. Received: mode={mode!r}")
-    if mode == "fastest" and example is None:
-        raise ValueError("`mode='fastest'` needs an `example` input to time the layers on")
-
-
-def example_error(e: Exception, example: Any) -> ValueError:
-    """One line: ``example`` did not run through the model being rewritten."""
-    import numpy as np
-
-    shape = getattr(example, "shape", None)
-    if shape is None and not isinstance(example, (list, tuple, dict, str)):
-        shape = np.shape(example)
-    line = (str(e).strip().splitlines() or [""])[0][:300]
-    got = "" if shape is None else f" of shape {tuple(shape)}"
-    return ValueError(
-        f"`example` does not run through the model ({type(e).__name__}: {line}). "
-        f"Received: example{got}"
-    )
 
 
 @dataclass(frozen=True)
@@ -296,3 +271,53 @@ class LayerSpec:
             )
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
+
+
+class _Described(Protocol):
+    @property
+    def spec(self) -> LayerSpec: ...
+
+
+class SpecFields:
+    """The arguments every sub-pixel layer shares, read-only from its :class:`LayerSpec`
+    (``self.spec``): the framework-free layer and the PyTorch, Keras and Flax layers
+    inherit them, and alias them in their framework's words (``filters``,
+    ``data_format``, ``in_features`` ...)."""
+
+    @property
+    def in_channels(self: _Described) -> int:
+        return self.spec.inputs
+
+    @property
+    def out_channels(self: _Described) -> int:
+        return self.spec.out_channels
+
+    @property
+    def kernel_size(self: _Described) -> tuple[int, ...]:
+        return self.spec.kernel_size
+
+    @property
+    def factor(self: _Described) -> tuple[int, ...]:
+        return self.spec.factor
+
+    @property
+    def order(self: _Described) -> Order:
+        return self.spec.order
+
+    @property
+    def padding(self: _Described) -> tuple[tuple[int, int], ...]:
+        """The LR convolution's zero padding, ``(before, after)`` per spatial dimension."""
+        return self.spec.padding
+
+    @property
+    def crop(self: _Described) -> tuple[tuple[int, int], ...]:
+        """Pixels removed from the HR output, ``(before, after)`` per spatial dimension."""
+        return self.spec.crop
+
+    @property
+    def blur(self: _Described) -> bool:
+        return self.spec.blur
+
+    @property
+    def layout(self: _Described) -> Layout:
+        return self.spec.layout

@@ -47,12 +47,7 @@ __all__ = [
 
 
 def normalize_lowering(lowering: Any) -> Lowering:
-    if lowering not in LOWERINGS:
-        raise ValueError(
-            "`lowering` must be 'auto', 'native', 'reshape', 'flat' or 'conv'. "
-            f"Received: lowering={lowering!r}"
-        )
-    return lowering
+    return _spec.choice(lowering, "lowering", LOWERINGS)
 
 
 def has_native_op(factor: tuple[int, ...]) -> bool:

@@ -24,10 +24,16 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+# the types of the public signatures' arguments (each normalised by a function below)
 Layout = Literal["channels_first", "channels_last"]
 Order = Literal["CRD", "DCR"]
+Factor = int | Sequence[int]  # one int for every spatial dimension, or one per dimension
+# an int for every side, one per dimension, or (before, after) pairs per dimension
+Pairs = int | Sequence[int] | Sequence[Sequence[int]]
+Padding = Literal["same", "valid"] | Pairs  # an LR convolution's zero padding
+Crop = Pairs | None  # pixels removed from a sub-pixel convolution's HR output
 LAYOUTS: tuple[Layout, ...] = ("channels_first", "channels_last")
 ORDERS: tuple[Order, ...] = ("CRD", "DCR")
 OPS = ("shuffle", "unshuffle")
@@ -47,15 +53,20 @@ __all__ = [
     "LAYOUTS",
     "ORDERS",
     "ConvPlan",
+    "Crop",
+    "Factor",
     "Layout",
     "Order",
+    "Padding",
     "Plan",
     "blur_dtype",
     "check_divisible_channels",
     "check_out",
     "check_rank",
     "check_shape_size",
+    "choice",
     "conv_dtype",
+    "crop_key",
     "make_conv_plan",
     "make_plan",
     "normalize_crop",
@@ -70,6 +81,7 @@ __all__ = [
     "out_wrong_type",
     "parameter_dtype",
     "refused_array",
+    "shuffle_args",
     "spatial_not_divisible",
     "unknown_rank",
     "unmovable_dtype",
@@ -151,21 +163,36 @@ def check_divisible_channels(
     return channels // R
 
 
+T = TypeVar("T")
+
+
+def choice(value: Any, name: str, choices: Sequence[T], must_be: str | None = None) -> T:
+    """``value`` if it is one of ``choices``; else ``ValueError("`name` must be 'a', 'b'
+    or 'c'. Received: name=value")`` (``must_be``: other words for what it must be)."""
+    if value not in choices:
+        if must_be is None:
+            *head, last = (repr(c) for c in choices)
+            must_be = f"{', '.join(head)} or {last}" if head else last
+        raise ValueError(f"`{name}` must be {must_be}. Received: {name}={value!r}")
+    return value
+
+
 def normalize_layout(layout: Any) -> Layout:
-    if layout not in LAYOUTS:
-        raise ValueError(
-            f"`layout` must be 'channels_first' or 'channels_last'. Received: layout={layout!r}"
-        )
-    return layout
+    return choice(layout, "layout", LAYOUTS)
 
 
 def normalize_order(order: Any) -> Order:
-    if order not in ORDERS:
-        raise ValueError(
-            "`order` must be 'CRD' (PyTorch pixel_shuffle) or 'DCR' (TensorFlow "
-            f"depth_to_space). Received: order={order!r}"
-        )
-    return order
+    return choice(
+        order, "order", ORDERS, "'CRD' (PyTorch pixel_shuffle) or 'DCR' (TensorFlow depth_to_space)"
+    )
+
+
+def shuffle_args(
+    factor: Any, spatial_dims: Any, order: Any, layout: Any
+) -> tuple[tuple[int, ...], int, Order, Layout]:
+    """A shuffle layer's arguments, normalised: ``(factor, spatial_dims, order, layout)``."""
+    d = normalize_spatial_dims(spatial_dims, factor)
+    return normalize_factor(factor, d), d, normalize_order(order), normalize_layout(layout)
 
 
 # ---------------------------------------------------------------------------
@@ -463,6 +490,18 @@ def normalize_crop(crop: Any, d: int) -> tuple[tuple[int, int], ...]:
             f"(before, after) pairs. Received: crop={crop!r}"
         )
     return pairs
+
+
+def crop_key(
+    ndim: int, spatial_dims: int, layout: str, crop: Sequence[tuple[int, int]]
+) -> tuple[slice, ...]:
+    """The index that removes ``crop`` (``(before, after)`` per spatial axis) from an
+    ``ndim``-D array in ``layout``."""
+    first = ndim - spatial_dims if layout == "channels_first" else ndim - spatial_dims - 1
+    key = [slice(None)] * ndim
+    for k, (a, b) in enumerate(crop):
+        key[first + k] = slice(a, -b if b else None)
+    return tuple(key)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,13 @@ class Backend(Protocol[A]):
     Rules that hold for every backend (overlapping ``out``, dtype rules, zero sizes)
     live in :mod:`subpixel.ops` and :mod:`subpixel._core.spec`; a backend reports facts
     about its arrays (``dtype_name``, ``device``, ``may_share_memory``, ``out_problem``)
-    and moves data."""
+    and moves data.
+
+    This is what the operations need.  A room that needs more of a library states it
+    as a protocol of its own, which the backends that can serve it implement beside
+    this one: ``Elementwise.tanh`` (:mod:`subpixel.models.espcn`: the bundled network)
+    and ``Baselines.bench_baselines`` (:mod:`subpixel.cli.bench`: what a shuffle is
+    timed against)."""
 
     name: str
     mutable: bool  # whether arrays can be written in place (``out=``)
@@ -69,19 +75,11 @@ class Backend(Protocol[A]):
     def concat(self, arrays: list[A], axis: int) -> A:
         """Concatenate along ``axis`` (used by blur)."""
 
-    def tanh(self, x: A) -> A:
-        """Elementwise tanh (the bundled models use it)."""
-
     def synchronize(self, x: A) -> None:
         """Wait until work producing ``x`` has finished (timing on asynchronous devices)."""
 
     def describe_devices(self) -> str:
         """The devices this backend can use here, e.g. ``"cpu, cuda x2"``."""
-
-    def bench_baselines(self, x: A) -> dict[str, Any]:
-        """Zero-argument callables to time a shuffle of ``x`` (channels_first, factor 2)
-        against: ``"copy"`` (the same bytes copied) and, where the library has one,
-        ``"native"`` (its own pixel shuffle / depth-to-space)."""
 
     def conv(self, x: A, weight: A, bias: A | None, cplan: ConvPlan) -> A:
         """The LR convolution of a sub-pixel conv, output in ``x``'s layout.

@@ -3,10 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from .._core.timing import best_time
 from ..backends import LIBRARY_BACKENDS, available_backends
+from ..backends._base import Backend
 from ._common import UserError, add_force, output_file, positive_int, usable_backend
+
+
+@runtime_checkable
+class Baselines(Protocol):
+    """What this command asks of a backend beside the operations' contract (the
+    backends of :mod:`subpixel.backends` all have it): zero-argument callables to time a
+    shuffle of ``x`` (channels_first, factor 2) against: ``"copy"`` (the same bytes
+    copied) and, where the library has one, ``"native"`` (its own pixel shuffle /
+    depth-to-space)."""
+
+    def bench_baselines(self, x: Any) -> dict[str, Callable[[], object]]: ...
+
+
+Row = tuple[str, str, float, float, float | None]  # backend, order, s, / copy, / native
+
+
+def measure(backends: list[tuple[str, Backend[Any]]], a: Any, repeat: int) -> list[Row]:
+    """The best time of a CRD and a DCR shuffle (factor 2, channels_first) of ``a`` on
+    each backend, and its ratios to the backend's :class:`Baselines`."""
+    from .. import ops
+
+    rows: list[Row] = []
+    for name, backend in backends:
+        if not isinstance(backend, Baselines):
+            raise UserError(f"backend {name!r} has no baselines to time a shuffle against")
+        x = backend.from_numpy(a)
+        baselines = backend.bench_baselines(x)
+        sync = backend.synchronize
+
+        def timed(fn: Callable[[], object], sync: Callable[[object], object] = sync) -> float:
+            return best_time(fn, repeat, warmup=1, sync=sync)
+
+        t_copy = timed(baselines["copy"])
+        t_native = timed(baselines["native"]) if "native" in baselines else None
+        for order in ("CRD", "DCR"):
+            t = timed(functools.partial(ops.shuffle, x, 2, order=order))
+            rows.append((name, order, t, t / t_copy, None if t_native is None else t / t_native))
+    return rows
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +81,6 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .. import ops
-
     shape = tuple(args.shape)
     if shape[1] % 4:
         raise UserError(
@@ -66,19 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 raise
             print(f"{name}: skipped ({exc})")
     a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    rows = []
-    for name, backend in backends:
-        x = backend.from_numpy(a)
-        baselines = backend.bench_baselines(x)
-
-        def timed(fn, sync=backend.synchronize):
-            return best_time(fn, args.repeat, warmup=1, sync=sync)
-
-        t_copy = timed(baselines["copy"])
-        t_native = timed(baselines["native"]) if "native" in baselines else None
-        for order in ("CRD", "DCR"):
-            t = timed(lambda x=x, order=order: ops.shuffle(x, 2, order=order))
-            rows.append((name, order, t, t / t_copy, None if t_native is None else t / t_native))
+    rows = measure(backends, a, args.repeat)
     nbytes = a.nbytes
     print(
         f"shuffle of {shape} float32 ({nbytes / 2**20:.1f} MiB), factor 2, channels_first, "

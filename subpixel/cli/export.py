@@ -44,27 +44,8 @@ def _needs(*modules: str) -> None:
         raise UserError(f"this export needs {', '.join(missing)} (pip install {' '.join(missing)})")
 
 
-def _sample_luma(scale: int):
-    """The bundled sample's luminance in [0, 1]: HR (cropped to a multiple of the
-    scale) and its bicubic LR, as the demo of `subpixel upscale sample` makes them."""
-    import numpy as np
-
-    from .. import image
-    from ..models.espcn import SAMPLE
-
-    hr = image.read_image(SAMPLE)
-    h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-    hr = hr[:h, :w]
-    lr = np.clip(np.round(image.resize_bicubic(hr, h // scale, w // scale)), 0, 255)
-    y = lambda a: image.rgb_to_ycbcr(a)[..., 0] / 255.0  # noqa: E731
-    return y(hr), y(lr).astype(np.float32)
-
-
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .. import image
-    from ..models import ESPCN
+    from ..models.export import export_espcn
 
     runtime = deploy.runtime_of(args.output)
     out = output_file(args.output, inputs=[], force=args.force)
@@ -81,55 +62,23 @@ def run(args: argparse.Namespace) -> int:
         if backend != "tensorflow":
             raise UserError(f"a .tflite export needs KERAS_BACKEND=tensorflow, not {backend!r}")
         _needs("tensorflow", "keras")
-    model = ESPCN.pretrained(args.scale)
-    hr_y, lr_y = _sample_luma(args.scale)
-    x = lr_y[None, None]
-    if runtime == "onnx":
-        import torch
-
-        module = model.to_torch(args.lowering)
-        example = torch.from_numpy(x)
-        deploy.torch_to_onnx(
-            module, example, out, dynamo=args.exporter == "dynamo", opset=args.opset
-        )
-        with torch.no_grad():
-            source = module(example).numpy()
-        ops = deploy.onnx_ops(out)
-        exported = deploy.run_onnx(out, x)
-    else:
-        keras_model = model.to_keras(args.lowering)
-        representative = None
-        if args.int8:  # calibrate on LR patches of the sample
-            rng = np.random.default_rng(0)
-            h, w = lr_y.shape
-            representative = [
-                lr_y[a : a + 32, b : b + 32][None, :, :, None]
-                for a, b in zip(rng.integers(0, h - 32, 32), rng.integers(0, w - 32, 32))
-            ]
-        blob = deploy.keras_to_tflite(
-            keras_model, mode="int8" if args.int8 else "float32", representative=representative
-        )
-        from .._core.files import atomic_write
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                f.write(blob)
-
-        atomic_write(out, write)
-        source = np.moveaxis(np.asarray(keras_model(np.moveaxis(x, 1, -1))), -1, 1)
-        ops = deploy.tflite_ops(blob)
-        exported = np.moveaxis(deploy.run_tflite(blob, np.moveaxis(x, 1, -1))[0], -1, 1)
-    r = args.scale
-    print(
-        f"wrote {out}: ESPCN x{r}, {runtime}, lowering {args.lowering}{', int8' if args.int8 else ''}"
+    done = export_espcn(
+        out,
+        args.scale,
+        lowering=args.lowering,
+        int8=args.int8,
+        opset=args.opset,
+        dynamo=args.exporter == "dynamo",
     )
-    print(f"ops: {', '.join(sorted(ops))}")
     print(
-        f"max difference from the source framework on the sample: {np.abs(exported - source).max():.3g}"
+        f"wrote {out}: ESPCN x{args.scale}, {runtime}, lowering {args.lowering}"
+        f"{', int8' if args.int8 else ''}"
     )
-    psnr = lambda a: image.psnr(np.clip(a[0, 0], 0, 1) * 255, hr_y * 255, shave=r)  # noqa: E731
+    print(f"ops: {', '.join(sorted(done.ops))}")
+    print(f"max difference from the source framework on the sample: {done.max_diff:.3g}")
     print(
-        f"Y-PSNR against the original sample: exported {psnr(exported):.2f} dB, "
-        f"source framework {psnr(source):.2f} dB ({psnr(exported) - psnr(source):+.2f} dB)"
+        f"Y-PSNR against the original sample: exported {done.psnr_exported:.2f} dB, "
+        f"source framework {done.psnr_source:.2f} dB "
+        f"({done.psnr_exported - done.psnr_source:+.2f} dB)"
     )
     return 0

@@ -19,8 +19,9 @@ from .. import ops, weights
 from .._core import lowering as _lowering
 from .._core import spec as _spec
 from .._core.channels import gather_index
+from .._core.layer_spec import LayerSpec
 
-__all__ = ["fold_kernel", "rearrange", "tracing_for_tflite"]
+__all__ = ["fold_kernel", "rearrange", "sub_pixel_conv", "tracing_for_tflite"]
 
 
 def tracing_for_tflite() -> bool:
@@ -105,3 +106,42 @@ def fold_kernel(kernel: Any, bias: Any, factor: tuple[int, ...]) -> tuple[Any, A
     index = gather_index(kernel.shape[-1], factor, "CRD", "DCR")
     kernel = keras.ops.take(kernel, index, axis=-1)
     return kernel, (None if bias is None else keras.ops.take(bias, index, axis=0))
+
+
+def sub_pixel_conv(x: Any, kernel: Any, bias: Any, spec: LayerSpec, lowering: str) -> Any:
+    """A sub-pixel convolution as Keras ops, the shuffle in ``lowering`` (what a TFLite
+    conversion records): ``kernel`` in Keras's layout ``(*k, C_in, C_out * R)``."""
+    kernel = keras.ops.cast(kernel, x.dtype)
+    bias = None if bias is None else keras.ops.cast(bias, x.dtype)
+    tracing = tracing_for_tflite()
+    native = lowering == "native" or (
+        lowering == "auto"
+        and spec.layout == "channels_last"
+        and _lowering.has_native_op(spec.factor)
+    )
+    folded = native and tracing and spec.order == "CRD"
+    if folded:  # put the kernel's channels in depth_to_space's DCR order: no extra op
+        kernel, bias = fold_kernel(kernel, bias, spec.factor)
+    channels_first = spec.layout == "channels_first"
+    if any(a or b for a, b in spec.padding):
+        pads = [list(p) for p in spec.padding]
+        x = keras.ops.pad(x, [[0, 0], [0, 0], *pads] if channels_first else [[0, 0], *pads, [0, 0]])
+    y = keras.ops.conv(x, kernel, padding="valid", data_format=spec.layout)
+    if bias is not None:
+        shape = (-1,) + (1,) * spec.spatial_dims if channels_first else (-1,)
+        y = y + keras.ops.reshape(bias, shape)
+    y = rearrange(
+        y,
+        "shuffle",
+        spec.factor,
+        spec.spatial_dims,
+        spec.order,
+        spec.layout,
+        lowering,
+        folded=folded,
+    )
+    if spec.blur:
+        y = ops.blur(y, spatial_dims=spec.spatial_dims, layout=spec.layout)
+    if spec.has_crop:
+        y = y[_spec.crop_key(2 + spec.spatial_dims, spec.spatial_dims, spec.layout, spec.crop)]
+    return y

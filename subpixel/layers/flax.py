@@ -11,28 +11,31 @@ data default to ``channels_last`` as everywhere in Flax.
 >>> layer = SubPixelConv(16, 3, (3, 3), factor=2, rngs=nnx.Rngs(0))
 >>> layer(jnp.zeros((1, 8, 8, 16))).shape
 (1, 16, 16, 3)
+
+(Rewriting a module's transposed convolutions moved to :mod:`subpixel.rewrite.flax`;
+the old names here still work for one release, with a ``DeprecationWarning``.)
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from .. import ops, weights
+from .._core import deprecation as _deprecation
 from .._core import spec as _spec
 from .._core.channels import icnr_index
-from .._core.layer_spec import LayerSpec, check_rewrite_mode, example_error
-from .._core.spec import Layout, Order
-from ..backends import standard_dtype
+from .._core.layer_spec import LayerSpec, SpecFields
+from .._core.spec import Crop, Factor, Layout, Order, Padding
+from .._frameworks.flax import to_numpy
+from ..layer import SubPixelConv as AgnosticSubPixelConv
 
-if TYPE_CHECKING:
-    from ..layer import SubPixelConv as AgnosticSubPixelConv
+# a Flax initializer: ``init(key, shape, dtype) -> array``
+Initializer = Callable[..., jax.Array]
 
 __all__ = [
     "PixelShuffle",
@@ -44,14 +47,16 @@ __all__ = [
 ]
 
 
-def icnr_init(factor: Any, order: Order = "CRD", base_init: Any = None):
+def icnr_init(
+    factor: Factor, order: Order = "CRD", base_init: Initializer | None = None
+) -> Initializer:
     """A Flax initializer: ICNR over ``base_init`` (default: Flax's conv default,
     LeCun normal) for a kernel ``(*k, C_in, C_out * prod(factor))`` (the rule of
     :func:`subpixel._core.channels.icnr_index`)."""
     base_init = base_init or nnx.initializers.lecun_normal()
     order = _spec.normalize_order(order)
 
-    def init(key, shape, dtype=jnp.float32):
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         r = _spec.normalize_factor(factor, len(shape) - 2)
         base_channels = _spec.check_divisible_channels("shape", shape[-1], r, shape)
         base = base_init(key, (*shape[:-1], base_channels), dtype)
@@ -67,16 +72,15 @@ class PixelShuffle(nnx.Module):
 
     def __init__(
         self,
-        factor: Any,
+        factor: Factor,
         *,
         spatial_dims: int | None = None,
         order: Order = "CRD",
         layout: Layout = "channels_last",
     ) -> None:
-        d = _spec.normalize_spatial_dims(spatial_dims, factor)
-        self.factor, self.spatial_dims = _spec.normalize_factor(factor, d), d
-        self.order = _spec.normalize_order(order)
-        self.layout = _spec.normalize_layout(layout)
+        self.factor, self.spatial_dims, self.order, self.layout = _spec.shuffle_args(
+            factor, spatial_dims, order, layout
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.op(
@@ -90,26 +94,26 @@ class PixelUnshuffle(PixelShuffle):
     op = staticmethod(ops.unshuffle)
 
 
-class SubPixelConv(nnx.Module):
+class SubPixelConv(SpecFields, nnx.Module):
     """LR conv with ``out_features * prod(factor)`` outputs, then the shuffle."""
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        kernel_size: Any,
-        factor: Any,
+        kernel_size: int | tuple[int, ...],
+        factor: Factor,
         *,
-        padding: Any = "same",
+        padding: Padding = "same",
         order: Order = "CRD",
         layout: Layout = "channels_last",
         use_bias: bool = True,
-        kernel_init: Any = None,
-        bias_init: Any = None,
+        kernel_init: Initializer | None = None,
+        bias_init: Initializer | None = None,
         blur: bool = False,
-        crop: Any = None,
-        param_dtype: Any = jnp.float32,
-        dtype: Any = None,
+        crop: Crop = None,
+        param_dtype: jax.typing.DTypeLike = jnp.float32,
+        dtype: jax.typing.DTypeLike | None = None,
         rngs: nnx.Rngs,
     ) -> None:
         self.dtype = dtype  # the computation's (None: the input's and parameters')
@@ -139,15 +143,8 @@ class SubPixelConv(nnx.Module):
             else None
         )
 
-    in_features = property(lambda self: self.spec.in_channels)
-    out_features = property(lambda self: self.spec.out_channels)
-    kernel_size = property(lambda self: self.spec.kernel_size)
-    factor = property(lambda self: self.spec.factor)
-    padding = property(lambda self: self.spec.padding)
-    order = property(lambda self: self.spec.order)
-    layout = property(lambda self: self.spec.layout)
-    blur = property(lambda self: self.spec.blur)
-    crop = property(lambda self: self.spec.crop)
+    in_features = SpecFields.in_channels
+    out_features = SpecFields.out_channels
 
     def __call__(self, x: jax.Array) -> jax.Array:
         d = self.spec.spatial_dims
@@ -167,9 +164,9 @@ class SubPixelConv(nnx.Module):
 def from_agnostic(
     layer: AgnosticSubPixelConv,
     layout: Layout | None = None,
-    rngs: Any = None,
-    param_dtype: Any = None,
-    dtype: Any = None,
+    rngs: nnx.Rngs | None = None,
+    param_dtype: jax.typing.DTypeLike | None = None,
+    dtype: jax.typing.DTypeLike | None = None,
 ) -> SubPixelConv:
     """A Flax :class:`SubPixelConv` holding a :class:`subpixel.SubPixelConv`'s parameters
     (in ``param_dtype``; default: theirs), computing in ``dtype`` (default: the input's
@@ -197,234 +194,22 @@ def from_agnostic(
     return module
 
 
-def to_agnostic(module: Any) -> AgnosticSubPixelConv:
+def to_agnostic(module: nnx.Module) -> AgnosticSubPixelConv:
     """A :class:`subpixel.SubPixelConv` from a Flax :class:`SubPixelConv`."""
-    from ..layer import SubPixelConv as Agnostic
-
     if not isinstance(module, SubPixelConv):
         raise ValueError(
             "`module` must be a subpixel.layers.flax.SubPixelConv. "
             f"Received: module of type {type(module).__module__}.{type(module).__qualname__}"
         )
-    kernel = weights.convert_layout(np.asarray(module.kernel[...]), src="flax", dst="torch")
-    bias = None if module.bias is None else np.asarray(module.bias[...])
-    return Agnostic.from_spec(module.spec, kernel, bias)
+    kernel = weights.convert_layout(to_numpy(module.kernel), src="flax", dst="torch")
+    return AgnosticSubPixelConv.from_spec(module.spec, kernel, to_numpy(module.bias))
 
 
-# ---------------------------------------------------------------------------
-# rewriting a module's transposed convolutions, exactly
-# ---------------------------------------------------------------------------
-
-
-def _conv_transpose_args(m: Any) -> tuple[dict, Any]:
-    """(``from_conv_transpose`` keywords, kernel) for an ``nnx.ConvTranspose``: 'SAME' and
-    'VALID' are TensorFlow's rules; explicit ``(low, high)`` pads of the dilated input
-    are PyTorch's ``padding = k - 1 - low``, ``output_padding = high - low``."""
-    kernel = _real(m.kernel[...])
-    d = kernel.ndim - 2
-    strides = m.strides if isinstance(m.strides, (tuple, list)) else (m.strides,) * d
-    if isinstance(m.padding, str):
-        tf_kernel = weights.convert_layout(
-            kernel,
-            src="flax",
-            dst="tensorflow",
-            transposed=True,
-            transpose_kernel=m.transpose_kernel,
-        )
-        return {
-            "stride": tuple(strides),
-            "padding": m.padding.lower(),
-            "source": "tensorflow",
-        }, tf_kernel
-    pads = _explicit_pads(m.padding, d)
-    k = kernel.shape[:d]
-    torch_kernel = weights.convert_layout(
-        kernel, src="flax", dst="torch", transposed=True, transpose_kernel=m.transpose_kernel
-    )
-    return {
-        "stride": tuple(strides),
-        "padding": tuple(k[i] - 1 - lo for i, (lo, _) in enumerate(pads)),
-        "output_padding": tuple(hi - lo for lo, hi in pads),
-    }, torch_kernel
-
-
-def _real(value: Any) -> np.ndarray:
-    """A parameter as NumPy, bfloat16 widened to float32 (exactly) for the conversion;
-    the new module gets the original's ``param_dtype`` back."""
-    return standard_dtype(np.asarray(value))
-
-
-def _explicit_pads(padding: Any, d: int) -> list[tuple[int, int]]:
-    """Flax's explicit padding (an int, or ``(low, high)`` pairs) as ``d`` pairs."""
-    if isinstance(padding, int):
-        return [(padding, padding)] * d
-    return [(int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in padding]
-
-
-def _tuple(v: Any, d: int) -> tuple[int, ...]:
-    v = 1 if v is None else v
-    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * d
-
-
-def _replaceable(m: Any) -> bool:
-    """A stride > 1 ``nnx.ConvTranspose`` whose exact sub-pixel form exists: undilated,
-    unmasked, zero padding 'SAME', 'VALID' or explicit pads a PyTorch transposed
-    convolution can express (``0 <= low <= k - 1``, ``0 <= high - low < stride``)."""
-    if not isinstance(m, nnx.ConvTranspose) or getattr(m, "mask", None) is not None:
-        return False
-    k = tuple(m.kernel[...].shape[:-2])
-    d = len(k)
-    strides, dilation = _tuple(m.strides, d), _tuple(m.kernel_dilation, d)
-    if not any(s > 1 for s in strides) or any(v != 1 for v in dilation):
-        return False
-    if isinstance(m.padding, str):
-        return m.padding.upper() in ("SAME", "VALID")
-    try:
-        pads = _explicit_pads(m.padding, d)
-    except (TypeError, ValueError, IndexError):
-        return False
-    return len(pads) == d and all(
-        0 <= lo <= n - 1 and 0 <= hi - lo < s for (lo, hi), n, s in zip(pads, k, strides)
-    )
-
-
-def sub_pixel_of(m: Any) -> SubPixelConv:
-    """The exact sub-pixel form of an ``nnx.ConvTranspose`` (stride > 1, undilated)."""
-    from ..layer import SubPixelConv as Agnostic
-
-    kwargs, kernel = _conv_transpose_args(m)
-    bias = None if m.bias is None else _real(m.bias[...])
-    agnostic = Agnostic.from_conv_transpose(kernel, bias, layout="channels_last", **kwargs)
-    return from_agnostic(agnostic, layout="channels_last", param_dtype=m.param_dtype, dtype=m.dtype)
-
-
-def _slots(node: Any) -> list[tuple[Any, Any, Any]]:
-    """``(parent, key, module)`` of every replaceable ``nnx.ConvTranspose`` below
-    ``node`` (attributes, nested modules and lists)."""
-    items = (
-        list(enumerate(node))
-        if _is_list(node)
-        else [(k, v) for k, v in vars(node).items() if not k.startswith("_")]
-    )
-    found = []
-    for key, value in items:
-        if _replaceable(value):
-            found.append((node, key, value))
-        elif isinstance(value, nnx.Module) or _is_list(value):
-            found.extend(_slots(value))
-    return found
-
-
-def _is_list(node: Any) -> bool:
-    """A Python list or an ``nnx.List`` of modules."""
-    return isinstance(node, list) or type(node).__name__ == "List"
-
-
-def _put(parent: Any, key: Any, value: Any) -> None:
-    """Put ``value`` in ``parent``'s slot ``key`` (an item of a list or dict, else an
-    attribute)."""
-    if _is_list(parent) or isinstance(parent, dict):
-        parent[key] = value
-    else:
-        setattr(parent, key, value)
-
-
-def replace_conv_transpose(module: Any, *, mode: str = "subpixel", example: Any = None) -> Any:
-    """Swap every stride > 1 ``nnx.ConvTranspose`` below ``module`` (in place, nested
-    modules and lists included) for its exact sub-pixel equivalent; returns ``module``.
-    (Flax has no pixel-shuffle module of its own to replace: use
-    :class:`PixelShuffle`.)
-
-    ``mode="fastest"``: run ``module`` on ``example``, time each layer and its
-    sub-pixel form (``nnx.jit``) on the layer's own input and swap only the layers
-    whose sub-pixel form is faster."""
-    check_rewrite_mode(mode, example, ("subpixel", "fastest"))
-    if not isinstance(module, nnx.Module):
-        kind = type(module)
-        raise TypeError(
-            "`module` must be a Flax NNX module. "
-            f"Received: module of type {kind.__module__}.{kind.__qualname__}"
-        )
-    if _replaceable(module):
-        return sub_pixel_of(module)
-    slots = _slots(module)
-    if mode == "fastest":
-        slots = _faster_as_sub_pixel(module, slots, example)
-    made: dict[int, SubPixelConv] = {}  # all made first: a failure changes nothing
-    for _, _, m in slots:
-        if id(m) not in made:  # a module shared by two attributes stays shared
-            made[id(m)] = sub_pixel_of(m)
-    for parent, key, m in slots:
-        _put(parent, key, made[id(m)])
-    return module
-
-
-def _model_input(module: Any, example: Any) -> jax.Array:
-    """``example`` as an input for ``module``: floats in its parameters' dtype,
-    integers (token ids, say) as they are."""
-    x = np.asarray(example)
-    if x.dtype.kind not in "biu":
-        params = jax.tree_util.tree_leaves(nnx.state(module, nnx.Param))
-        x = x.astype(params[0].dtype if params else np.float32)
-    return jnp.asarray(x)
-
-
-_MODES = ("use_running_average", "deterministic")
-
-
-@contextlib.contextmanager
-def _evaluating(module: Any) -> Iterator[None]:
-    """``module`` in evaluation mode for a while; each submodule's own mode restored."""
-    modules = [m for _, m in nnx.iter_graph(module) if isinstance(m, nnx.Module)]
-    saved = [(m, a, getattr(m, a)) for m in modules for a in _MODES if hasattr(m, a)]
-    try:
-        module.eval()
-        yield
-    finally:
-        for m, a, v in saved:
-            setattr(m, a, v)
-
-
-def _evaluate(module: Any, example: Any) -> jax.Array:
-    """``module(example)`` in evaluation mode, run on a copy: batch norms use and keep
-    their running statistics, dropout is off, and ``module`` itself is untouched."""
-    copy = nnx.clone(module)
-    copy.eval()
-    return copy(_model_input(module, example))
-
-
-class _Recorder:
-    """Stands in for a layer during one run and keeps its input."""
-
-    def __init__(self, layer: Any) -> None:
-        self.layer, self.inputs = layer, list[Any]()
-
-    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        self.inputs.append(x)
-        return self.layer(x, *args, **kwargs)
-
-
-def _faster_as_sub_pixel(module: Any, slots: list, example: Any) -> list:
-    from .._core.timing import fastest
-
-    recorders = [_Recorder(m) for _, _, m in slots]
-    with _evaluating(module):  # no batch statistics change; every mode restored after
-        try:
-            for (parent, key, _), recorder in zip(slots, recorders):
-                _put(parent, key, recorder)
-            module(_model_input(module, example))
-        except Exception as e:
-            raise example_error(e, example) from None
-        finally:
-            for parent, key, m in slots:
-                _put(parent, key, m)
-    run = nnx.jit(lambda layer, x: layer(x))
-    chosen = []
-    for slot, recorder in zip(slots, recorders):
-        if not recorder.inputs:  # not reached by the example: keep the original
-            continue
-        x = recorder.inputs[0]
-        forms = (slot[2], sub_pixel_of(slot[2]))
-        if fastest([lambda f=f, x=x: run(f, x).block_until_ready() for f in forms]) == 1:
-            chosen.append(slot)
-    return chosen
+# the spellings of subpixel 0.2, for one release
+__getattr__ = _deprecation.moved_names(
+    __name__,
+    {
+        "replace_conv_transpose": "subpixel.rewrite.flax:replace_conv_transpose",
+        "sub_pixel_of": "subpixel.rewrite.flax:sub_pixel_of",
+    },
+)

@@ -7,29 +7,30 @@ and PyTorch's side of moving layers between frameworks (:func:`to_agnostic`,
 >>> layer = SubPixelConv2d(16, 3, 3, factor=2)          # ICNR-initialised, CRD
 >>> layer(torch.zeros(1, 16, 8, 8)).shape
 torch.Size([1, 3, 16, 16])
+
+(Rewriting a model's layers moved to :mod:`subpixel.rewrite.torch`; the bundled ESPCN
+as a module to :meth:`subpixel.models.ESPCN.to_torch`.  The old names here still
+work for one release, with a ``DeprecationWarning``.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._core import deprecation as _deprecation
 from .._core import phases as _phases
 from .._core import spec as _spec
-from .._core.layer_spec import LayerSpec, check_plain_conv, check_rewrite_mode, example_error
+from .._core.layer_spec import LayerSpec, SpecFields, check_plain_conv
 from .._core.lowering import Lowering, check_native, normalize_lowering
-from .._core.spec import Layout, Order
+from .._core.spec import Crop, Factor, Layout, Order, Padding
+from .._frameworks.torch import to_numpy
+from ..layer import SubPixelConv
 from . import _torch_lowering
-
-if TYPE_CHECKING:
-    from ..layer import SubPixelConv
 
 __all__ = [
     "PhasedConvTranspose",
@@ -38,16 +39,13 @@ __all__ = [
     "SubPixelConv1d",
     "SubPixelConv2d",
     "SubPixelConv3d",
+    "SubPixelConvNd",
     "from_agnostic",
-    "from_espcn",
-    "replace_conv_transpose",
-    "replace_pixel_shuffle",
-    "sub_pixel_of",
     "to_agnostic",
 ]
 
 
-def _check_lowering(lowering: Any, factor: tuple[int, ...], layout: str) -> Lowering:
+def _check_lowering(lowering: Lowering, factor: tuple[int, ...], layout: str) -> Lowering:
     lowering = normalize_lowering(lowering)
     check_native(lowering, factor)
     if lowering in ("native", "conv") and layout != "channels_first":
@@ -68,7 +66,7 @@ class PixelShuffle(nn.Module):
 
     def __init__(
         self,
-        factor: Any,
+        factor: Factor,
         *,
         spatial_dims: int | None = None,
         order: Order = "CRD",
@@ -76,11 +74,9 @@ class PixelShuffle(nn.Module):
         lowering: Lowering = "auto",
     ) -> None:
         super().__init__()
-        d = _spec.normalize_spatial_dims(spatial_dims, factor)
-        self.factor = _spec.normalize_factor(factor, d)
-        self.spatial_dims = d
-        self.order = _spec.normalize_order(order)
-        self.layout = _spec.normalize_layout(layout)
+        self.factor, self.spatial_dims, self.order, self.layout = _spec.shuffle_args(
+            factor, spatial_dims, order, layout
+        )
         self.lowering = _check_lowering(lowering, self.factor, self.layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +95,12 @@ class PixelUnshuffle(PixelShuffle):
     op = "unshuffle"
 
 
-class _SubPixelConvNd(nn.Module):
+class SubPixelConvNd(SpecFields, nn.Module):
+    """What :class:`SubPixelConv1d`, :class:`SubPixelConv2d` and :class:`SubPixelConv3d`
+    share: an LR convolution with ``out_channels * prod(factor)`` outputs, then the
+    shuffle (channels_first), an optional blur and crop.  ``init``: ``"icnr"`` (default)
+    or ``"default"`` (PyTorch's conv initialisation); ``lowering`` as :class:`PixelShuffle`."""
+
     spatial_dims = 2
 
     def __init__(
@@ -107,17 +108,17 @@ class _SubPixelConvNd(nn.Module):
         in_channels: int,
         out_channels: int,
         kernel_size: int | tuple[int, ...],
-        factor: int | tuple[int, ...],
+        factor: Factor,
         *,
-        padding: Any = "same",
+        padding: Padding = "same",
         bias: bool = True,
         order: Order = "CRD",
         init: str = "icnr",
         blur: bool = False,
-        crop: Any = None,
+        crop: Crop = None,
         lowering: Lowering = "auto",
-        device: Any = None,
-        dtype: Any = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.spec = LayerSpec.create(
@@ -132,24 +133,14 @@ class _SubPixelConvNd(nn.Module):
             blur=blur,
             bias=bias,
         )
-        if init not in ("icnr", "default"):
-            raise ValueError(f"`init` must be 'icnr' or 'default'. Received: init={init!r}")
-        self.init = init
+        self.init = _spec.choice(init, "init", ("icnr", "default"))
         self.lowering = _check_lowering(lowering, self.spec.factor, "channels_first")
-        kw = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(self.spec.weight_shape, **kw))
-        self.bias = nn.Parameter(torch.empty(self.spec.lr_channels, **kw)) if bias else None
+        shape, channels = self.spec.weight_shape, self.spec.lr_channels
+        self.weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+        self.bias = (
+            nn.Parameter(torch.empty(channels, device=device, dtype=dtype)) if bias else None
+        )
         self.reset_parameters()
-
-    # the description's fields, read-only
-    in_channels = property(lambda self: self.spec.in_channels)
-    out_channels = property(lambda self: self.spec.out_channels)
-    kernel_size = property(lambda self: self.spec.kernel_size)
-    factor = property(lambda self: self.spec.factor)
-    order = property(lambda self: self.spec.order)
-    padding = property(lambda self: self.spec.padding)
-    blur = property(lambda self: self.spec.blur)
-    crop = property(lambda self: self.spec.crop)
 
     def reset_parameters(self) -> None:
         """PyTorch's conv initialisation; with ``init="icnr"`` drawn for the base
@@ -173,7 +164,9 @@ class _SubPixelConvNd(nn.Module):
             if self.bias is not None:
                 self.bias.zero_()
 
-    def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, output_size: tuple[int, ...] | torch.Size | None = None
+    ) -> torch.Tensor:
         """``output_size`` (as a ``ConvTranspose``'s forward takes it) is checked: this
         layer's output size is fixed by its crop."""
         y = _torch_lowering.sub_pixel_conv(x, self.weight, self.bias, self.spec, self.lowering)
@@ -206,19 +199,19 @@ class _SubPixelConvNd(nn.Module):
         )
 
 
-class SubPixelConv1d(_SubPixelConvNd):
+class SubPixelConv1d(SubPixelConvNd):
     """LR ``Conv1d`` with ``out_channels * factor`` outputs, then a 1-D shuffle."""
 
     spatial_dims = 1
 
 
-class SubPixelConv2d(_SubPixelConvNd):
+class SubPixelConv2d(SubPixelConvNd):
     """LR ``Conv2d`` with ``out_channels * prod(factor)`` outputs, then a shuffle (ESPCN)."""
 
     spatial_dims = 2
 
 
-class SubPixelConv3d(_SubPixelConvNd):
+class SubPixelConv3d(SubPixelConvNd):
     """LR ``Conv3d`` with ``out_channels * prod(factor)`` outputs, then a 3-D shuffle."""
 
     spatial_dims = 3
@@ -232,14 +225,7 @@ SUB_PIXEL_CONV = {1: SubPixelConv1d, 2: SubPixelConv2d, 3: SubPixelConv3d}
 # ---------------------------------------------------------------------------
 
 
-def _numpy(t: torch.Tensor | None) -> Any:
-    if t is None:
-        return None
-    t = t.detach().cpu()
-    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
-
-
-def from_agnostic(layer: SubPixelConv, dtype: torch.dtype | None = None) -> _SubPixelConvNd:
+def from_agnostic(layer: SubPixelConv, dtype: torch.dtype | None = None) -> SubPixelConvNd:
     """A ``SubPixelConvNd`` holding a :class:`subpixel.SubPixelConv`'s parameters in
     ``dtype`` (default float32; the data layout of a PyTorch layer is channels_first)."""
     spec = layer.spec
@@ -266,19 +252,21 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def to_agnostic(
-    module: Any, *, factor: Any = None, order: Order = "CRD", layout: Layout = "channels_first"
+    module: nn.Module,
+    *,
+    factor: Factor | None = None,
+    order: Order = "CRD",
+    layout: Layout = "channels_first",
 ) -> SubPixelConv:
     """A :class:`subpixel.SubPixelConv` from a ``SubPixelConvNd``, or from a plain
     ``nn.Conv1d/2d/3d`` (stride 1, undilated, ungrouped, zero padding) read as the
     LR convolution of a sub-pixel conv with ``factor`` and ``order``.  Anything it
     cannot represent exactly is refused."""
-    from ..layer import SubPixelConv
-
     if isinstance(module, nn.Module) and any(p.is_meta for p in module.parameters()):
         raise ValueError("`module` holds no data (its parameters are on the meta device)")
-    if isinstance(module, _SubPixelConvNd):
+    if isinstance(module, SubPixelConvNd):
         spec = module.spec.replace(layout=layout)
-        return SubPixelConv.from_spec(spec, _numpy(module.weight), _numpy(module.bias))
+        return SubPixelConv.from_spec(spec, to_numpy(module.weight), to_numpy(module.bias))
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         raise ValueError(
             f"`module` is a transposed convolution ({type(module).__name__}): use "
@@ -298,8 +286,8 @@ def to_agnostic(
         )
     padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
     return SubPixelConv.from_weights(
-        _numpy(module.weight),
-        _numpy(module.bias),
+        to_numpy(module.weight),
+        to_numpy(module.bias),
         factor=factor,
         order=order,
         padding=padding,
@@ -307,46 +295,16 @@ def to_agnostic(
     )
 
 
-class _Shift(nn.Module):
-    """Adds a constant (ESPCN's input mean, subtracted before and added after)."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = float(value)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.value
-
-
-def from_espcn(model: Any, lowering: Lowering = "auto", order: Order = "CRD") -> nn.Sequential:
-    """The bundled ESPCN (:class:`subpixel.models.ESPCN`) as a PyTorch module, its last
-    layer a :class:`SubPixelConv2d` with ``lowering`` and ``order`` (the same numbers
-    in either): ``(N, 1, H, W)`` luminance in [0, 1] in, ``(N, 1, H * scale, W * scale)``
-    out."""
-    p = {k: torch.from_numpy(v) for k, v in model.head_params(order).items()}
-    conv1, conv2 = nn.Conv2d(1, 64, 5, padding=2), nn.Conv2d(64, 32, 3, padding=1)
-    head = SubPixelConv2d(
-        32, 1, 3, model.scale, padding=1, lowering=lowering, order=order, init="default"
-    )
-    with torch.no_grad():
-        for layer, name in ((conv1, "conv1"), (conv2, "conv2"), (head, "conv3")):
-            layer.weight.copy_(p[f"{name}.weight"])
-            assert layer.bias is not None
-            layer.bias.copy_(p[f"{name}.bias"])
-    return nn.Sequential(
-        _Shift(-model.mean), conv1, nn.Tanh(), conv2, nn.Tanh(), head, _Shift(model.mean)
-    ).eval()
-
-
 # ---------------------------------------------------------------------------
-# rewriting a model's upsampling layers, exactly
+# a transposed convolution computed phase by phase
 # ---------------------------------------------------------------------------
 
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
-def _replaceable(m: nn.Module) -> bool:
-    """A transposed convolution with an exact sub-pixel form and plain parameters (not
+def is_plain_conv_transpose(m: nn.Module) -> bool:
+    """A transposed convolution with an exact phased and sub-pixel form (stride > 1,
+    undilated, ungrouped, zero padding given as numbers) and plain parameters (not
     re-parametrised by weight or spectral norm, whose weight is computed each call)."""
     return (
         isinstance(m, _CONV_T)
@@ -358,25 +316,6 @@ def _replaceable(m: nn.Module) -> bool:
         and m.padding_mode == "zeros"
         and not isinstance(m.padding, str)
     )
-
-
-def sub_pixel_of(m: nn.Module) -> _SubPixelConvNd:
-    """The exact sub-pixel form of a ``ConvTranspose1d/2d/3d`` (stride > 1, ungrouped,
-    undilated), on its device and dtype."""
-    from ..layer import SubPixelConv
-
-    agnostic = SubPixelConv.from_conv_transpose(
-        _numpy(m.weight),
-        _numpy(m.bias),
-        stride=tuple(m.stride),
-        padding=tuple(m.padding),
-        output_padding=tuple(m.output_padding),
-    )
-    module = from_agnostic(agnostic, dtype=m.weight.dtype).to(device=m.weight.device)
-    module.weight.requires_grad_(m.weight.requires_grad)
-    if module.bias is not None and m.bias is not None:
-        module.bias.requires_grad_(m.bias.requires_grad)
-    return module.train(m.training)
 
 
 class PhasedConvTranspose(nn.Module):
@@ -399,7 +338,7 @@ class PhasedConvTranspose(nn.Module):
     def __init__(self, conv_transpose: nn.Module) -> None:
         super().__init__()
         m = conv_transpose
-        if not _replaceable(m):
+        if not is_plain_conv_transpose(m):
             raise ValueError(
                 "`conv_transpose` must be a ConvTranspose1d/2d/3d with stride > 1, groups=1, "
                 "dilation 1, zero padding and plain parameters (no weight or spectral norm). "
@@ -421,7 +360,9 @@ class PhasedConvTranspose(nn.Module):
             f"output_padding={self.output_padding}, bias={self.bias is not None}"
         )
 
-    def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, output_size: tuple[int, ...] | torch.Size | None = None
+    ) -> torch.Tensor:
         d = len(self.stride)
         kernel = self.weight.shape[2:]
         output_padding = self.output_padding
@@ -465,7 +406,9 @@ class PhasedConvTranspose(nn.Module):
             out = out + x.reshape(-1)[:0].sum()  # in ConvTranspose (a zero gradient, no NaN)
         return out
 
-    def _output_padding(self, x: torch.Tensor, output_size: Any) -> tuple[int, ...]:
+    def _output_padding(
+        self, x: torch.Tensor, output_size: tuple[int, ...] | torch.Size
+    ) -> tuple[int, ...]:
         d = len(self.stride)
         want = tuple(int(n) for n in output_size)[-d:]
         k = self.weight.shape[2:]
@@ -497,150 +440,14 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _check_module(model: Any) -> None:
-    if not isinstance(model, nn.Module):
-        kind = type(model)
-        raise TypeError(
-            "`model` must be a PyTorch nn.Module. "
-            f"Received: model of type {kind.__module__}.{kind.__qualname__}"
-        )
-
-
-def _swap(model: nn.Module, test: Any, make: Any) -> nn.Module:
-    """Replace every submodule ``test`` accepts by ``make(submodule)``, in place (a
-    module used in two places by one replacement, used in both); ``model`` itself if
-    ``test`` accepts it (then the replacement is returned).  Every replacement is made
-    before the first is put in: one that fails leaves ``model`` as it was."""
-    if test(model):
-        return _carry_hooks(model, make(model))
-    made: dict[int, nn.Module] = {}
-    slots = []
-    for parent in model.modules():
-        for name, child in list(parent._modules.items()):  # a shared child under each name
-            if test(child):
-                if id(child) not in made:
-                    made[id(child)] = _carry_hooks(child, make(child))
-                slots.append((parent, name, made[id(child)]))
-    for parent, name, new in slots:
-        setattr(parent, name, new)
-    return model
-
-
-# the forward and backward hooks a module holds (state-dict hooks name its parameters,
-# which a replacement names differently: they stay)
-_HOOKS = (
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_backward_pre_hooks",
-    "_backward_hooks",
+# the spellings of subpixel 0.2, for one release
+__getattr__ = _deprecation.moved_names(
+    __name__,
+    {
+        "_Shift": "subpixel.models.torch:Shift",  # (modules pickled by 0.2 unpickle)
+        "from_espcn": "subpixel.models.espcn:ESPCN.to_torch",
+        "replace_conv_transpose": "subpixel.rewrite.torch:replace_conv_transpose",
+        "replace_pixel_shuffle": "subpixel.rewrite.torch:replace_pixel_shuffle",
+        "sub_pixel_of": "subpixel.rewrite.torch:sub_pixel_of",
+    },
 )
-
-
-def _carry_hooks(old: nn.Module, new: nn.Module) -> nn.Module:
-    """``new`` holding ``old``'s forward and backward hooks: the same dictionaries, so
-    that the handles ``register_*_hook`` returned still remove them."""
-    if new is not old and any(getattr(old, a, None) for a in _HOOKS):
-        for attr in _HOOKS:
-            if hasattr(old, attr):
-                getattr(old, attr).update(getattr(new, attr, {}))
-                setattr(new, attr, getattr(old, attr))
-        new._is_full_backward_hook = old._is_full_backward_hook
-    return new
-
-
-def _as_input(model: nn.Module, example: Any) -> torch.Tensor:
-    """``example`` (a tensor or an array) as an input for ``model``: on its device, a
-    float in its parameters' dtype (integers, token ids say, as they are)."""
-    x = torch.as_tensor(np.asarray(example) if not isinstance(example, torch.Tensor) else example)
-    param = next(model.parameters(), None)
-    if param is not None:
-        x = x.to(device=param.device)
-        if x.is_floating_point() and param.is_floating_point():
-            x = x.to(dtype=param.dtype)
-    return x
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode without gradients (no batch-norm statistics move) for a while; each
-    module's own mode is restored after."""
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-
-
-def replace_conv_transpose(
-    model: nn.Module, *, mode: str = "subpixel", example: Any = None
-) -> nn.Module:
-    """Swap every stride > 1 ``ConvTranspose1d/2d/3d`` of ``model`` (ungrouped,
-    undilated, zero padding; in place) for an exact equivalent.  The outputs are
-    unchanged (up to float rounding), training still works and the gradients are the
-    same.
-
-    ``mode``:
-
-    - ``"subpixel"``: its sub-pixel form, a :class:`SubPixelConvNd` (one LR convolution
-      with ``prod(stride)`` times the channels, the shuffle, the crop it needs);
-    - ``"phases"``: a :class:`PhasedConvTranspose` (one convolution per output phase,
-      the original's parameters and ``state_dict``);
-    - ``"fastest"``: run ``model`` on ``example``, time the original and both forms on
-      each layer's own input and keep, layer by layer, the fastest.
-    """
-    check_rewrite_mode(mode, example, ("subpixel", "phases", "fastest"))
-    _check_module(model)
-    if mode == "subpixel":
-        return _swap(model, _replaceable, sub_pixel_of)
-    if mode == "phases":
-        return _swap(model, _replaceable, PhasedConvTranspose)
-    inputs: dict[int, torch.Tensor] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda m, args: inputs.setdefault(id(m), args[0].detach()))
-        for m in model.modules()
-        if _replaceable(m)
-    ]
-    try:
-        with _evaluating(model):
-            model(_as_input(model, example))
-    except Exception as e:
-        raise example_error(e, example) from None
-    finally:
-        for h in hooks:
-            h.remove()
-
-    def fastest(m: nn.Module) -> nn.Module:
-        from .._core.timing import fastest
-
-        x = inputs.get(id(m))
-        if x is None:  # not reached by the example: keep the original
-            return m
-        candidates = [m, sub_pixel_of(m), PhasedConvTranspose(m)]
-        sync = (lambda _: torch.cuda.synchronize()) if x.is_cuda else None
-        with torch.no_grad():
-            # `forward`: the user's hooks on the original do not run while it is timed
-            runs = [lambda c=c: c.forward(x) for c in candidates]
-            return candidates[fastest(runs, sync=sync)]
-
-    return _swap(model, _replaceable, fastest)
-
-
-def replace_pixel_shuffle(model: nn.Module, *, lowering: Lowering = "auto") -> nn.Module:
-    """Swap PyTorch's ``nn.PixelShuffle``/``nn.PixelUnshuffle`` modules of ``model`` (in
-    place) for subpixel's (CRD, the same numbers) so that ``lowering=`` applies to them.
-    (Calls of ``F.pixel_shuffle`` inside a ``forward`` are code, not modules: they stay.)"""
-
-    _check_module(model)
-
-    def make(m: nn.Module) -> nn.Module:
-        if isinstance(m, nn.PixelShuffle):
-            return PixelShuffle(m.upscale_factor, order="CRD", lowering=lowering)
-        return PixelUnshuffle(m.downscale_factor, order="CRD", lowering=lowering)
-
-    return _swap(model, lambda m: isinstance(m, (nn.PixelShuffle, nn.PixelUnshuffle)), make)

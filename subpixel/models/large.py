@@ -1,10 +1,10 @@
 """Images larger than memory: the bundled network on a lazy Dask array, chunk by chunk.
 
-Each chunk of the LR image (a whole number of :data:`~subpixel.models.espcn.BLOCK`
-blocks) is upscaled with :data:`~subpixel.models.espcn.HALO` pixels of context from
-its neighbours by :func:`~subpixel.models.espcn.upscale_region`, the function the
+Each chunk of the LR image (a whole number of :data:`~subpixel.models.tiling.BLOCK`
+blocks) is upscaled with :data:`~subpixel.models.tiling.HALO` pixels of context from
+its neighbours by :func:`~subpixel.models.tiling.upscale_region`, the function the
 in-memory path runs on the whole image: the result is identical to
-:func:`~subpixel.models.espcn.upscale_image`, pixel for pixel.  Only a few chunks
+:func:`~subpixel.models.tiling.upscale_image`, pixel for pixel.  Only a few chunks
 are in memory at once, on the threaded scheduler or on a ``dask.distributed``
 cluster.  Needs ``dask`` (and ``zarr`` or ``tifffile`` to read and write files).
 """
@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .. import image
 from .._core import files as _files
-from .espcn import BLOCK, HALO, LumaModel, upscale_region
+from .tiling import BLOCK, HALO, LumaModel, upscale_region
 
-__all__ = ["open_lazy", "upscale_lazy", "write_zarr"]
+__all__ = ["Stored", "is_zarr", "open_lazy", "upscale_lazy", "upscale_store", "write_zarr"]
 
 DEFAULT_CHUNK = 512  # LR pixels per side of a chunk (4 blocks; about 250 MB of work each at x3)
 
@@ -45,7 +47,7 @@ def upscale_lazy(
 ) -> Any:
     """A lazy Dask array: ``lr`` ``(H, W)`` or ``(H, W, C)`` (a Dask array, or anything
     ``dask.array.asarray`` takes) upscaled like
-    :func:`~subpixel.models.espcn.upscale_image`.  ``chunk``: LR pixels per side of a
+    :func:`~subpixel.models.tiling.upscale_image`.  ``chunk``: LR pixels per side of a
     chunk, rounded up to whole blocks (default 512)."""
     import dask
     import dask.array as da
@@ -164,3 +166,55 @@ def write_zarr(
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a Zarr store (by its ``.zarr`` extension)."""
+    return os.fspath(path).rstrip("/").lower().endswith(".zarr")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What :func:`upscale_store` did: the sizes ``(height, width)`` in and out and the
+    LR pixels per side of a chunk."""
+
+    lr_size: tuple[int, int]
+    hr_size: tuple[int, int]
+    chunk: int
+
+
+def upscale_store(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    model: LumaModel,
+    *,
+    tile: int | None = None,
+    backend: str = "numpy",
+    scheduler: str | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> Stored:
+    """Upscale ``source`` (a Zarr store, read lazily, or an image file) chunk by chunk
+    into ``destination`` (a Zarr store, written as :func:`write_zarr` does, or an image
+    file), on the threaded scheduler or on the ``dask.distributed`` cluster at
+    ``scheduler``.  ``tile``: LR pixels per side of a chunk (see :func:`upscale_lazy`)."""
+    import dask.array as da
+
+    lr = open_lazy(source) if is_zarr(source) else da.from_array(image.read_image(source))
+    hr = upscale_lazy(lr, model, chunk=tile, backend=backend)
+    client = None
+    if scheduler:
+        from distributed import Client
+
+        client = Client(scheduler)
+    try:
+        if is_zarr(destination):
+            write_zarr(hr, destination, force=force, progress=progress, client=client)
+        else:
+            result = client.compute(hr).result() if client is not None else hr.compute()
+            image.write_image(destination, result)
+    finally:
+        if client is not None:
+            client.close()
+    chunk = -(-(tile or DEFAULT_CHUNK) // BLOCK) * BLOCK
+    return Stored(lr.shape[:2], hr.shape[:2], chunk)

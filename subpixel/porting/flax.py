@@ -12,6 +12,9 @@ import numpy as np
 from flax import nnx
 
 from .. import weights
+from .._frameworks.flax import evaluate, model_input, put
+from .._frameworks.flax import slots as _slots
+from .._frameworks.flax import walk as _walk
 from ..layers import flax as flax_layers
 from ._records import (
     Record,
@@ -24,34 +27,6 @@ from ._records import (
 )
 
 __all__ = ["layout", "read", "run", "write"]
-
-
-def _walk(node: Any, path: str = "", seen: set[int] | None = None) -> list[tuple[str, Any]]:
-    """``(path, module)`` of every module below ``node``, in the order they were
-    assigned (a module shared by two attributes once, under its first path)."""
-    out: list[tuple[str, Any]] = []
-    seen = set() if seen is None else seen
-    items: list[tuple[str, Any]]
-    if isinstance(node, tuple) or flax_layers._is_list(node):
-        items = [(str(i), v) for i, v in enumerate(node)]
-    elif isinstance(node, dict):
-        items = [(str(k), v) for k, v in node.items()]
-    elif isinstance(node, nnx.Module):
-        items = [(k, v) for k, v in vars(node).items() if not k.startswith("_")]
-    else:
-        return out
-    for key, value in items:
-        sub = f"{path}.{key}" if path else key
-        if isinstance(value, nnx.Module) and not isinstance(value, (list, tuple)):
-            if id(value) in seen:
-                continue
-            seen.add(id(value))
-            out.append((sub, value))
-            if not isinstance(value, flax_layers.SubPixelConv):
-                out.extend(_walk(value, sub, seen))
-        elif isinstance(value, (tuple, dict)) or flax_layers._is_list(value):
-            out.extend(_walk(value, sub, seen))
-    return out
 
 
 def _modules(model: Any) -> list[tuple[str, Any]]:
@@ -198,31 +173,6 @@ class _Called:
         return getattr(self.module, attr)
 
 
-def _slots(node: Any, path: str = "", ancestors: tuple = ()) -> list[tuple]:
-    """``(parent, key, module, path)`` of every slot holding a module below ``node``,
-    paths as :func:`_walk` names them (a shared module in each of its slots; modules
-    in tuples cannot be swapped)."""
-    if id(node) in ancestors:
-        return []
-    ancestors = (*ancestors, id(node))
-    if flax_layers._is_list(node):
-        items = list(enumerate(node))
-    elif isinstance(node, dict):
-        items = list(node.items())
-    else:
-        items = [(k, v) for k, v in vars(node).items() if not k.startswith("_")]
-    out = []
-    for key, value in items:
-        sub = f"{path}.{key}" if path else str(key)
-        if isinstance(value, nnx.Module) and not flax_layers._is_list(value):
-            out.append((node, key, value, sub))
-            if not isinstance(value, flax_layers.SubPixelConv):
-                out.extend(_slots(value, sub, ancestors))
-        elif flax_layers._is_list(value) or isinstance(value, dict):
-            out.extend(_slots(value, sub, ancestors))
-    return out
-
-
 def _run_order(model: Any, example: Any, wanted: set[str]) -> list[str] | None:
     """The modules named in ``wanted`` in the order ``model`` calls them on ``example``
     (a module called twice is named twice), noted on an evaluation-mode copy (the
@@ -237,12 +187,12 @@ def _run_order(model: Any, example: Any, wanted: set[str]) -> list[str] | None:
     called: list[str] = []
     for parent, key, m, _ in slots:
         if id(m) in name_of:
-            flax_layers._put(parent, key, _Called(m, name_of[id(m)], called))
+            put(parent, key, _Called(m, name_of[id(m)], called))
     try:
-        copy(flax_layers._model_input(model, example))
+        copy(model_input(model, example))
     except Exception:
         try:  # a transform given a stand-in (nnx.remat(f)(self.block, x)) fails
-            flax_layers._evaluate(model, example)
+            evaluate(model, example)
         except Exception:
             return None  # the example is checked (one line) before anything is written
         return []
@@ -292,4 +242,4 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
 def run(model: Any, example: Any, names: list[str]) -> dict[str, Any]:
     """The output of an evaluation-mode copy (the model's own state, batch statistics
     and mode, stay as they are)."""
-    return {"__output__": np.asarray(flax_layers._evaluate(model, example))}
+    return {"__output__": np.asarray(evaluate(model, example))}

@@ -13,7 +13,11 @@ import keras
 import numpy as np
 
 from .. import weights
+from .._frameworks.keras import to_numpy as _np
+from .._frameworks.keras import walk as _walk
+from .._frameworks.keras import watching
 from ..layers import keras as keras_layers
+from ..rewrite.keras import shuffle_op
 from ._records import (
     PER_CHANNEL,
     ReadError,
@@ -42,22 +46,6 @@ _PASS = (
 )
 
 
-def _walk(model: Any) -> list[Any]:
-    """Every layer and graph operation (``keras.ops`` calls in a functional model),
-    nested models' included, in definition order."""
-    if isinstance(model, keras.layers.Layer) and not isinstance(model, keras.Model):
-        return [model]  # one layer passed as the model
-    out: list[Any] = []
-    for layer in getattr(model, "operations", None) or getattr(model, "layers", []):
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if hasattr(layer, "layers") and not isinstance(layer, keras_layers.SubPixelConv):
-            out.extend(_walk(layer))
-        else:
-            out.append(layer)
-    return list({id(layer): layer for layer in out}.values())  # a layer called twice: once
-
-
 def layout(model: Any) -> str:
     for layer in _walk(model):
         if isinstance(layer, keras.layers.Layer) and hasattr(layer, "data_format"):
@@ -70,11 +58,6 @@ def layout(model: Any) -> str:
 def _name(layer: Any) -> str:
     """A layer's name in records and reports: its path in the model."""
     return str(layer.path if hasattr(layer, "path") else layer.name)
-
-
-def _np(v: Any) -> Any:
-    """A variable's value as NumPy (None for an absent bias)."""
-    return None if v is None else np.asarray(keras.ops.convert_to_numpy(v))
 
 
 def _record(layer: Any) -> Record | None:
@@ -234,7 +217,7 @@ def read(model: Any, example: Any = None) -> list[Record]:
     for op in operations:
         children.setdefault(id(_parent(op)), []).append(op)
     data = layout(model)
-    shuffles = {id(op): keras_layers.shuffle_op(op) for op in operations if id(op) not in by_op}
+    shuffles = {id(op): shuffle_op(op) for op in operations if id(op) not in by_op}
     for op in operations:
         found = shuffles.get(id(op))
         if found is not None and found[0] == "shuffle":  # back to the convolution
@@ -306,7 +289,7 @@ def _run_order(model: Any, layers: list[Any], example: Any) -> list[str] | None:
     try:
         with (
             _eagerly(),
-            keras_layers._watching(layers, lambda layer, _: called.append(_name(layer))),
+            watching(layers, lambda layer, _: called.append(_name(layer))),
         ):
             model(_input(example), training=False)
     except Exception:

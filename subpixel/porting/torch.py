@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from .._frameworks.torch import as_input, evaluating, to_numpy
 from ..layers import torch as torch_layers
 from ._records import (
     PER_CHANNEL,
@@ -59,8 +60,7 @@ _KEEPS_CHANNELS = {
     *("contiguous clone detach float half double bfloat16 to type view reshape".split()),
     *("dropout dropout_ dropout2d dropout3d alpha_dropout feature_alpha_dropout".split()),
 }
-_OPS = {ops.shuffle: "shuffle", ops.unshuffle: "unshuffle"}  # (while noting a run, ops'
-# attributes are stand-ins)
+_OPS = {ops.shuffle: "shuffle", ops.unshuffle: "unshuffle"}
 
 
 def layout(model: Any) -> str:
@@ -69,14 +69,14 @@ def layout(model: Any) -> str:
 
 def _numpy(t: Any) -> np.ndarray | None:
     """A tensor's values as a NumPy array of its own (never a view of the model)."""
-    return None if t is None else np.array(torch_layers._numpy(t), copy=True)
+    return None if t is None else np.array(to_numpy(t), copy=True)
 
 
 def _record(name: str, m: nn.Module) -> Record | None:
     def p(**params: Any) -> dict[str, np.ndarray | None]:
         return {k: _numpy(v) for k, v in params.items()}
 
-    if isinstance(m, torch_layers._SubPixelConvNd):
+    if isinstance(m, torch_layers.SubPixelConvNd):
         return Record(
             "conv",
             name,
@@ -178,7 +178,7 @@ def _run_order(model: nn.Module, example: Any, kinds_by_name: dict[str, str]) ->
     kinds = {m: kinds_by_name[name] for m, name in names.items() if name in kinds_by_name}
     # a shuffle module's or a parameterised layer's own calls are not the model's code
     opaque = set(kinds) | {m for m in names if _shuffle_module(m) is not None}
-    run, depth, active = _Run(), [0], [True]
+    run, depth = _Run(), [0]
     tags: dict[int, tuple[Any, tuple]] = {}  # id -> (weak reference to the tensor, tag)
     pending: list[tuple | None] = []  # the tag of each running layer's output
 
@@ -240,33 +240,19 @@ def _run_order(model: nn.Module, example: Any, kinds_by_name: dict[str, str]) ->
                 note(func, args, kwargs, result)  # layer, nor subpixel's own shuffle)
             return result
 
-    def noting(op: Any) -> Any:  # subpixel.shuffle/unshuffle called by the model
-        def noted(*args: Any, **kwargs: Any) -> Any:
-            result = op(*args, **kwargs)
-            layout = kwargs.get("layout", "channels_first")
-            if active[0] and not depth[0] and layout == "channels_first":
-                note(op, args, kwargs, result)
-            return result
+    def observed(op: Any, args: tuple, kwargs: dict, result: Any) -> None:
+        # subpixel.shuffle/unshuffle called by the model's code
+        if not depth[0] and kwargs.get("layout") == "channels_first":
+            note(op, args, kwargs, result)
 
-        return noted
-
-    import subpixel
-
-    patched = [(where, name) for where in (ops, subpixel) for name in ("shuffle", "unshuffle")]
-    originals = [getattr(where, name) for where, name in patched]
     hooks = [m.register_forward_pre_hook(entered) for m in names]
     hooks += [m.register_forward_hook(left, always_call=True) for m in names]
     try:
-        for (where, name), op in zip(patched, originals):
-            setattr(where, name, noting(op))
-        with torch_layers._evaluating(model), Shuffles():
-            model(torch_layers._as_input(model, example))
+        with evaluating(model), ops.observing(observed), Shuffles():
+            model(as_input(model, example))
     except Exception:
         return None  # the example is checked (one line) before anything is written
     finally:
-        active[0] = False  # (a model that kept a stand-in: it notes nothing more)
-        for (where, name), op in zip(patched, originals):
-            setattr(where, name, op)
         for h in hooks:
             h.remove()
         tags.clear()
@@ -476,11 +462,11 @@ def _propagate_shapes(model: nn.Module, graph: Any, example: Any) -> None:
 
     try:
         with (
-            torch_layers._evaluating(model),
+            evaluating(model),
             contextlib.redirect_stdout(io.StringIO()),
             contextlib.redirect_stderr(io.StringIO()),
         ):
-            ShapeProp(graph).propagate(torch_layers._as_input(model, example))
+            ShapeProp(graph).propagate(as_input(model, example))
     except Exception:
         pass  # shapes stay unknown: a flatten before a dense layer is then reported
 
@@ -540,8 +526,8 @@ def run(model: nn.Module, example: Any, names: list[str]) -> dict[str, Any]:
         for n in names
     ]
     try:
-        with torch_layers._evaluating(model):
-            outputs["__output__"] = _numpy(model(torch_layers._as_input(model, example)))
+        with evaluating(model):
+            outputs["__output__"] = _numpy(model(as_input(model, example)))
     finally:
         for h in hooks:
             h.remove()
