@@ -8,7 +8,8 @@ order="DCR"``.
 Importing this package imports no array framework.
 """
 
-from ._core.spec import LAYOUTS, ORDERS, Layout, Order
+from ._core.lowering import Lowering
+from ._core.spec import LAYOUTS, ORDERS, Crop, Factor, Layout, Order, Padding
 from .backends import available_backends
 from .ops import backend_name, blur, shuffle, sub_pixel_conv, unshuffle
 
@@ -35,8 +36,12 @@ def __getattr__(name: str):
 __all__ = [
     "LAYOUTS",
     "ORDERS",
+    "Crop",
+    "Factor",
     "Layout",
+    "Lowering",
     "Order",
+    "Padding",
     "SubPixelConv",
     "__version__",
     "available_backends",

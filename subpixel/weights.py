@@ -32,14 +32,15 @@ import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ._core import spec as _spec
 from ._core.channels import gather_index, icnr_index
 from ._core.layer_spec import MAX_FACTOR
-from ._core.spec import Order
+from ._core.spec import Crop, Factor, Order, Padding
 from .backends import maybe_numpy, to_numpy
 
 __all__ = [
@@ -150,8 +151,8 @@ def _check_groups(groups: Any, channels: int, what: str = "input channels") -> i
 
 
 def reorder_channels(
-    w: Any,
-    factor: Any,
+    w: ArrayLike,
+    factor: Factor,
     *,
     src: Order = "CRD",
     dst: Order = "DCR",
@@ -218,12 +219,12 @@ def _tf_crops(K: int, s: int, padding: str, output_padding: int | None) -> tuple
 
 
 def conv_transpose_to_sub_pixel(
-    weight: Any,
-    bias: Any = None,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
     *,
-    stride: Any,
-    padding: Any = 0,
-    output_padding: Any = None,
+    stride: int | Sequence[int],
+    padding: int | Sequence[int] | Literal["same", "valid"] = 0,
+    output_padding: int | Sequence[int] | None = None,
     groups: int = 1,
     source: str = "torch",
     order: Order = "CRD",
@@ -257,11 +258,13 @@ def conv_transpose_to_sub_pixel(
             raise ValueError(
                 f"`groups` must be 1 for source='tensorflow'. Received: groups={groups!r}"
             )
-        padding = _check_choice(padding, "padding", ("same", "valid"))
+        same_or_valid = _check_choice(padding, "padding", ("same", "valid"))
         w = np.moveaxis(w, (-1, -2), (0, 1))  # (*k, C_out, C_in) -> (C_in, C_out, *k)
         op = None if output_padding is None else _per_dim(output_padding, d, "output_padding", 0)
         K = w.shape[2:]
-        crops = [_tf_crops(K[i], s[i], padding, None if op is None else op[i]) for i in range(d)]
+        crops = [
+            _tf_crops(K[i], s[i], same_or_valid, None if op is None else op[i]) for i in range(d)
+        ]
         if op is not None:
             for i in range(d):
                 if op[i] >= s[i]:
@@ -335,13 +338,13 @@ def conv_transpose_to_sub_pixel(
 
 
 def sub_pixel_to_conv_transpose(
-    weight: Any,
-    bias: Any = None,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
     *,
-    factor: Any,
+    factor: Factor,
     order: Order = "CRD",
-    padding: Any = "same",
-    crop: Any = None,
+    padding: Padding = "same",
+    crop: Crop = None,
     groups: int = 1,
     target: str = "torch",
 ) -> ConvTransposeParams:
@@ -477,7 +480,7 @@ def _crop_as_padding(w: np.ndarray, pad: tuple, s: tuple, crops: tuple) -> tuple
 
 
 def convert_layout(
-    w: Any,
+    w: ArrayLike,
     *,
     src: str = "torch",
     dst: str = "tensorflow",
@@ -560,12 +563,12 @@ def _he_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
 
 def icnr(
     shape: Sequence[int],
-    factor: Any,
+    factor: Factor,
     *,
     order: Order = "CRD",
-    init: Callable[..., Any] | np.ndarray | None = None,
+    init: Callable[..., ArrayLike] | ArrayLike | None = None,
     seed: int | np.random.Generator | None = None,
-    dtype: Any = np.float32,
+    dtype: DTypeLike = np.float32,
 ) -> np.ndarray:
     """ICNR initialisation (Aitken et al. 2017) of a sub-pixel conv kernel.
 

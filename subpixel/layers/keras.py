@@ -10,7 +10,7 @@ output channels are in ``order``.  Layers serialise with ``get_config`` and
 
 >>> import numpy as np
 >>> from subpixel.layers.keras import SubPixelConv
->>> SubPixelConv(3, 3, factor=2)(np.zeros((1, 8, 8, 16), "float32")).shape
+>>> tuple(SubPixelConv(3, 3, factor=2)(np.zeros((1, 8, 8, 16), "float32")).shape)
 (1, 16, 16, 3)
 
 (Rewriting a model's layers moved to :mod:`subpixel.rewrite.keras`; the bundled ESPCN
@@ -21,7 +21,7 @@ for one release, with a ``DeprecationWarning``.)
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import keras
 
@@ -37,7 +37,7 @@ from ..layer import SubPixelConv as AgnosticSubPixelConv
 from . import _keras_lowering
 
 # a Keras initializer: its name, a config, an instance, or a function (shape, dtype)
-Initializer: TypeAlias = "str | dict | keras.initializers.Initializer | Callable[..., Any]"
+Initializer: TypeAlias = "str | dict | keras.initializers.Initializer | Callable[..., object]"
 
 __all__ = [
     "ICNR",
@@ -109,7 +109,7 @@ class PixelShuffle(keras.layers.Layer):
         order: Order = "CRD",
         data_format: Layout | None = None,
         lowering: Lowering = "auto",
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
         self.factor, self.spatial_dims, self.order, self.data_format = _spec.shuffle_args(
@@ -177,9 +177,9 @@ class SubPixelConv(SpecFields, keras.layers.Layer):
         blur: bool = False,
         spatial_dims: int | None = None,
         crop: Crop = None,
-        activation: str | Callable[..., Any] | None = None,
+        activation: str | Callable[..., object] | None = None,
         lowering: Lowering = "auto",
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
         self.spec = LayerSpec.create(

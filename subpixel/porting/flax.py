@@ -203,7 +203,8 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
     modules = dict(_modules(model))
     for record, params in zip(records, converted):
         m = modules[record.name]
-        w, b = params.get("weight"), params.get("bias")
+        w: Any = params.get("weight")
+        b = params.get("bias")
         if record.kind == "conv":
             m.kernel[...] = jnp.asarray(
                 weights.convert_layout(w, src="torch", dst="flax"), m.kernel.dtype
