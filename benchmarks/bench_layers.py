@@ -13,9 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import subpixel
 from subpixel.backends import numpy as np_backend
-from subpixel.layers.torch import SubPixelConv2d
+from subpixel.layers.torch import SubPixelConv2d, to_agnostic
 
 from _timing import best_time, machine_line, table
 
@@ -45,7 +44,7 @@ def main() -> None:
                 else float("nan")
             )
             t_layer = best_time(lambda: layer(x), args.repeat)
-            agnostic = subpixel.SubPixelConv.from_torch(layer)
+            agnostic = to_agnostic(layer)
             xn = x.numpy()
             np.testing.assert_allclose(agnostic(xn), layer(x).numpy(), rtol=1e-3, atol=1e-3)
             t_numpy = best_time(lambda: agnostic(xn), max(2, args.repeat // 2), warmup=1)

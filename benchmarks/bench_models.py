@@ -39,7 +39,7 @@ def torch_rows() -> list[list[str]]:
     import torch
     from torch import nn
 
-    from subpixel.layers import torch as torch_layers
+    from subpixel.rewrite import torch as torch_rewrite
 
     def dcgan() -> nn.Module:
         nz, ngf, nc = 100, 64, 3
@@ -72,7 +72,7 @@ def torch_rows() -> list[list[str]]:
             for mode in modes:
                 rewritten = make().eval()
                 rewritten.load_state_dict(original.state_dict())
-                torch_layers.replace_conv_transpose(rewritten, mode=mode, example=x)
+                torch_rewrite.replace_conv_transpose(rewritten, mode=mode, example=x)
                 variants.append(rewritten)
             times = best_times([lambda m=m: m(x) for m in (original, *variants)], ROUNDS, REPEAT)
             for mode, rewritten, t in zip(modes, variants, times[1:]):
@@ -90,7 +90,7 @@ def torch_rows() -> list[list[str]]:
 def keras_rows() -> list[list[str]]:
     import keras
 
-    from subpixel.layers import keras as keras_layers
+    from subpixel.rewrite import keras as keras_rewrite
 
     L = keras.layers
 
@@ -132,7 +132,7 @@ def keras_rows() -> list[list[str]]:
         x = np.random.default_rng(0).standard_normal(shape).astype("float32")
         modes = ("subpixel", "fastest")
         variants = [
-            keras_layers.replace_conv_transpose(original, mode=mode, example=x) for mode in modes
+            keras_rewrite.replace_conv_transpose(original, mode=mode, example=x) for mode in modes
         ]
         fns = [m.predict_on_batch for m in (original, *variants)]
         times = best_times([lambda f=f: f(x) for f in fns], ROUNDS, REPEAT)
@@ -151,7 +151,7 @@ def flax_rows() -> list[list[str]]:
     import jax.numpy as jnp
     from flax import nnx
 
-    from subpixel.layers import flax as flax_layers
+    from subpixel.rewrite import flax as flax_rewrite
 
     class Decoder(nnx.Module):
         def __init__(self) -> None:
@@ -209,7 +209,7 @@ def flax_rows() -> list[list[str]]:
         variants = []
         for mode in modes:
             rewritten = make()
-            flax_layers.replace_conv_transpose(rewritten, mode=mode, example=x)
+            flax_rewrite.replace_conv_transpose(rewritten, mode=mode, example=x)
             variants.append(rewritten)
         fns = [lambda m=m: run(m, x).block_until_ready() for m in (original, *variants)]
         times = best_times(fns, ROUNDS, REPEAT)

@@ -35,12 +35,12 @@ from subpixel._core.timing import best_time  # noqa: E402
 
 # the suite's own files: the matrix is never re-implemented here
 TEST_FILES = [
-    "tests/test_conformance.py",
-    "tests/test_errors.py",
-    "tests/test_dtype_rules.py",
-    "tests/test_sub_pixel_conv.py",
-    "tests/test_layers_torch.py",
-    "tests/test_layers_flax.py",
+    "tests/ops/test_conformance.py",
+    "tests/ops/test_errors.py",
+    "tests/ops/test_dtype_rules.py",
+    "tests/layers/test_sub_pixel_conv.py",
+    "tests/layers/test_layers_torch.py",
+    "tests/layers/test_layers_flax.py",
 ]
 results: list[tuple[str, int, int, str]] = []  # (part, passed, total, note)
 

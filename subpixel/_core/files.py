@@ -29,7 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FileError", "TensorFile", "atomic_write", "open_tensors", "write_tensors"]
+__all__ = [
+    "FileError",
+    "TensorFile",
+    "atomic_write",
+    "open_tensors",
+    "write_state_dict",
+    "write_tensors",
+]
 
 SAFETENSORS = (".safetensors",)
 NPZ = (".npz",)
@@ -94,6 +101,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def write_state_dict(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """A PyTorch state dict written to ``path`` with ``torch.save``, atomically (a short
+    write, which PyTorch reports as ``RuntimeError``, is a :class:`FileError`)."""
+    import torch
+
+    def save(tmp: str) -> None:
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise FileError(path, f"could not be written ({first})") from None
+
+    atomic_write(path, save)
 
 
 def _mode_for(path: str) -> int:

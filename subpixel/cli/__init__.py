@@ -14,6 +14,7 @@ exit status 2; a failed check exits with 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -23,12 +24,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import bench, check, convert, export, info, upscale
 from ._common import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
 
-COMMANDS = (info, check, upscale, bench, convert, export)
+# one module of this package per command, in the order of `subpixel --help`: each has
+# add(subparsers), which registers its arguments and its run(args) -> exit status
+COMMANDS = ("info", "check", "upscale", "bench", "convert", "export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"subpixel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for command in COMMANDS:
-        command.add(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add(sub)
     return parser
 
 

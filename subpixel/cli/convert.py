@@ -6,11 +6,14 @@ written atomically and never over an existing file without ``--force``."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core import files as _files
 from .._core.spec import Order
 from ._common import UserError, add_force, input_file, output_file, positive_int
+
+if TYPE_CHECKING:
+    from ..layer import SubPixelConv
 
 OUTPUTS = (".safetensors", ".npz", ".pt", ".pth", ".weights.h5")
 
@@ -243,34 +246,27 @@ def _from_arrays(f: _files.TensorFile, args: argparse.Namespace):
     )
 
 
-def _write(layer, dst: str, args: argparse.Namespace) -> None:
+def _write(layer: SubPixelConv, dst: str, args: argparse.Namespace) -> None:
     name = dst.lower()
     if name.endswith((".safetensors", ".npz")):
         layer.save(dst)
     elif name.endswith((".pt", ".pth")):
-        import torch
+        from ..layers.torch import from_agnostic
 
-        state = {f"{args.prefix}{k}": v for k, v in layer.to_torch().state_dict().items()}
-
-        def save(tmp: str) -> None:
-            try:
-                torch.save(state, tmp)
-            except RuntimeError as exc:  # PyTorch reports a short write as RuntimeError
-                raise _files.FileError(
-                    dst, f"could not be written ({str(exc).splitlines()[0]})"
-                ) from None
-
-        _files.atomic_write(dst, save)
+        state = from_agnostic(layer).state_dict()
+        _files.write_state_dict(dst, {f"{args.prefix}{k}": v for k, v in state.items()})
     else:  # .weights.h5, through a one-layer Keras model
         try:
             import keras
+
+            from ..layers.keras import from_agnostic as to_keras
         except ImportError as exc:  # Keras present but its backend is not
             raise UserError(
                 f"{dst}: writing .weights.h5 needs Keras with an installed backend "
                 f"(KERAS_BACKEND): {exc}"
             ) from None
 
-        k = layer.to_keras("channels_last")
+        k = to_keras(layer, "channels_last")
         model = keras.Sequential(
             [keras.Input((None,) * layer.spatial_dims + (layer.in_channels,)), k]
         )

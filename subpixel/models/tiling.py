@@ -45,7 +45,7 @@ def _spans(n: int, step: int) -> list[tuple[int, int]]:
 class LumaModel(Protocol):
     """What the upscaling functions run: ``(N, 1, H, W)`` luminance in [0, 1] ->
     ``(N, 1, H * scale, W * scale)`` (:class:`ESPCN`, or an exported file opened with
-    :class:`subpixel.deploy.RuntimeModel`)."""
+    :class:`~subpixel.models.runtime.RuntimeModel`)."""
 
     scale: int
 
