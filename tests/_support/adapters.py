@@ -11,6 +11,7 @@ import importlib
 import os
 
 import numpy as np
+
 from cases import ALL_DTYPES, host_dtype
 
 
@@ -109,23 +110,7 @@ class NumpyAdapter(Adapter):
 
 class TorchAdapter(Adapter):
     name = framework = "torch"
-    dtypes = (
-        "bool",
-        "int8",
-        "uint8",
-        "int16",
-        "uint16",
-        "int32",
-        "uint32",
-        "int64",
-        "uint64",
-        "float16",
-        "bfloat16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-    )
+    dtypes = ALL_DTYPES  # every one, bfloat16 included
 
     def __init__(self, device="cpu"):
         super().__init__(device)

@@ -63,6 +63,15 @@ def lr_shape(batch, channels, spatial, layout):
     )
 
 
+def shuffle_case(factor, spatial, layout, order, batch=(2,), channels=2):
+    """``(input shape, keyword arguments)`` of a shuffle of ``channels`` output channels
+    (``GEOMETRIES``' factor and LR spatial size) in ``layout`` and ``order``."""
+    d = len(spatial)
+    r = math.prod(factor if isinstance(factor, tuple) else (factor,) * d)
+    shape = lr_shape(batch, channels * r, spatial, layout)
+    return shape, dict(spatial_dims=d, layout=layout, order=order)
+
+
 def hr_shape(batch, channels, spatial, r, layout):
     hi = tuple(s * f for s, f in zip(spatial, r))
     return lr_shape(batch, channels, hi, layout)
@@ -92,3 +101,7 @@ def make_data(shape, dtype: str, seed: int = 0) -> np.ndarray:
     else:
         a = v
     return np.asarray(a).astype(host_dtype(dtype)).reshape(shape)
+
+
+# (kernel, factor, padding) of a framework layer, in 1, 2 and 3 spatial dimensions
+LAYER_GEOMETRIES = [((3, 3), (2, 3), "same"), ((2,), 3, "valid"), ((3, 1, 2), 2, 1)]

@@ -19,11 +19,10 @@ from adapters import requested_backends
 if "cupy" not in requested_backends():
     pytest.skip("cupy is not in SUBPIXEL_TEST_BACKENDS", allow_module_level=True)
 
-from cases import FACTORS
-
 from subpixel._core import spec as _spec
 from subpixel.backends import _cuda_geometry as cg
 
+from cases import FACTORS
 from reference import reference, shuffle_gather
 
 KERNELS = Path(cg.__file__).resolve().parent / "cuda"

@@ -3,8 +3,6 @@ SUBPIXEL_TEST_BACKENDS (with XLA_FLAGS=--xla_force_host_platform_device_count=2)
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -15,12 +13,12 @@ if "jax" not in requested_backends():
 
 import jax
 import jax.numpy as jnp
-from cases import GEOMETRIES, LAYOUTS, ORDERS, lr_shape
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import subpixel
 
+from cases import GEOMETRIES, LAYOUTS, ORDERS, lr_shape, shuffle_case
 from reference import reference
 
 
@@ -65,10 +63,8 @@ def test_vmap(layout, order):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("factor,spatial", GEOMETRIES)
 def test_vjp_is_the_adjoint(factor, spatial, layout, order):
-    d = len(spatial)
-    R = math.prod(factor if isinstance(factor, tuple) else (factor,) * d)
-    kw = dict(spatial_dims=d, layout=layout, order=order)
-    x = jax.random.normal(jax.random.key(0), lr_shape((2,), 2 * R, spatial, layout))
+    shape, kw = shuffle_case(factor, spatial, layout, order)
+    x = jax.random.normal(jax.random.key(0), shape)
     y, vjp = jax.vjp(lambda t: subpixel.shuffle(t, factor, **kw), x)
     g = jax.random.normal(jax.random.key(1), y.shape)
     (grad,) = vjp(g)

@@ -3,8 +3,6 @@ unknown dimensions and XLA.  Runs when ``tensorflow`` is in SUBPIXEL_TEST_BACKEN
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -14,10 +12,10 @@ if "tensorflow" not in requested_backends():
     pytest.skip("tensorflow is not in SUBPIXEL_TEST_BACKENDS", allow_module_level=True)
 
 import tensorflow as tf
-from cases import GEOMETRIES, LAYOUTS, ORDERS, lr_shape
 
 import subpixel
 
+from cases import GEOMETRIES, LAYOUTS, ORDERS, shuffle_case
 from reference import reference
 
 
@@ -75,10 +73,8 @@ def test_native_op_dtypes():
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("factor,spatial", GEOMETRIES)
 def test_gradient_is_the_adjoint(factor, spatial, layout, order):
-    d = len(spatial)
-    R = math.prod(factor if isinstance(factor, tuple) else (factor,) * d)
-    kw = dict(spatial_dims=d, layout=layout, order=order)
-    x = tf.Variable(tf.random.normal(lr_shape((2,), 2 * R, spatial, layout), dtype=tf.float64))
+    shape, kw = shuffle_case(factor, spatial, layout, order)
+    x = tf.Variable(tf.random.normal(shape, dtype=tf.float64))
     with tf.GradientTape() as tape:
         y = subpixel.shuffle(x, factor, **kw)
         g = tf.random.normal(y.shape, dtype=tf.float64)

@@ -15,10 +15,11 @@ if "torch" not in requested_backends():
 
 import torch
 import torch.nn.functional as F
-from cases import GEOMETRIES, LAYOUTS, ORDERS, lr_shape
 
 import subpixel
+from subpixel.layers import torch as torch_layers
 
+from cases import GEOMETRIES, LAYOUTS, ORDERS, lr_shape, shuffle_case
 from reference import reference
 
 DEVICES = devices_for("torch")
@@ -51,11 +52,9 @@ def test_dcr_equals_pixel_shuffle_after_channel_permutation(device):
 @pytest.mark.parametrize("factor,spatial", GEOMETRIES)
 def test_gradient_is_the_adjoint(device, factor, spatial, layout, order):
     """d<shuffle(x), g>/dx == unshuffle(g), and the other way round."""
-    d = len(spatial)
-    R = math.prod(factor if isinstance(factor, tuple) else (factor,) * d)
-    kw = dict(spatial_dims=d, layout=layout, order=order)
+    shape, kw = shuffle_case(factor, spatial, layout, order)
     x = torch.randn(
-        lr_shape((2,), 2 * R, spatial, layout),
+        shape,
         device=device,
         dtype=torch.float64,
         requires_grad=True,
@@ -304,4 +303,4 @@ def test_parameters_on_another_device_are_refused(which):
 def test_from_torch_refuses_a_module_without_data():
     conv = torch.nn.Conv2d(2, 8, 3, padding=1).to("meta")
     with pytest.raises(ValueError, match="holds no data"):
-        subpixel.SubPixelConv.from_torch(conv, factor=2)
+        torch_layers.to_agnostic(conv, factor=2)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 
 from subpixel import cli
 from subpixel.backends import numpy as np_backend
 
-
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "subpixel", *args], capture_output=True, text=True)
+from commands import run
 
 
 def test_check_default_passes_for_numpy():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -14,32 +14,12 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from test_files import HOSTILE_SAFETENSORS, _safetensors
 
-from subpixel import SubPixelConv, cli, image
+from subpixel import SubPixelConv, image
 
 from adapters import requested_backends
-
-
-def main(capsys, *args) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def one_line(capsys, *args) -> str:
-    code, out, err = main(capsys, *args)
-    lines = err.strip().splitlines()
-    assert code == 2, (code, out, err)
-    assert len(lines) == 1 and lines[0].startswith("subpixel: error: "), err
-    return lines[0]
-
-
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "subpixel", *map(str, args)], capture_output=True, text=True
-    )
-
+from commands import main, one_line, run
+from hostile import HOSTILE_SAFETENSORS, evil_pickle, safetensors_file
 
 # ---------------------------------------------------------------------------
 # convert: hostile files, contradicting flags, never destroying data
@@ -49,7 +29,7 @@ def run(*args):
 def _hostile_weight_files(tmp_path) -> dict[str, object]:
     files: dict[str, object] = {}
     for case, kwargs in HOSTILE_SAFETENSORS.items():
-        files[f"st-{case}"] = _safetensors(tmp_path / f"{case}.safetensors", **kwargs)
+        files[f"st-{case}"] = safetensors_file(tmp_path / f"{case}.safetensors", **kwargs)
     good = tmp_path / "good.npz"
     np.savez(good, weight=np.ones((12, 4, 3, 3), np.float32))
     blobs = {
@@ -96,26 +76,45 @@ def _hostile_weight_files(tmp_path) -> dict[str, object]:
     return files
 
 
+# what each malformed file is refused with, after "subpixel: error: <its path>: "
+REASONS = {
+    "st-": r"not a valid safetensors file \(",
+    "npz-text": r"not a valid \.npz file \(",
+    "npz-truncated": r"not a valid \.npz file \(",
+    "npy-renamed": r"not a valid \.npz file \(",
+    "keras-not-zip": r"not a valid \.keras file \(",
+    "h5-not-hdf5": r"not a readable HDF5 file \(|reading Keras files needs h5py",
+    "pt-text": r"not a PyTorch checkpoint torch\.load can read safely|needs torch",
+    "objects": r"refused: array 'w' holds pickled Python objects$",
+    "keras-no-weights": r"not a Keras model file \(no model\.weights\.h5 inside\)$",
+    "config-missing-factor": r"the layer config lacks out_channels, kernel_size, factor$",
+    "config-list": r"the layer config must be a JSON object, not list$",
+    "config-unknown-key": r"unknown key\(s\) in the layer config: dtype$",
+    "config-contradicts": r"the arrays contradict the layer config: `weight` must have shape",
+    "npz-string": r"cannot tell which array is the weight \(none fits\)",
+    "npz-complex": r"`weight` must hold real numbers\. Received: weight\.dtype=complex64$",
+    "no-weight": r"cannot tell which array is the weight \(none fits\)",
+}
+
+
 def test_every_malformed_weights_file_is_one_line(tmp_path, capsys):
     files = _hostile_weight_files(tmp_path)
     out = tmp_path / "out.safetensors"
     for name, path in files.items():
         extra = ["--allow-pickle"] if str(path).endswith(".pt") else []
         line = one_line(capsys, "convert", path, out, "--factor", "2", *extra)
-        assert str(path) in line or "contradict" in line or "--" in line, (name, line)
+        (reason,) = [r for key, r in REASONS.items() if name.startswith(key)]
+        assert re.match(rf"subpixel: error: {re.escape(str(path))}: (?:{reason})", line), (
+            name,
+            line,
+        )
         assert not out.exists(), name
 
 
 def test_a_hostile_pickle_runs_no_code(tmp_path, capsys):
     pytest.importorskip("torch")
     marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.pt"
-    evil.write_bytes(pickle.dumps({"weight": Evil()}))
+    evil = evil_pickle(tmp_path / "evil.pt", marker)
     assert "--allow-pickle" in one_line(capsys, "convert", evil, tmp_path / "o.npz")
     assert "not a PyTorch checkpoint" in one_line(
         capsys, "convert", evil, tmp_path / "o.npz", "--allow-pickle", "--factor", "2"
@@ -442,35 +441,47 @@ def test_non_finite_float_images_are_refused(tmp_path, capsys):
 
 
 def test_sigterm_mid_write_leaves_nothing(tmp_path):
-    """A terminated conversion removes its temporary file; no output appears."""
+    """A conversion terminated while it writes removes its temporary file: no output
+    appears.  The write is held once the data is in the temporary file, until the
+    signal arrives, so the signal always lands mid-write; the exit status says the
+    handler ran."""
     import signal
     import time
 
-    np.savez(
-        tmp_path / "big.npz",
-        weight=np.random.default_rng(0).standard_normal((64, 64, 3, 3000)).astype(np.float32),
-    )
+    np.savez(tmp_path / "w.npz", weight=np.zeros((12, 4, 3, 3), np.float32))
+    ready = tmp_path / "ready"
+    held_write = f"""
+import pathlib, sys, time
+from subpixel._core import files
+atomic_write = files.atomic_write
+
+def held(path, write):
+    def write_then_wait(tmp):
+        write(tmp)
+        pathlib.Path({str(ready)!r}).touch()  # the temporary file holds the data
+        time.sleep(600)  # the signal arrives here
+
+    atomic_write(path, write_then_wait)
+
+files.atomic_write = held
+from subpixel.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    args = ["convert", str(tmp_path / "w.npz"), str(tmp_path / "o.npz"), "--factor", "2"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "subpixel",
-            "convert",
-            str(tmp_path / "big.npz"),
-            str(tmp_path / "o.npz"),
-            "--factor",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [sys.executable, "-c", held_write, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(
-        p.name.startswith(".o.npz") for p in tmp_path.iterdir()
-    ):
-        if proc.poll() is not None:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
-    assert sorted(p.name for p in tmp_path.iterdir()) in (["big.npz"], ["big.npz", "o.npz"])
+    try:
+        deadline = time.monotonic() + 120  # a bound on the wait, not a measurement
+        while not ready.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the write never started"
+            time.sleep(0.01)
+        assert any(p.name.startswith(".o.npz.") for p in tmp_path.iterdir())  # mid-write
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 128 + signal.SIGTERM, proc.communicate()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ready", "w.npz"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,30 +11,22 @@ import pytest
 from subpixel import SubPixelConv, image
 from subpixel.models import ESPCN, upscale_image, upscale_luma
 
+import commands
 from adapters import requested_backends
+from commands import run
 from tolerances import espcn_allowance
 
 
-def run(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "subpixel", *args], capture_output=True, text=True, cwd=cwd
-    )
-
-
 def one_line_error(proc):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("subpixel: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
+    return commands.one_line_error(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "photo.png"
-    from subpixel.models.espcn import _DIR
+    from subpixel.models.espcn import SAMPLE
 
-    img = image.read_image(_DIR / "sample.png")[:60, :75]
+    img = image.read_image(SAMPLE)[:60, :75]
     image.write_image(path, img)
     return path, img
 
@@ -56,9 +46,9 @@ def test_upscale_sample_prints_psnr(tmp_path):
 @pytest.fixture(scope="module")
 def big_luma():
     """Luminance larger than one block (BLOCK = 128) in both directions, not a multiple of it."""
-    from subpixel.models.espcn import _DIR
+    from subpixel.models.espcn import SAMPLE
 
-    return image.read_image(_DIR / "sample.png")[:290, :300, 1] / 255.0
+    return image.read_image(SAMPLE)[:290, :300, 1] / 255.0
 
 
 @pytest.mark.exact
@@ -212,20 +202,8 @@ def test_convert_through_keras_weights_files(tmp_path):
     proc = run("convert", str(src), str(h5), "--order", "DCR")
     assert proc.returncode == 0, proc.stderr
     back = tmp_path / "back.npz"
-    proc = run(
-        "convert",
-        str(h5),
-        str(back),
-        "--src-layout",
-        "keras",
-        "--factor",
-        "2",
-        "3",
-        "--src-order",
-        "DCR",
-        "--order",
-        "DCR",
-    )
+    flags = "--src-layout keras --factor 2 3 --src-order DCR --order DCR".split()
+    proc = run("convert", h5, back, *flags)
     assert proc.returncode == 0, proc.stderr
     restored = SubPixelConv.load(back)
     np.testing.assert_array_equal(restored.weight, layer.weight)
@@ -233,22 +211,14 @@ def test_convert_through_keras_weights_files(tmp_path):
     # and from a whole .keras model file
     import keras
 
-    model = keras.Sequential([keras.Input((None, None, 3)), layer.to_keras("channels_last")])
-    model.save(tmp_path / "model.keras")
-    proc = run(
-        "convert",
-        str(tmp_path / "model.keras"),
-        str(tmp_path / "m.npz"),
-        "--src-layout",
-        "keras",
-        "--factor",
-        "2",
-        "3",
-        "--src-order",
-        "DCR",
-        "--order",
-        "CRD",
+    from subpixel.layers import keras as keras_layers
+
+    model = keras.Sequential(
+        [keras.Input((None, None, 3)), keras_layers.from_agnostic(layer, "channels_last")]
     )
+    model.save(tmp_path / "model.keras")
+    flags = "--src-layout keras --factor 2 3 --src-order DCR --order CRD".split()
+    proc = run("convert", tmp_path / "model.keras", tmp_path / "m.npz", *flags)
     assert proc.returncode == 0, proc.stderr
     crd = SubPixelConv.load(tmp_path / "m.npz")
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 5)).astype(np.float32)

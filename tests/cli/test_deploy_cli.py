@@ -9,15 +9,15 @@ import pytest
 
 from subpixel import cli, image
 
+import commands
 from adapters import requested_backends
 from tolerances import espcn_allowance
 
 
 def main(capsys, *args):
-    code = cli.main([str(a) for a in args])
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    return out.out
+    code, out, err = commands.main(capsys, *args)
+    assert code == 0, err
+    return out
 
 
 def _numbers(text):

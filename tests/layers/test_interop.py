@@ -21,6 +21,9 @@ import torch
 from flax import nnx
 
 import subpixel
+from subpixel.layers import flax as flax_layers
+from subpixel.layers import keras as keras_layers
+from subpixel.layers import torch as torch_layers
 from subpixel.layers.flax import SubPixelConv as FlaxSubPixelConv
 from subpixel.layers.keras import SubPixelConv as KerasSubPixelConv
 from subpixel.layers.torch import SUB_PIXEL_CONV
@@ -40,20 +43,16 @@ def _outputs(agnostic, x_cf):
         if agnostic.layout == "channels_first"
         else np.moveaxis(agnostic(x_cl), -1, 1)
     }
-    t = agnostic.to_torch()
+    t = torch_layers.from_agnostic(agnostic)
     outs["torch"] = t(torch.from_numpy(x_cf)).detach().numpy()
-    k = agnostic.to_keras("channels_last")  # TensorFlow has no NCHW conv on CPU
+    k = keras_layers.from_agnostic(agnostic, "channels_last")  # TensorFlow has no NCHW conv on CPU
     outs["keras"] = np.moveaxis(np.asarray(k(x_cl)), -1, 1)
-    f = agnostic.to_flax("channels_last")
+    f = flax_layers.from_agnostic(agnostic, "channels_last")
     outs["flax"] = np.moveaxis(np.asarray(f(jnp.asarray(x_cl))), -1, 1)
-    outs["tensorflow"] = subpixel.SubPixelConv.from_keras(k)(
-        keras.ops.convert_to_tensor(x_cl)
-    ).numpy()
+    outs["tensorflow"] = keras_layers.to_agnostic(k)(keras.ops.convert_to_tensor(x_cl)).numpy()
     outs["tensorflow"] = np.moveaxis(outs["tensorflow"], -1, 1)
-    outs["jax"] = np.moveaxis(
-        np.asarray(subpixel.SubPixelConv.from_flax(f)(jnp.asarray(x_cl))), -1, 1
-    )
-    outs["torch->agnostic"] = subpixel.SubPixelConv.from_torch(t)(x_cf)
+    outs["jax"] = np.moveaxis(np.asarray(flax_layers.to_agnostic(f)(jnp.asarray(x_cl))), -1, 1)
+    outs["torch->agnostic"] = torch_layers.to_agnostic(t)(x_cf)
     return outs
 
 
@@ -64,7 +63,7 @@ def test_built_in_torch_runs_everywhere(kernel, factor, order, layout, tmp_path)
     torch.manual_seed(0)
     d = len(kernel)
     module = SUB_PIXEL_CONV[d](3, 2, kernel, factor, order=order, init="default")
-    agnostic = subpixel.SubPixelConv.from_torch(module, layout=layout)
+    agnostic = torch_layers.to_agnostic(module, layout=layout)
     path = tmp_path / "layer.safetensors"
     agnostic.save(path)
     loaded = subpixel.SubPixelConv.load(path)
@@ -79,14 +78,16 @@ def test_built_in_keras_and_flax_run_in_torch(order):
     x = np.random.default_rng(1).standard_normal((2, 4, 5, 3)).astype(np.float32)  # NHWC
     k = KerasSubPixelConv(2, (3, 2), (2, 3), order=order, bias_initializer="random_normal")
     y_keras = np.asarray(k(x))
-    t = subpixel.SubPixelConv.from_keras(k).to_torch()
+    t = torch_layers.from_agnostic(keras_layers.to_agnostic(k))
     y_torch = t(torch.from_numpy(np.moveaxis(x, -1, 1))).detach().numpy()
     np.testing.assert_allclose(np.moveaxis(y_torch, 1, -1), y_keras, rtol=1e-4, atol=1e-4)
     f = FlaxSubPixelConv(
         3, 2, (3, 2), (2, 3), order=order, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0)
     )
     y_flax = np.asarray(f(jnp.asarray(x)))
-    y_torch = subpixel.SubPixelConv.from_flax(f).to_torch()(torch.from_numpy(np.moveaxis(x, -1, 1)))
+    y_torch = torch_layers.from_agnostic(flax_layers.to_agnostic(f))(
+        torch.from_numpy(np.moveaxis(x, -1, 1))
+    )
     np.testing.assert_allclose(
         np.moveaxis(y_torch.detach().numpy(), 1, -1), y_flax, rtol=1e-4, atol=1e-4
     )

@@ -19,16 +19,16 @@ from jax.sharding import PartitionSpec as P
 
 import subpixel
 from subpixel._core import spec as _spec
+from subpixel.layers import flax as flax_layers
 from subpixel.layers.flax import PixelShuffle, PixelUnshuffle, SubPixelConv
 
+from cases import LAYER_GEOMETRIES, LAYOUTS, ORDERS
 from reference import sub_pixel_conv_ref
 
 
-@pytest.mark.parametrize("order", ["CRD", "DCR"])
-@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
-@pytest.mark.parametrize(
-    "kernel,factor,padding", [((3, 3), (2, 3), "same"), ((2,), 3, "valid"), ((3, 1, 2), 2, 1)]
-)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kernel,factor,padding", LAYER_GEOMETRIES)
 def test_values(kernel, factor, padding, layout, order):
     d = len(kernel)
     layer = SubPixelConv(
@@ -113,8 +113,8 @@ def test_round_trip_through_the_agnostic_layer():
     )
     x = np.random.default_rng(3).standard_normal((1, 4, 5, 3)).astype(np.float32)
     y = np.asarray(layer(jnp.asarray(x)))
-    agnostic = subpixel.SubPixelConv.from_flax(layer)
+    agnostic = flax_layers.to_agnostic(layer)
     np.testing.assert_allclose(agnostic(x), y, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
-        np.asarray(agnostic.to_flax()(jnp.asarray(x))), y, rtol=1e-5, atol=1e-5
+        np.asarray(flax_layers.from_agnostic(agnostic)(jnp.asarray(x))), y, rtol=1e-5, atol=1e-5
     )

@@ -21,8 +21,10 @@ import keras
 
 import subpixel
 from subpixel._core import spec as _spec
+from subpixel.layers import keras as keras_layers
 from subpixel.layers.keras import ICNR, PixelShuffle, PixelUnshuffle, SubPixelConv
 
+from cases import LAYER_GEOMETRIES, LAYOUTS, ORDERS
 from reference import sub_pixel_conv_ref
 
 
@@ -30,11 +32,9 @@ def to_np(t):
     return np.asarray(keras.ops.convert_to_numpy(t))
 
 
-@pytest.mark.parametrize("order", ["CRD", "DCR"])
-@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-@pytest.mark.parametrize(
-    "kernel,factor,padding", [((3, 3), (2, 3), "same"), ((2,), 3, "valid"), ((3, 1, 2), 2, 1)]
-)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("kernel,factor,padding", LAYER_GEOMETRIES)
 def test_values_match_the_reference(kernel, factor, padding, data_format, order):
     d = len(kernel)
     layer = SubPixelConv(
@@ -121,16 +121,20 @@ def test_from_conv_transpose_equals_conv2d_transpose():
         layout="channels_last",
     )
     np.testing.assert_allclose(layer(x), expected, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(to_np(layer.to_keras()(x)), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        to_np(keras_layers.from_agnostic(layer)(x)), expected, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_round_trip_through_the_agnostic_layer():
     layer = SubPixelConv(2, (3, 3), (3, 2), order="DCR", bias_initializer="random_normal")
     x = np.random.default_rng(4).standard_normal((1, 4, 5, 3)).astype("float32")
     y = to_np(layer(x))
-    agnostic = subpixel.SubPixelConv.from_keras(layer)
+    agnostic = keras_layers.to_agnostic(layer)
     np.testing.assert_allclose(agnostic(x), y, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(to_np(agnostic.to_keras()(x)), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        to_np(keras_layers.from_agnostic(agnostic)(x)), y, rtol=1e-5, atol=1e-5
+    )
     assert math.prod(agnostic.factor) == 6
 
 
@@ -138,19 +142,19 @@ def test_from_keras_plain_conv2d_with_factor_and_order():
     conv = keras.layers.Conv2D(12, 3, padding="same", bias_initializer="random_normal")
     x = np.random.default_rng(5).standard_normal((1, 5, 4, 3)).astype("float32")
     lr = to_np(conv(x))
-    layer = subpixel.SubPixelConv.from_keras(conv, factor=2, order="DCR")
+    layer = keras_layers.to_agnostic(conv, factor=2, order="DCR")
     expected = to_np(keras.ops.depth_to_space(lr, 2, data_format="channels_last"))
     np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="`factor` is needed"):
-        subpixel.SubPixelConv.from_keras(conv)
+        keras_layers.to_agnostic(conv)
     relu = keras.layers.Conv2D(12, 3, activation="relu")
     relu.build((None, 5, 4, 3))
     with pytest.raises(ValueError, match="applies activation 'relu'"):
-        subpixel.SubPixelConv.from_keras(relu, factor=2)
+        keras_layers.to_agnostic(relu, factor=2)
     with pytest.raises(
         ValueError, match=r"must be a subpixel\.layers\.keras\.SubPixelConv or a keras"
     ):
-        subpixel.SubPixelConv.from_keras(keras.layers.Dense(3), factor=2)
+        keras_layers.to_agnostic(keras.layers.Dense(3), factor=2)
 
 
 def test_activation_like_keras_conv_layers():

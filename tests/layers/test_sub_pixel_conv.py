@@ -1,5 +1,5 @@
 """``subpixel.sub_pixel_conv`` and ``subpixel.SubPixelConv`` on every requested
-backend against the reference convolution + shuffle (tests/reference.py)."""
+backend against the reference convolution + shuffle (tests/_support/reference.py)."""
 
 from __future__ import annotations
 

@@ -11,12 +11,12 @@ import math
 
 import numpy as np
 import pytest
-from cases import BATCHES, FACTORS, LAYOUTS, ORDERS, factor_tuple, hr_shape, lr_shape, make_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import subpixel
 
+from cases import BATCHES, FACTORS, LAYOUTS, ORDERS, factor_tuple, hr_shape, lr_shape, make_data
 from reference import reference
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import host_dtype, make_data
 
 import subpixel
 
+from cases import host_dtype, make_data
 from reference import blur_ref, sub_pixel_conv_ref
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")

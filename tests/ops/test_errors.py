@@ -219,34 +219,30 @@ def test_unsupported_type(obj):
         subpixel.backend_name(obj)
 
 
-def test_out_wrong_shape(adapter):
+@pytest.mark.parametrize(
+    "out, error, message",
+    [
+        (
+            ((1, 2, 4, 3), "float32"),
+            ValueError,
+            r"^`out` must have shape \(1, 2, 4, 4\) for this shuffle\. Received: out.shape=\(1, 2, 4, 3\)$",
+        ),
+        (
+            ((1, 2, 4, 4), "float64"),
+            ValueError,
+            r"^`out` must have the input's dtype .*float32\. Received: out.dtype=.*float64$",
+        ),
+        (
+            None,  # a list of numbers
+            TypeError,
+            r"^`out` must be an array of the input's library \({name}\)\. Received: out of type ",
+        ),
+    ],
+    ids=["shape", "dtype", "library"],
+)
+def test_out_of_the_wrong_shape_dtype_or_library(adapter, out, error, message):
     if not adapter.supports_out:
         pytest.skip(f"{adapter.name} refuses out= (test_out_refused)")
     x = adapter.asarray(np.zeros((1, 8, 2, 2), np.float32))
-    with pytest.raises(
-        ValueError,
-        match=r"^`out` must have shape \(1, 2, 4, 4\) for this shuffle\. Received: out.shape=\(1, 2, 4, 3\)$",
-    ):
-        subpixel.shuffle(x, 2, out=adapter.empty((1, 2, 4, 3), "float32"))
-
-
-def test_out_wrong_dtype(adapter):
-    if not adapter.supports_out:
-        pytest.skip(f"{adapter.name} refuses out= (test_out_refused)")
-    x = adapter.asarray(np.zeros((1, 8, 2, 2), np.float32))
-    with pytest.raises(
-        ValueError,
-        match=r"^`out` must have the input's dtype .*float32\. Received: out.dtype=.*float64$",
-    ):
-        subpixel.shuffle(x, 2, out=adapter.empty((1, 2, 4, 4), "float64"))
-
-
-def test_out_wrong_library(adapter):
-    if not adapter.supports_out:
-        pytest.skip(f"{adapter.name} refuses out= (test_out_refused)")
-    x = adapter.asarray(np.zeros((1, 8, 2, 2), np.float32))
-    with pytest.raises(
-        TypeError,
-        match=rf"^`out` must be an array of the input's library \({adapter.name}\)\. Received: out of type ",
-    ):
-        subpixel.shuffle(x, 2, out=[0.0] * 32)
+    with pytest.raises(error, match=message.replace("{name}", adapter.name)):
+        subpixel.shuffle(x, 2, out=[0.0] * 32 if out is None else adapter.empty(*out))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import inspect
+import os
 import pathlib
 import re
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from adapters import requested_backends
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 MODULES = [
     "subpixel.ops",
@@ -26,11 +30,68 @@ MODULES = [
 PAGES = ["conventions.md", "weights.md"]
 
 
+# modules whose examples need a framework: (module, the backend that must be requested)
+FRAMEWORK_MODULES = [
+    ("subpixel.layers.torch", "torch"),
+    ("subpixel.rewrite.torch", "torch"),
+    ("subpixel.layers.keras", os.environ.get("KERAS_BACKEND", "tensorflow")),
+    ("subpixel.rewrite.keras", os.environ.get("KERAS_BACKEND", "tensorflow")),
+    ("subpixel.layers.flax", "jax"),
+    ("subpixel.rewrite.flax", "jax"),
+]
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("name, backend", FRAMEWORK_MODULES)
+def test_framework_docstring_examples(name, backend):
+    if backend not in requested_backends():
+        pytest.skip(f"{backend} is not in SUBPIXEL_TEST_BACKENDS")
+    test_docstring_examples(name)
+
+
+def heading(shown: str, obj: object) -> str:
+    """The reference page's heading for ``obj``, shown as ``shown``: its signature
+    without annotations (the site renders those), or ``= value`` for a constant."""
+    if (
+        not callable(obj)
+        or getattr(obj, "__origin__", None) is not None
+        or type(obj).__module__ == "typing"
+    ):
+        value = "" if not isinstance(obj, (int, float, str)) else f" = {obj!r}"
+        return f"### `{shown}{value}`"
+    sig = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj)  # type: ignore[misc]
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
+    if inspect.isclass(obj):
+        params = params[1:]  # self (Flax modules' metaclass hides __init__ from signature())
+    text = str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty))
+    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    return f"### {'class ' if inspect.isclass(obj) else ''}`{shown}{text}`"
+
+
+def test_reference_headings_are_the_signatures():
+    """docs/reference.md: every heading carries the signature of the name it documents
+    (the ``:::`` line under it), as the code has it now."""
+    text = (DOCS / "reference.md").read_text()
+    pairs = re.findall(r"^(### .*)\n\n::: (\S+)$", text, flags=re.M)
+    assert len(pairs) > 60
+    needs = {"layers.torch": "torch", "rewrite.torch": "torch", "layers.flax": "jax",
+             "rewrite.flax": "jax", "layers.keras": os.environ.get("KERAS_BACKEND", "tensorflow"),
+             "rewrite.keras": os.environ.get("KERAS_BACKEND", "tensorflow")}  # fmt: skip
+    checked = 0
+    for line, path in pairs:
+        if any(k in path and b not in requested_backends() for k, b in needs.items()):
+            continue
+        module, _, name = path.rpartition(".")
+        shown = re.match(r"### (?:class )?`([\w.]+)", line).group(1)
+        assert line == heading(shown, getattr(importlib.import_module(module), name)), path
+        checked += 1
+    assert checked > 30
 
 
 @pytest.mark.parametrize("page", PAGES)
