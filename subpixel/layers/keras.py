@@ -113,7 +113,7 @@ class PixelShuffle(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.factor, self.spatial_dims, self.order, self.data_format = _spec.shuffle_args(
-            factor, spatial_dims, order, _data_format(data_format)
+            factor, spatial_dims, order, data_format or keras.config.image_data_format()
         )
         self.lowering = _check_lowering(lowering, self.factor, self.data_format)
 

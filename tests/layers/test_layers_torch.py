@@ -80,15 +80,20 @@ def test_optimizer_step_decreases_loss():
         torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), SubPixelConv2d(8, 1, 3, 2)
     )
     x, target = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 16, 16)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = _train(model, torch.optim.Adam(model.parameters(), lr=1e-2), x, target, 5)
+    assert losses[-1] < losses[0]
+
+
+def _train(model, opt, x, target, steps: int) -> list[float]:
+    """``steps`` optimizer steps on the MSE to ``target``: the losses."""
     losses = []
-    for _ in range(5):
+    for _ in range(steps):
         opt.zero_grad()
         loss = F.mse_loss(model(x), target)
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0]
+    return losses
 
 
 @pytest.mark.parametrize("order", ["CRD", "DCR"])
@@ -191,16 +196,9 @@ def _ddp_worker(rank: int, world: int, port: int, results) -> None:
     model = DDP(
         torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), SubPixelConv2d(4, 1, 3, 2))
     )
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
     g = torch.Generator().manual_seed(rank)
     x, target = torch.rand(2, 1, 6, 6, generator=g), torch.rand(2, 1, 12, 12, generator=g)
-    losses = []
-    for _ in range(3):
-        opt.zero_grad()
-        loss = F.mse_loss(model(x), target)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _train(model, torch.optim.SGD(model.parameters(), lr=0.1), x, target, 3)
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])
     results[rank] = (losses, flat.numpy())
     dist.destroy_process_group()

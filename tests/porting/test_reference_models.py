@@ -21,31 +21,33 @@ from zoo import (
 )
 
 
+def _ported_from_torch(name: str, framework: int):
+    """The reference model ``name`` in PyTorch (random weights), its ``framework``'s
+    version (1: Keras, 2: Flax) ported from it on an example: ``(source, target, x)``."""
+    case = CASES[name]
+    source, target = torch_model(case[0]), case[framework]()
+    x = np.random.default_rng(0).standard_normal(case[3]).astype(np.float32)
+    ported(source, target, example=x)
+    return source, target, x
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_torch_to_keras_and_back(name):
-    make_torch, make_keras, _, shape = CASES[name]
-    source = torch_model(make_torch)
-    target = make_keras()
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    ported(source, target, example=x)
+    source, target, x = _ported_from_torch(name, 1)
     np.testing.assert_allclose(
         np.asarray(target(nhwc(x), training=False)),
         nhwc(run_torch(source, x)),
         rtol=1e-5,
         atol=1e-5,
     )
-    back = make_torch().eval()
+    back = CASES[name][0]().eval()
     ported(target, back, example=nhwc(x))
     np.testing.assert_allclose(run_torch(back, x), run_torch(source, x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c[2] is not None])
 def test_torch_to_flax(name):
-    make_torch, _, make_flax, shape = CASES[name]
-    source = torch_model(make_torch)
-    target = make_flax()
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    ported(source, target, example=x)
+    _ported_from_torch(name, 2)
 
 
 def test_float64_ports_to_1e_12():
