@@ -45,15 +45,26 @@ class Chain:
 
 @dataclass
 class _Probe:
-    """Which "maybe" nodes turned out to move data (cached per node)."""
+    """Which nodes move data: those a reader says do, and the "maybe" ones that turn
+    out to (cached per node); only data that comes from the graph's inputs counts,
+    not the shape arithmetic exporters write for dynamic sizes."""
 
     graph: Graph
     moving: dict[int, bool] = field(default_factory=dict)
+    data: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.data = set(self.graph.inputs)
+        for node in self.graph.nodes:
+            if node.kind != "shape" and any(i in self.data for i in node.inputs if i):
+                self.data.update(o for o in node.outputs if o)
 
     def moves(self, node: Node) -> bool:
+        if node.step is None or node.data_input not in self.data:
+            return False
         if node.kind == "move":
             return True
-        if node.kind != "maybe" or node.step is None:
+        if node.kind != "maybe":
             return False
         if id(node) not in self.moving:
             shape = self.graph.values[node.data_input].probe_shape

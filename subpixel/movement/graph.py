@@ -101,6 +101,7 @@ class Graph:
     nodes: list[Node] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    attrs: dict[str, object] = field(default_factory=dict)  # what a reader keeps for running
 
     def add(self, node: Node) -> Node:
         self.nodes.append(node)

@@ -383,21 +383,7 @@ def read(
         value.constant = name in init or name in known
     for name in graph.inputs:
         graph.values[name].probe_shape = concrete[name]
-    _only_data_moves(graph)
     return graph
-
-
-def _only_data_moves(graph: Graph) -> None:
-    """Movement ops on shapes and constants (the arithmetic exporters write for
-    dynamic sizes) are not data movement: only those fed from a graph input are."""
-    data = set(graph.inputs)
-    for node in graph.nodes:
-        if node.kind == "shape":
-            continue
-        if any(i in data for i in node.inputs if i):
-            data.update(o for o in node.outputs if o)
-        if node.kind in ("move", "maybe") and node.data_input not in data:
-            node.kind, node.step = "compute", None
 
 
 def _run_for_sizes(
