@@ -6,6 +6,7 @@ subpixel upscale  super-resolve an image with the bundled ESPCN
 subpixel bench    shuffle throughput against a plain copy and the native ops
 subpixel convert  port sub-pixel conv weights between files, frameworks and orders
 subpixel export   the bundled ESPCN as ONNX or LiteRT/TFLite, checked in its runtime
+subpixel audit    each depth-to-space of an ONNX/LiteRT file: the order it implements
 
 Every problem with what the user passed is one line ``subpixel: error: ...`` and
 exit status 2; a failed check exits with 1.
@@ -23,12 +24,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import bench, check, convert, export, info, upscale
+from . import audit, bench, check, convert, export, info, upscale
 from ._common import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
 
-COMMANDS = (info, check, upscale, bench, convert, export)
+COMMANDS = (info, check, upscale, bench, convert, export, audit)
 
 
 class _Parser(argparse.ArgumentParser):

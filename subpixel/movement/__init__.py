@@ -26,3 +26,16 @@ __all__ = [
     "find_chains",
     "index_map",
 ]
+
+
+def reader_for(model: object):  # type: ignore[no-untyped-def]
+    """The reader of a framework model's type (``None`` for none): a function
+    ``(model, example) -> (graph, run, inputs)``."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        from .torch import read_module
+
+        return read_module
+    return None

@@ -328,12 +328,17 @@ def _conv_step(node: Any, a: dict[str, Any], known: dict[str, np.ndarray], sizes
 
 
 def read(
-    source: str | os.PathLike | Any, shapes: Mapping[str, Sequence[int]] | None = None
+    source: str | os.PathLike | Any,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    folder: str | None = None,
 ) -> Graph:
-    """The graph of an ONNX file (or loaded ``ModelProto``), sizes made concrete for
-    a probe input (:func:`probe_shapes`; ``shapes`` overrides it per input name)."""
-    model = load(source) if isinstance(source, (str, os.PathLike)) else source
-    folder = os.path.dirname(os.path.abspath(source)) if isinstance(source, (str, os.PathLike)) else None
+    """The graph of an ONNX file (or a loaded ``ModelProto`` whose external weights,
+    if any, lie in ``folder``), sizes made concrete for a probe input
+    (:func:`probe_shapes`; ``shapes`` overrides it per input name)."""
+    if isinstance(source, (str, os.PathLike)):
+        model, folder = load(source), os.path.dirname(os.path.abspath(source))
+    else:
+        model = source
     concrete = probe_shapes(model, shapes)
     known, inferred = _fold(model, concrete, folder)
     sizes = _value_shapes(inferred)
