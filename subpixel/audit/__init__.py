@@ -14,6 +14,7 @@ convolution is found alike.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..movement import Chain, find_chains
@@ -34,19 +35,58 @@ def audit(model: Any, *, against: Any = None, example: Any = None, shapes: Any =
     one probe input and each site is verified or diagnosed.  ``shapes``: the probe
     input's shape (one tuple, or a dict by input name) where sizes are dynamic."""
     target = open_model(model, shapes=shapes, example=example)
-    report = _analyse(target)
-    if against is not None:
-        from .against import compare
+    if against is None:
+        return _analyse(target)
+    from .against import compare
 
-        source = open_model(against, example=example, shapes=_source_shapes(against, target, shapes))
-        source_sites = [c for c in find_chains(source.graph) if c.movement is not None and c.movement.is_site]
-        report.against = source.name
-        compare(report, target, source, source_sites)
+    source = open_model(against, example=example)
+    target, source = _aligned(model, target, against, source, example)
+    report = _analyse(target)
+    source_sites = [c for c in find_chains(source.graph) if c.movement is not None and c.movement.is_site]
+    report.against = source.name
+    compare(report, target, source, source_sites)
     return report
 
 
-def _source_shapes(against: Any, target: Opened, shapes: Any) -> Any:
-    return shapes if isinstance(shapes, dict) or shapes is None else shapes
+def _fits(shape: tuple[int, ...], declared: Any) -> bool:
+    return declared is None or (
+        len(shape) == len(declared) and all(d is None or d == s for s, d in zip(shape, declared))
+    )
+
+
+def _layouts_of(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """``shape`` as it is, with its axis 1 moved last, and its last axis moved to 1."""
+    out = [tuple(shape)]
+    if len(shape) >= 3:
+        out.append((shape[0], *shape[2:], shape[1]))
+        out.append((shape[0], shape[-1], *shape[1:-1]))
+    return out
+
+
+def _aligned(model: Any, target: Opened, against: Any, source: Opened, example: Any) -> tuple[Opened, Opened]:
+    """Both models opened for the same probe input: the target's sizes follow the
+    source's (in the target's layout), or the source's the target's where only the
+    source's are open."""
+    if len(target.inputs) != len(source.inputs):
+        raise ValueError(
+            f"the model has {len(target.inputs)} inputs and `against` {len(source.inputs)}: "
+            "they cannot run on one probe input"
+        )
+    s_shape, t_shape = source.inputs[0][1], target.inputs[0][1]
+    t_declared = target.graph.values[target.graph.inputs[0]].shape
+    s_declared = source.graph.values[source.graph.inputs[0]].shape
+    for cand in _layouts_of(s_shape):
+        if _fits(cand, t_declared):
+            if cand != tuple(t_shape):
+                target = open_model(model, shapes=cand, example=example)
+            return target, source
+    for cand in _layouts_of(t_shape):
+        if _fits(cand, s_declared) and isinstance(against, (str, os.PathLike)):
+            return target, open_model(against, shapes=cand)
+    raise ValueError(
+        f"the model's input {t_shape} and the source's {s_shape} do not fit one probe input "
+        "(in either layout): pass shapes= (--shape) that both accept"
+    )
 
 
 def _analyse(opened: Opened) -> AuditReport:

@@ -114,23 +114,29 @@ def find_chains(graph: Graph) -> list[Chain]:
     }
     paths: list[tuple[tuple[Node, ...], tuple[str, ...]]] = []
 
-    def follow(nodes: tuple[Node, ...], values: tuple[str, ...]) -> None:
-        last = values[-1]
-        users = [n for n in readers.get(last, []) if n.kind != "shape"]
-        nxt = [n for n in users if probe.moves(n) and n.data_input == last]
-        ends_here = last in graph.outputs or any(
-            not (probe.moves(n) and n.data_input == last) for n in users
-        )
-        if nodes and (ends_here or not nxt):
-            paths.append((nodes, values))
-        for node in nxt:
-            follow((*nodes, node), (*values, node.outputs[0]))
+    def follow(start: str) -> None:
+        # depth first, without recursion: a graph may hold thousands of ops in a row
+        stack: list[tuple[tuple[Node, ...], tuple[str, ...]]] = [((), (start,))]
+        while stack:
+            nodes, values = stack.pop()
+            last = values[-1]
+            users = [n for n in readers.get(last, []) if n.kind != "shape"]
+            nxt = [n for n in users if probe.moves(n) and n.data_input == last]
+            # a chain ends where its data leaves the graph, meets arithmetic or forks
+            ends = last in graph.outputs or len(users) != 1 or len(nxt) != 1
+            if nodes and ends:
+                paths.append((nodes, values))
+            for node in reversed(nxt):
+                prefix = ((), (last,)) if ends else (nodes, values)
+                stack.append(((*prefix[0], node), (*prefix[1], node.outputs[0])))
 
+    started: set[str] = set()
     for node in graph.nodes:
         if probe.moves(node) and node.data_input not in produced_by_move:
             start = node.data_input
-            if not any(p[1][0] == start for p in paths):
-                follow((), (start,))
+            if start not in started:
+                started.add(start)
+                follow(start)
     seen: set[tuple[int, ...]] = set()
     chains: list[Chain] = []
     for nodes, values in paths:
@@ -164,8 +170,10 @@ MAX_SPLIT = 16
 
 def _split(graph: Graph, nodes: tuple[Node, ...], values: tuple[str, ...]) -> list[Chain]:
     """A path cut into consecutive parts: the fewest parts that are no known movement,
-    then the most shuffles and unshuffles (two shuffles in a row are two sites even
-    where together they cancel), then the fewest parts."""
+    then the fewest shuffles of no known order (a channel permutation then a DCR
+    shuffle is that, not one shuffle of another order), then the most shuffles and
+    unshuffles (two shuffles in a row are two sites even where together they cancel),
+    then the fewest parts."""
     memo: dict[tuple[int, int], Chain] = {}
 
     def part(i: int, j: int) -> Chain:
@@ -173,15 +181,16 @@ def _split(graph: Graph, nodes: tuple[Node, ...], values: tuple[str, ...]) -> li
             memo[(i, j)] = _classified(graph, nodes[i:j], values[i : j + 1])
         return memo[(i, j)]
 
-    def cost(c: Chain) -> tuple[int, int, int]:
+    def cost(c: Chain) -> tuple[int, int, int, int]:
         m = c.movement
         unknown = m is None or m.kind in ("other", "selection") or not m.blocks
-        return (int(unknown), -int(m is not None and m.is_site), 1)
+        site = m is not None and m.is_site
+        return (int(unknown), int(site and m.order == "other"), -int(site), 1)
 
     L = len(nodes)
     if L > MAX_SPLIT:
         return [part(0, L)]
-    best: list[tuple[tuple[int, int, int], list[Chain]]] = [((0, 0, 0), [])]
+    best: list[tuple[tuple[int, ...], list[Chain]]] = [((0, 0, 0, 0), [])]
     for j in range(1, L + 1):
         options = []
         for i in range(j):

@@ -115,7 +115,8 @@ def classify(index: np.ndarray, in_shape: tuple[int, ...], hint: Layout | None =
     flat = np.asarray(index, np.int64).ravel()
     if not _is_permutation(flat, n):
         return Movement("selection", in_shape, out_shape)
-    if np.array_equal(flat, np.arange(n)):
+    in_order = bool(np.array_equal(flat, np.arange(n)))
+    if in_order and (in_shape == out_shape or len(in_shape) != len(out_shape)):
         return _in_memory_order(in_shape, out_shape)
     src = list(np.unravel_index(flat, in_shape))
     dst = _coords(out_shape)
@@ -125,27 +126,23 @@ def classify(index: np.ndarray, in_shape: tuple[int, ...], hint: Layout | None =
     )
     if found is not None:
         return found
-    site = _shuffle(src, dst, in_shape, out_shape, layouts)
-    if site is None:
-        inverse = np.empty_like(flat)
-        inverse[flat] = np.arange(n)
-        back = _shuffle(
-            list(np.unravel_index(inverse, out_shape)), _coords(in_shape), out_shape, in_shape, layouts
-        )
-        if back is not None:
-            site = Movement(
-                "unshuffle",
-                in_shape,
-                out_shape,
-                back.factor,
-                back.order,
-                back.layout,
-                back.other_layout,
-                back.table,
-                blocks=back.blocks,
-            )
-    if site is not None:
-        return site
+    readings = _shuffle(src, dst, in_shape, out_shape, layouts)
+    inverse = np.empty_like(flat)
+    inverse[flat] = np.arange(n)
+    back = _shuffle(
+        list(np.unravel_index(inverse, out_shape)), _coords(in_shape), out_shape, in_shape, layouts
+    )
+    readings += [
+        Movement("unshuffle", in_shape, out_shape, m.factor, m.order, m.layout, m.other_layout, m.table, blocks=m.blocks)
+        for m in back
+    ]
+    # a reading whose elements stay in their blocks, in one layout, the preferred one first
+    readings.sort(key=lambda m: (not m.blocks, m.layout != m.other_layout, layouts.index(m.layout or layouts[0])))
+    site = readings[0] if readings else None
+    if site is not None and (site.blocks or not in_order):
+        return site  # (a 1-D channels-last shuffle of one channel keeps memory order)
+    if in_order:
+        return _in_memory_order(in_shape, out_shape)
     return _flatten(flat, in_shape, out_shape) or Movement("other", in_shape, out_shape)
 
 
@@ -216,15 +213,15 @@ def _channel_permutation(src, dst, in_shape, out_shape, layouts) -> Movement | N
     return None
 
 
-def _shuffle(src, dst, in_shape, out_shape, layouts) -> Movement | None:
-    """The map read as a shuffle in each pair of layouts its shapes allow; the first
-    whose elements stay in their blocks, else the first whose shapes fit."""
+def _shuffle(src, dst, in_shape, out_shape, layouts) -> list[Movement]:
+    """The map read as a shuffle in each pair of layouts its shapes allow: those
+    whose elements stay in their blocks, else those whose shapes fit
+    (``blocks=False``)."""
     if len(in_shape) != len(out_shape) or len(in_shape) < 3 or in_shape[0] != out_shape[0]:
-        return None
+        return []
+    found: list[Movement] = []
     fits: list[Movement] = []
-    for lin, lout in sorted(
-        itertools.product(layouts, layouts), key=lambda p: (p[0] != p[1], layouts.index(p[0]))
-    ):
+    for lin, lout in itertools.product(layouts, layouts):
         ci, si = _parts(in_shape, lin)
         co, so = _parts(out_shape, lout)
         S_in, S_out = [in_shape[a] for a in si], [out_shape[a] for a in so]
@@ -239,9 +236,6 @@ def _shuffle(src, dst, in_shape, out_shape, layouts) -> Movement | None:
         for k, (a_in, a_out) in enumerate(zip(si, so)):
             ok = ok and np.array_equal(src[a_in], dst[a_out] // r[k])
             block = block * r[k] + dst[a_out] % r[k]
-        movement = Movement(
-            "shuffle", in_shape, out_shape, r, "other", lin, lout, blocks=False
-        )
         if ok:
             table = np.full((C, R), -1)
             table[dst[co], block] = src[ci]
@@ -254,11 +248,12 @@ def _shuffle(src, dst, in_shape, out_shape, layouts) -> Movement | None:
                     if np.array_equal(table, b * C + c)
                     else "other"
                 )
-                return Movement(
-                    "shuffle", in_shape, out_shape, r, order, lin, lout, tuple(int(t) for t in table.ravel())
+                found.append(
+                    Movement("shuffle", in_shape, out_shape, r, order, lin, lout, tuple(int(t) for t in table.ravel()))
                 )
-        fits.append(movement)
-    return fits[0] if fits else None
+                continue
+        fits.append(Movement("shuffle", in_shape, out_shape, r, "other", lin, lout, blocks=False))
+    return found or fits
 
 
 def _flatten(flat: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Movement | None:
