@@ -185,30 +185,72 @@ def compare(report: AuditReport, target: Opened, source: Opened, source_sites: l
     report.output_diff = _max_diff(out_s, out_t)
     report.output_tolerance = tolerance(target.graph, out_s)
     by_chain = {id(s.chain): s for s in report.sites}
-    first = ""
+    results: list[tuple[int, Site | None, Chain | None, Comparison]] = []
+    # an unshuffle whose output's channels come in another order is right where the
+    # layer after it takes them so: the next place the two models are compared tells
+    pending: list[tuple[int, Comparison]] = []
+
+    def resolve(agrees: bool) -> None:
+        for i, good in pending:
+            if agrees:
+                results[i] = (*results[i][:3], good)
+        pending.clear()
+
     for k, (s_chain, t_chain) in enumerate(pairs):
         m = s_chain.movement
         assert m is not None
         site = by_chain.get(id(t_chain)) if t_chain is not None else None
         if t_chain is None:
-            comp = Comparison("missing", diagnosis=f"the source's site {k} ({m.describe()}) has no counterpart of its sizes in the target")
-            first = first or f"source site {k}: {comp.diagnosis}"
-            report.unpaired.append((k, comp))
+            comp = Comparison(
+                "missing",
+                diagnosis=f"the source's site {k} ({m.describe()}) has no counterpart of its sizes in the target",
+            )
+            results.append((k, None, None, comp))
             continue
         x_s, y_s = s_vals[s_chain.input], s_vals[s_chain.output]
         x_t, y_t = _to_source(t_vals[t_chain.input], relation), _to_source(t_vals[t_chain.output], relation)
+        if pending:
+            tol = tolerance(target.graph, x_s)
+            resolve(_match_channels(x_s, x_t, _channel_axis(m, x_s), tol) is not None)
         index = index_map(source.graph, s_chain.nodes, s_chain.input)
         assert index is not None
         comp = _judge(m, index, x_s, y_s, x_t, y_t, target, t_chain, t_vals, relation)
-        if site is None:  # the target's counterpart is no site of its own (a layout swap, say)
+        results.append((k, site, t_chain, comp))
+        if m.kind == "unshuffle" and comp.status == "diverges":
+            axis = 1 if m.layout == "channels_first" else y_s.ndim - 1
+            perm = _match_channels(y_s, y_t, axis, tolerance(target.graph, y_s))
+            if perm is not None:
+                good = Comparison(
+                    "verified",
+                    0.0,
+                    comp.input_diff,
+                    "its output's channels come in another order than the source's, which the "
+                    f"layer after it takes (a reorder folded into that layer: {_short(perm)})",
+                )
+                pending.append((len(results) - 1, good))
+    resolve(report.output_diff <= report.output_tolerance)
+    first = ""
+    for k, site, t_chain, comp in results:
+        if site is None:
             report.unpaired.append((k, comp))
         else:
             site.comparison = comp
-        if comp.status == "diverges" and not first:
-            where = f"site {site.index}" if site is not None else f"the target's nodes {', '.join(n.name for n in t_chain.nodes)}"
+        if first:
+            continue
+        if comp.status in ("diverges", "missing"):
+            where = (
+                f"site {site.index}"
+                if site is not None
+                else f"the target's nodes {', '.join(n.name for n in t_chain.nodes)}"
+                if t_chain is not None
+                else "no counterpart"
+            )
             first = f"{where} (source site {k}): {comp.diagnosis}"
-        elif comp.status == "inputs differ" and not first:
-            first = f"before source site {k}: its input already differs by {comp.input_diff:.3g} (not at a depth-to-space site)"
+        elif comp.status == "inputs differ":
+            first = (
+                f"before source site {k}: its input already differs by {comp.input_diff:.3g} "
+                "(not at a depth-to-space site)"
+            )
     if not first and not report.output_diff <= report.output_tolerance:
         first = (
             f"after the last site: the outputs differ by {report.output_diff:.3g} "
