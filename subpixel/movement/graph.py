@@ -27,9 +27,12 @@ __all__ = ["Graph", "Node", "NodeKind", "Quant", "Step", "Value"]
 # "maybe": arithmetic with constant parameters that may amount to moving data (a
 #         convolution whose kernel is one-hot): ``step`` is its NumPy semantics and
 #         the analysis probes it;
+# "elementwise": each output element depends only on the elements at the same
+#         position of its inputs (broadcast where an input is smaller): activations,
+#         arithmetic, casts, a bias add; positions pass through it unchanged;
 # "shape": reads only the sizes of its inputs (ONNX ``Shape``), never their data;
 # "compute": anything else (never probed).
-NodeKind = Literal["move", "maybe", "shape", "compute"]
+NodeKind = Literal["move", "maybe", "elementwise", "shape", "compute"]
 
 Step = Callable[[np.ndarray], np.ndarray]
 

@@ -1,36 +1,54 @@
-"""PyTorch modules into the neutral :class:`~.graph.Graph`, through ``torch.export``.
+"""PyTorch modules into the neutral :class:`~.graph.Graph`, as ATen graphs.
 
-The ATen graph ``torch.export`` traces on an example holds every way of writing a
-shuffle as ops: ``F.pixel_shuffle``, ``nn.PixelShuffle``, ``view``/``permute``/
-``reshape`` chains, einops, a constant ``index_select``.  A data-movement op's
-semantics are the op itself, run on an index tensor (the framework is its own
-oracle); parameters and buffers are values with their path in the module.
+The module runs once on an example (evaluation mode, no gradients) under a
+dispatch mode that records every ATen op it executes, with the tensors it reads and
+writes: whatever the forward code does (control flow on the data included), the
+graph holds what ran on the example.  Every way of writing a shuffle is ops there:
+``F.pixel_shuffle``, ``nn.PixelShuffle``, ``view``/``permute``/``reshape`` chains,
+einops, a constant ``index_select``.  A data-movement op's semantics are the op
+itself, run on an index tensor (the framework is its own oracle); parameters and
+buffers are values named by their path in the module (``conv1.weight``).  The
+recording is local to the calling thread: nothing of the module or of ``torch`` is
+patched.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .graph import Graph, Node
+from .graph import Graph, Node, Value
 
-__all__ = ["export", "read_module", "read_program"]
+__all__ = ["Traced", "evaluating", "read_module", "run", "trace"]
 
 # ATen ops that only move the data of their first argument (given their other,
 # constant, arguments): their semantics is the op itself
 _MOVES = {
-    "view", "reshape", "_unsafe_view", "permute", "transpose", "t", "pixel_shuffle",
-    "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle", "flatten", "unflatten",
-    "squeeze", "unsqueeze", "contiguous", "clone", "alias", "detach", "index_select",
-    "select", "slice", "narrow", "movedim", "swapaxes", "lift_fresh_copy", "dropout",
-    "feature_dropout", "alpha_dropout", "feature_alpha_dropout", "view_copy", "permute_copy",
-    "expand_as",
+    *"view reshape _unsafe_view permute transpose t pixel_shuffle pixel_unshuffle".split(),
+    *"channel_shuffle native_channel_shuffle flatten unflatten squeeze unsqueeze".split(),
+    *"contiguous clone alias detach index_select select slice narrow movedim swapaxes".split(),
+    *"lift_fresh_copy dropout feature_dropout alpha_dropout feature_alpha_dropout".split(),
+    *"view_copy permute_copy _reshape_alias alias_copy".split(),
 }
-_CONVS = {"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "_convolution"}
-_SHAPES = {"sym_size", "sym_numel", "sym_stride", "size"}
+# ATen ops whose every output element depends only on the same position of their
+# (broadcast) inputs
+_ELEMENTWISE = {
+    *"relu relu_ relu6 gelu silu silu_ sigmoid sigmoid_ tanh tanh_ hardtanh hardtanh_".split(),
+    *"leaky_relu leaky_relu_ elu elu_ selu celu hardswish hardsigmoid mish softplus".split(),
+    *"clamp clamp_ clamp_min clamp_max clip abs neg exp log log1p sqrt rsqrt pow".split(),
+    *"add add_ sub sub_ mul mul_ div div_ rsub where maximum minimum reciprocal square".split(),
+    *"erf sin cos floor ceil round trunc sign _to_copy to type_as prelu _prelu_kernel".split(),
+    *"lerp addcmul addcdiv threshold gt lt ge le eq ne logical_not bitwise_not".split(),
+}
+_CONVS = {
+    *"conv1d conv2d conv3d convolution _convolution conv_transpose1d".split(),
+    *"conv_transpose2d conv_transpose3d".split(),
+}
+_SHAPES = {"sym_size", "sym_numel", "sym_stride", "size", "sym_storage_offset"}
 
 
 def _base(target: Any) -> str:
@@ -40,182 +58,205 @@ def _base(target: Any) -> str:
 
 
 @contextlib.contextmanager
-def _evaluating(model: Any) -> Iterator[None]:
+def evaluating(model: Any) -> Iterator[None]:
+    """Evaluation mode without gradients; each module's mode restored after."""
+    import torch
+
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
-        yield
+        with torch.no_grad():
+            yield
     finally:
         for m, mode in modes.items():
             m.training = mode
 
 
-def export(model: Any, example: Any) -> Any:
-    """``torch.export`` of ``model`` (in evaluation mode; each module's mode restored)
-    on ``example``; one-line ``ValueError`` naming the model where it cannot be traced."""
+@dataclass
+class Traced:
+    """What one run recorded: ``graph`` and the tensors of its constants
+    (parameters, buffers, tensors made outside the recorded ops)."""
+
+    graph: Graph
+    constants: dict[str, Any]
+
+
+def _as_args(example: Any) -> tuple[Any, ...]:
     import torch
 
     args = tuple(example) if isinstance(example, (tuple, list)) else (example,)
-    args = tuple(a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a)) for a in args)
+    return tuple(a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a)) for a in args)
+
+
+class _Recorder:
+    """A ``TorchDispatchMode`` (made on first use: torch is imported lazily) noting
+    each op with its inputs and outputs by name; tensors are told apart by identity
+    (weak references: a tensor that dies frees its name)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Recorder(TorchDispatchMode):
+            def __init__(self, params: dict[int, str], inputs: list[Any], wanted: set[str] | None) -> None:
+                super().__init__()
+                import weakref
+
+                self.weakref = weakref
+                self.params = params
+                self.graph = Graph("torch", "channels_first")
+                self.constants: dict[str, Any] = {}
+                self.names: dict[int, tuple[Any, str]] = {}
+                self.count: dict[str, int] = {}
+                self.wanted, self.seen = wanted, {}
+                for i, x in enumerate(inputs):
+                    name = f"input_{i}"
+                    self._bind(x, name)
+                    self.graph.inputs.append(name)
+                    self._value(name, x)
+
+            def _bind(self, t: Any, name: str) -> None:
+                self.names[id(t)] = (self.weakref.ref(t), name)
+
+            def _value(self, name: str, t: Any) -> Value:
+                v = self.graph.values.get(name) or Value(name)
+                self.graph.values[name] = v
+                v.probe_shape = v.shape = tuple(int(s) for s in t.shape)
+                v.dtype = str(t.dtype).removeprefix("torch.")
+                return v
+
+            def name_of(self, t: Any) -> str:
+                held = self.names.get(id(t))
+                if held is not None and held[0]() is t:
+                    return held[1]
+                path = self.params.get(id(t))
+                name = path if path is not None else f"constant_{len(self.constants)}"
+                v = self._value(name, t)
+                v.constant, v.param = True, path
+                self.constants[name] = t
+                self._bind(t, name)
+                return name
+
+            def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+                import torch
+                from torch.utils._pytree import tree_flatten
+
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                leaves, _ = tree_flatten((args, kwargs))
+                inputs = [self.name_of(t) for t in leaves if isinstance(t, torch.Tensor)]
+                outs, _ = tree_flatten(out)
+                base = _base(func)
+                k = self.count[base] = self.count.get(base, 0) + 1
+                names = []
+                for j, t in enumerate(o for o in outs if isinstance(o, torch.Tensor)):
+                    name = f"{base}_{k}" + (f"_{j}" if j else "")
+                    self._bind(t, name)
+                    self._value(name, t)
+                    names.append(name)
+                    if self.wanted is not None and name in self.wanted:
+                        self.seen[name] = t.detach().cpu().numpy().copy()
+                if self.wanted is None:
+                    kind, step = _step(func, args, kwargs, self.constants, self.name_of)
+                    first = args[0] if args else None
+                    data = inputs.index(self.name_of(first)) if isinstance(first, torch.Tensor) else 0
+                    self.graph.add(Node(names[0] if names else f"{base}_{k}", str(func), inputs, names, kind, step, data))  # type: ignore[arg-type]
+                return out
+
+        return Recorder(*args, **kwargs)
+
+
+def _params(model: Any) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for name, t in (*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)):
+        out.setdefault(id(t), name)
+    return out
+
+
+def _run(model: Any, args: tuple[Any, ...], wanted: set[str] | None) -> Any:
+    rec = _Recorder(_params(model), list(args), wanted)
+    with evaluating(model), rec:
+        out = model(*args)
+    import torch
+    from torch.utils._pytree import tree_flatten
+
+    outs, _ = tree_flatten(out)
+    rec.graph.outputs = [rec.name_of(t) for t in outs if isinstance(t, torch.Tensor)]
+    return rec
+
+
+def trace(model: Any, example: Any) -> Traced:
+    """The ATen ops of one run of ``model`` on ``example`` (evaluation mode, no
+    gradients, each module's mode restored: no state moves); a run that fails is one
+    ``ValueError`` naming the model."""
+    args = _as_args(example)
     try:
-        with _evaluating(model), torch.no_grad():
-            return torch.export.export(model, args, strict=False)
+        rec = _run(model, args, None)
     except Exception as e:
         line = (str(e).strip().splitlines() or [""])[0][:300]
-        raise ValueError(
-            f"cannot trace {type(model).__name__} with torch.export ({type(e).__name__}: {line})"
-        ) from None
+        raise ValueError(f"{type(model).__name__} does not run on `example` ({type(e).__name__}: {line})") from None
+    return Traced(rec.graph, rec.constants)
 
 
-def _constants(ep: Any) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    """Tensors of the program's parameter/buffer/constant placeholders, their paths in
-    the module, and the user inputs' placeholder names (in order)."""
-    from torch.export.graph_signature import InputKind
-
-    values: dict[str, Any] = {}
-    paths: dict[str, str] = {}
-    users: list[str] = []
-    for spec in ep.graph_signature.input_specs:
-        name = spec.arg.name
-        if spec.kind == InputKind.USER_INPUT:
-            users.append(name)
-        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
-            t = ep.state_dict.get(spec.target)
-            if t is None:
-                t = ep.constants.get(spec.target)
-            values[name], paths[name] = t, spec.target
-        elif spec.kind == InputKind.CONSTANT_TENSOR:
-            values[name], paths[name] = ep.constants.get(spec.target), spec.target
-    return values, paths, users
+def run(model: Any, feeds: Sequence[Any], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named values (as :func:`trace` names them) of a run on ``feeds``."""
+    rec = _run(model, _as_args(list(feeds)), set(names))
+    for i, x in enumerate(feeds):
+        if f"input_{i}" in names:
+            rec.seen[f"input_{i}"] = np.asarray(x)
+    outs = {n: rec.seen[n] for n in names if n in rec.seen}
+    missing = [n for n in names if n not in outs]
+    if missing:
+        raise ValueError(f"the run on the probe input took another path: {', '.join(missing[:3])} not computed")
+    return outs
 
 
-def _step(node: Any, consts: dict[str, Any]) -> tuple[str, Callable[[np.ndarray], np.ndarray] | None]:
-    """(kind, semantics) of an ATen node: the op run on an index tensor with its other
-    arguments (constants only) as traced."""
+def _step(
+    func: Any, args: Any, kwargs: Any, constants: dict[str, Any], name_of: Callable[[Any], str]
+) -> tuple[str, Callable[[np.ndarray], np.ndarray] | None]:
+    """(kind, semantics) of an ATen op: the op itself run on an index tensor with its
+    other arguments as they were (constant tensors only)."""
     import torch
 
-    base = _base(node.target)
-    fx = torch.fx
+    base = _base(func)
     if base in _SHAPES:
         return "shape", None
+    if base in _ELEMENTWISE:
+        return "elementwise", None
     moves, maybe = base in _MOVES, base in _CONVS
-    if not (moves or maybe) or not node.args or not isinstance(node.args[0], fx.Node):
+    if not (moves or maybe) or not args or not isinstance(args[0], torch.Tensor):
         return "compute", None
-
-    def const(a: Any) -> Any:
-        if isinstance(a, fx.Node):
-            if a.name not in consts or consts[a.name] is None:
-                raise KeyError(a.name)
-            return consts[a.name]
-        if isinstance(a, (list, tuple)):
-            return type(a)(const(v) for v in a)
-        return a
-
-    try:
-        rest = [const(a) for a in node.args[1:]]
-        kwargs = {k: const(v) for k, v in node.kwargs.items()}
-    except KeyError:
-        return "compute", None
+    rest, kw = list(args[1:]), dict(kwargs)
+    for a in (*rest, *kw.values()):
+        if isinstance(a, torch.Tensor) and name_of(a) not in constants:
+            return "compute", None  # an index or kernel computed from the data
     if maybe:
         w = rest[0] if rest else None
-        b = rest[1] if len(rest) > 1 else kwargs.get("bias")
+        b = rest[1] if len(rest) > 1 else kw.get("bias")
         if not isinstance(w, torch.Tensor) or not bool(((w == 0) | (w == 1)).all()):
             return "compute", None
         if isinstance(b, torch.Tensor) and bool((b != 0).any()):
             return "compute", None
-        rest = [r.double() if isinstance(r, torch.Tensor) else r for r in rest]
-        kwargs = {k: v.double() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        rest = [r.detach().double() if isinstance(r, torch.Tensor) else r for r in rest]
+        kw = {k: v.detach().double() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+    else:
+        rest = [r.detach().clone() if isinstance(r, torch.Tensor) else r for r in rest]
 
-    target = node.target
-
-    def run(x: np.ndarray) -> np.ndarray:
+    def step(x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(x))
         if maybe:
             t = t.double()
         with torch.no_grad():
-            return target(t, *rest, **kwargs).numpy()
+            return func(t, *rest, **kw).numpy()
 
-    return ("maybe" if maybe else "move"), run
-
-
-def read_program(ep: Any) -> Graph:
-    """The graph of an ``ExportedProgram`` (sizes as traced)."""
-    import torch
-
-    consts, paths, users = _constants(ep)
-    graph = Graph("torch", "channels_first")
-    graph.inputs = list(users)
-    outputs: list[str] = []
-    for node in ep.graph.nodes:
-        if node.op == "placeholder":
-            graph.values.setdefault(node.name, _value(node, graph))
-            v = graph.values[node.name]
-            v.constant, v.param = node.name in consts, paths.get(node.name)
-            continue
-        if node.op == "output":
-            outs = node.args[0] if isinstance(node.args[0], (list, tuple)) else [node.args[0]]
-            outputs = [o.name for o in outs if isinstance(o, torch.fx.Node)]
-            continue
-        if node.op != "call_function":
-            continue
-        kind, step = _step(node, consts)
-        inputs = [a.name for a in node.all_input_nodes]
-        data = inputs.index(node.args[0].name) if node.args and isinstance(node.args[0], torch.fx.Node) else 0
-        graph.add(Node(node.name, str(node.target), inputs, [node.name], kind, step, data))  # type: ignore[arg-type]
-        _value(node, graph)
-    graph.outputs = outputs
-    return graph
-
-
-def _value(node: Any, graph: Graph) -> Any:
-    from .graph import Value
-
-    v = graph.values.get(node.name) or Value(node.name)
-    graph.values[node.name] = v
-    val = node.meta.get("val")
-    shape = getattr(val, "shape", None)
-    if shape is not None:
-        try:
-            v.probe_shape = tuple(int(s) for s in shape)
-            v.shape = v.probe_shape
-        except (TypeError, ValueError):
-            v.probe_shape = None
-        v.dtype = str(getattr(val, "dtype", "")).removeprefix("torch.")
-    return v
-
-
-def run_program(ep: Any, inputs: Sequence[Any], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named values of ``ep`` run on ``inputs`` (an FX interpreter noting them)."""
-    import torch
-
-    consts, _, users = _constants(ep)
-    wanted = set(names)
-    seen: dict[str, np.ndarray] = {}
-
-    class Noting(torch.fx.Interpreter):
-        def run_node(self, n: Any) -> Any:
-            out = super().run_node(n)
-            if n.name in wanted and isinstance(out, torch.Tensor):
-                seen[n.name] = out.detach().cpu().numpy().copy()
-            return out
-
-    feeds = iter(torch.as_tensor(np.asarray(x)) for x in inputs)
-    args = []
-    for spec in ep.graph_signature.input_specs:
-        name = spec.arg.name
-        args.append(next(feeds) if name in users else consts[name])
-    with torch.no_grad():
-        Noting(ep.graph_module).run(*args)
-    return seen
+    return ("maybe" if maybe else "move"), step
 
 
 def read_module(model: Any, example: Any) -> tuple[Graph, Any, list[tuple[str, tuple[int, ...], str]]]:
     """(graph, run, inputs) of a PyTorch module traced on ``example``."""
-    ep = export(model, example)
-    graph = read_program(ep)
-
-    def run(feeds: list[np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
-        return run_program(ep, feeds, names)
-
+    graph = trace(model, example).graph
     inputs = [(n, graph.values[n].probe_shape or (), graph.values[n].dtype) for n in graph.inputs]
-    return graph, run, inputs
+
+    def runner(feeds: list[np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+        return run(model, feeds, names)
+
+    return graph, runner, inputs
