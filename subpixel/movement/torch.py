@@ -108,8 +108,10 @@ class _Recorder:
                 self.names: dict[int, tuple[Any, str]] = {}
                 self.count: dict[str, int] = {}
                 self.wanted, self.seen = wanted, {}
+                self.data: set[str] = set()  # names of the values computed from the inputs
                 for i, x in enumerate(inputs):
                     name = f"input_{i}"
+                    self.data.add(name)
                     self._bind(x, name)
                     self.graph.inputs.append(name)
                     self._value(name, x)
@@ -141,24 +143,27 @@ class _Recorder:
                 from torch.utils._pytree import tree_flatten
 
                 kwargs = kwargs or {}
-                out = func(*args, **kwargs)
                 leaves, _ = tree_flatten((args, kwargs))
                 inputs = [self.name_of(t) for t in leaves if isinstance(t, torch.Tensor)]
+                first = args[0] if args else None
+                data = inputs.index(self.name_of(first)) if isinstance(first, torch.Tensor) else 0
+                out = func(*args, **kwargs)
                 outs, _ = tree_flatten(out)
                 base = _base(func)
                 k = self.count[base] = self.count.get(base, 0) + 1
                 names = []
+                from_data = any(i in self.data for i in inputs)
                 for j, t in enumerate(o for o in outs if isinstance(o, torch.Tensor)):
                     name = f"{base}_{k}" + (f"_{j}" if j else "")
+                    if from_data:
+                        self.data.add(name)
                     self._bind(t, name)
                     self._value(name, t)
                     names.append(name)
                     if self.wanted is not None and name in self.wanted:
                         self.seen[name] = t.detach().cpu().numpy().copy()
                 if self.wanted is None:
-                    kind, step = _step(func, args, kwargs, self.constants, self.name_of)
-                    first = args[0] if args else None
-                    data = inputs.index(self.name_of(first)) if isinstance(first, torch.Tensor) else 0
+                    kind, step = _step(func, args, kwargs, self.data, self.name_of)
                     self.graph.add(Node(names[0] if names else f"{base}_{k}", str(func), inputs, names, kind, step, data))  # type: ignore[arg-type]
                 return out
 
@@ -211,7 +216,7 @@ def run(model: Any, feeds: Sequence[Any], names: Sequence[str]) -> dict[str, np.
 
 
 def _step(
-    func: Any, args: Any, kwargs: Any, constants: dict[str, Any], name_of: Callable[[Any], str]
+    func: Any, args: Any, kwargs: Any, data: set[str], name_of: Callable[[Any], str]
 ) -> tuple[str, Callable[[np.ndarray], np.ndarray] | None]:
     """(kind, semantics) of an ATen op: the op itself run on an index tensor with its
     other arguments as they were (constant tensors only)."""
@@ -227,7 +232,7 @@ def _step(
         return "compute", None
     rest, kw = list(args[1:]), dict(kwargs)
     for a in (*rest, *kw.values()):
-        if isinstance(a, torch.Tensor) and name_of(a) not in constants:
+        if isinstance(a, torch.Tensor) and name_of(a) in data:
             return "compute", None  # an index or kernel computed from the data
     if maybe:
         w = rest[0] if rest else None
@@ -242,7 +247,7 @@ def _step(
         rest = [r.detach().clone() if isinstance(r, torch.Tensor) else r for r in rest]
 
     def step(x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        t = torch.from_numpy(np.require(x, requirements=["C", "W"]))
         if maybe:
             t = t.double()
         with torch.no_grad():
