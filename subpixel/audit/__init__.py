@@ -114,12 +114,12 @@ def _site_hazards(graph: Any, chain: Chain) -> list[str]:
             f"a tensor of rank {max(ranks)} on the way: GPU delegates (LiteRT, Core ML) take "
             f"at most {MAX_DELEGATE_RANK}; write it with lowering='flat' or 'native'"
         )
-    dynamic = [v for v in (chain.input, chain.output) if graph.values[v].dynamic]
+    dynamic = [(w, v) for w, v in (("input", chain.input), ("output", chain.output)) if graph.values[v].dynamic]
     if dynamic:
         out.append(
             "dynamic sizes around the site ("
-            + ", ".join(f"{v}: {_dims(graph.values[v].shape)}" for v in dynamic)
-            + "): converters have translated depth-to-space wrongly with open sizes"
+            + ", ".join(f"{w} {_dims(graph.values[v].shape)}" for w, v in dynamic)
+            + "): converters have written depth-to-space wrongly, or unrunnably, with open sizes"
         )
     quants = {graph.values[v].quant for v in chain.values if graph.values[v].quant is not None}
     if len(quants) > 1:

@@ -142,11 +142,13 @@ def _fix(m: Movement, what: str, src_order: str, tgt_order: str) -> str:
     if what == "order":
         axis = 0 if m.kind == "shuffle" else 1
         where = "output channels of the convolution feeding it" if m.kind == "shuffle" else "input channels of the convolution it feeds"
+        layer = "PixelShuffle" if m.kind == "shuffle" else "PixelUnshuffle"
         return (
             f"reorder the {where}: subpixel.weights.reorder_channels(w, {f}, "
             f"src={src_order!r}, dst={tgt_order!r}, axis={axis}) (and its bias), or write the "
-            f"shuffle so that the converter keeps its order: lowering='reshape' or 'flat' "
-            f"(subpixel.layers.*.Pixel{'Shuffle' if m.kind == 'shuffle' else 'Unshuffle'}(..., order={src_order!r}))"
+            f"site in the source's order: subpixel.layers.keras.{layer}({_factor(f)}, "
+            f"order={src_order!r}) in Keras, subpixel.layers.torch.{layer}({_factor(f)}, "
+            f"order={src_order!r}) in PyTorch"
         )
     if what == "layout":
         return (
@@ -156,6 +158,11 @@ def _fix(m: Movement, what: str, src_order: str, tgt_order: str) -> str:
             "layout-dependent op is left to translate"
         )
     return what
+
+
+def _factor(f: tuple[int, ...] | None) -> str:
+    f = tuple(f or ())
+    return str(f[0]) if f and all(v == f[0] for v in f) else str(f)
 
 
 def compare(report: AuditReport, target: Opened, source: Opened, source_sites: list[Chain]) -> None:

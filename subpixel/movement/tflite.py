@@ -373,13 +373,25 @@ def _read(buf: Any, path: str, shapes: Mapping[str, Sequence[int]] | None) -> Gr
 
 
 def _interpreter(path: str, preserve: bool = True) -> Any:
+    """LiteRT's interpreter with its reference kernels (no delegate: every tensor kept,
+    nothing printed)."""
+    import warnings
+
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert import interpreter as litert
+
+        Interpreter, resolver = litert.Interpreter, litert.OpResolverType
     except ImportError:
         import tensorflow as tf
 
-        Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=path, experimental_preserve_all_tensors=preserve)
+        Interpreter, resolver = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (keeping every tensor "is for debugging")
+        return Interpreter(
+            model_path=path,
+            experimental_preserve_all_tensors=preserve,
+            experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
 
 
 def _run_for_sizes(
