@@ -60,7 +60,7 @@ class _Probe:
                 self.data.update(o for o in node.outputs if o)
 
     def moves(self, node: Node) -> bool:
-        if node.step is None or node.data_input not in self.data:
+        if node.step is None or not all(i in self.data for i in node.data_inputs):
             return False
         if node.kind == "move":
             return True
@@ -121,7 +121,7 @@ def find_chains(graph: Graph) -> list[Chain]:
             nodes, values = stack.pop()
             last = values[-1]
             users = [n for n in readers.get(last, []) if n.kind != "shape"]
-            nxt = [n for n in users if probe.moves(n) and n.data_input == last]
+            nxt = [n for n in users if probe.moves(n) and n.many is None and n.data_input == last]
             # a chain ends where its data leaves the graph, meets arithmetic or forks
             ends = last in graph.outputs or len(users) != 1 or len(nxt) != 1
             if nodes and ends:
@@ -145,9 +145,81 @@ def find_chains(graph: Graph) -> list[Chain]:
             if key not in seen:
                 seen.add(key)
                 chains.append(part)
+    for region in _regions(graph, probe, readers):
+        inside = {id(n) for n in region.nodes}
+        chains = [c for c in chains if not all(id(n) in inside for n in c.nodes)]
+        chains.append(region)
     order = {id(n): i for i, n in enumerate(graph.nodes)}
     chains.sort(key=lambda c: order[id(c.nodes[-1])])
     return chains
+
+
+def _regions(graph: Graph, probe: _Probe, readers: dict[str, list[Node]]) -> list[Chain]:
+    """Data movement that splits and joins (a split, per-part ops, a concatenation: a
+    grouped one-hot convolution as one converter writes it), as one chain where it has
+    one way in and one way out."""
+    if not any(n.many is not None and probe.moves(n) for n in graph.nodes):
+        return []
+    out: list[Chain] = []
+    starts = {
+        n.data_input
+        for n in graph.nodes
+        if n.many is not None and probe.moves(n)
+    }
+    producers = graph.producers()
+    for start in list(starts):  # walk back to where the data enters the movement
+        v = start
+        while v in producers and probe.moves(producers[v]) and producers[v].many is None:
+            v = producers[v].data_input
+        starts.discard(start)
+        starts.add(v)
+    for start in sorted(starts):
+        nodes: list[Node] = []
+        values = {start}
+        for node in graph.nodes:
+            if not probe.moves(node) or id(node) in {id(n) for n in nodes}:
+                continue
+            ins = [i for i in node.inputs if i in probe.data]
+            if ins and all(i in values for i in ins):
+                nodes.append(node)
+                values.update(o for o in node.outputs if o)
+        if not any(n.many is not None for n in nodes):
+            continue
+        inside = {id(n) for n in nodes}
+        exits = [
+            v
+            for v in values - {start}
+            if v in graph.outputs
+            or any(id(r) not in inside and r.kind != "shape" for r in readers.get(v, []))
+        ]
+        if len(exits) != 1:
+            continue
+        chain = _region_chain(graph, nodes, start, exits[0])
+        if chain is not None:
+            out.append(chain)
+    return out
+
+
+def _region_chain(graph: Graph, nodes: list[Node], start: str, end: str) -> Chain | None:
+    shape = graph.values[start].probe_shape
+    if shape is None or math.prod(shape) > MAX_ELEMENTS:
+        return None
+    arrays: dict[str, np.ndarray] = {start: np.arange(math.prod(shape), dtype=np.int64).reshape(shape)}
+    try:
+        for node in nodes:
+            assert node.step is not None
+            if node.many is not None:
+                outs = node.step([arrays[i] for i in node.data_inputs])  # type: ignore[arg-type]
+            else:
+                x = arrays[node.data_input]
+                outs = [node.step(x if node.kind == "move" else x.astype(np.float64))]
+            for name, y in zip(node.outputs, outs):
+                arrays[name] = np.asarray(y).astype(np.int64, copy=False)
+    except Exception:
+        return None
+    if end not in arrays:
+        return None
+    return Chain(tuple(nodes), (start, end), classify(arrays[end], shape, graph.layout))
 
 
 def _classified(graph: Graph, nodes: tuple[Node, ...], values: tuple[str, ...]) -> Chain:
@@ -169,11 +241,12 @@ MAX_SPLIT = 16
 
 
 def _split(graph: Graph, nodes: tuple[Node, ...], values: tuple[str, ...]) -> list[Chain]:
-    """A path cut into consecutive parts: the fewest parts that are no known movement,
-    then the fewest shuffles of no known order (a channel permutation then a DCR
-    shuffle is that, not one shuffle of another order), then the most shuffles and
-    unshuffles (two shuffles in a row are two sites even where together they cancel),
-    then the fewest parts."""
+    """A path cut into consecutive parts.  A path that is one shuffle of a known order
+    stays whole (a lowering may write one in several steps that are shuffles
+    themselves).  Else: the fewest parts that are no known movement, then the fewest
+    shuffles of no known order (a channel permutation then a DCR shuffle is that, not
+    one shuffle of another order), then the most shuffles and unshuffles (two shuffles
+    in a row are two sites even where together they cancel), then the fewest parts."""
     memo: dict[tuple[int, int], Chain] = {}
 
     def part(i: int, j: int) -> Chain:
@@ -188,8 +261,10 @@ def _split(graph: Graph, nodes: tuple[Node, ...], values: tuple[str, ...]) -> li
         return (int(unknown), int(site and m.order == "other"), -int(site), 1)
 
     L = len(nodes)
-    if L > MAX_SPLIT:
-        return [part(0, L)]
+    whole = part(0, L)
+    m = whole.movement
+    if L > MAX_SPLIT or (m is not None and m.is_site and m.order != "other"):
+        return [whole]  # one shuffle of a known order: however many steps write it
     best: list[tuple[tuple[int, ...], list[Chain]]] = [((0, 0, 0, 0), [])]
     for j in range(1, L + 1):
         options = []

@@ -68,14 +68,18 @@ class Value:
 
     @property
     def dynamic(self) -> bool:
-        """Whether the declared shape leaves any dimension open."""
-        return self.shape is None or any(d is None for d in self.shape)
+        """Whether the declared shape leaves a dimension open (an undeclared shape:
+        unknown, not dynamic)."""
+        return self.shape is not None and any(d is None for d in self.shape)
 
 
 @dataclass
 class Node:
     """One op: its ``inputs`` and ``outputs`` are value names (``""`` for an optional
-    input left out).  ``data`` is the index of the input that ``step`` moves."""
+    input left out).  ``data`` is the index of the input that ``step`` moves.  A
+    node that moves several tensors (a split, a concatenation) has ``many`` set: its
+    ``step`` then takes the list of its ``many`` inputs (``data_inputs``) and returns
+    the list of its outputs."""
 
     name: str
     op: str
@@ -85,6 +89,11 @@ class Node:
     step: Step | None = None
     data: int = 0
     attrs: dict[str, object] = field(default_factory=dict)
+    many: tuple[int, ...] | None = None  # the inputs a many-tensor step takes, by index
+
+    @property
+    def data_inputs(self) -> list[str]:
+        return [self.inputs[i] for i in self.many] if self.many is not None else [self.data_input]
 
     @property
     def data_input(self) -> str:

@@ -285,6 +285,21 @@ def _move_step(node: Any, a: dict[str, Any], known: dict[str, np.ndarray], sizes
     return None
 
 
+def _many_step(node: Any, a: dict[str, Any], known: dict[str, np.ndarray], sizes: dict) -> Any:
+    """(step, data input indices) of a Split or Concat whose sizes are known."""
+    shapes = [sizes.get(o) for o in node.output]
+    if node.op_type == "Split":
+        data = sizes.get(node.input[0])
+        if data is None or any(s is None for s in shapes):
+            return None
+        axis = int(a.get("axis", 0)) % len(data)
+        return steps.split(axis, [s[axis] for s in shapes]), (0,)  # type: ignore[index]
+    if any(i in known for i in node.input) or shapes[0] is None:
+        return None
+    axis = int(a.get("axis", 0)) % len(shapes[0])  # type: ignore[arg-type]
+    return steps.concatenate(axis), tuple(range(len(node.input)))
+
+
 def _conv_step(node: Any, a: dict[str, Any], known: dict[str, np.ndarray], sizes: dict) -> Any:
     """A convolution with a constant kernel of zeros and ones (and no bias, or a zero
     one): the semantics the analysis probes; None for any other."""
@@ -345,7 +360,8 @@ def read(
     _run_for_sizes(model, folder, concrete, known, sizes)
     declared: dict[str, Any] = {}
     types: dict[str, str] = {}
-    for vi in (*model.graph.input, *model.graph.value_info, *model.graph.output):
+    as_declared = _infer(model)  # the sizes the file fixes, the open ones None
+    for vi in (*as_declared.graph.input, *as_declared.graph.value_info, *as_declared.graph.output):
         declared[vi.name] = _declared(vi.type)
     for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
         types[vi.name] = _DTYPES.get(vi.type.tensor_type.elem_type, "other")
@@ -355,7 +371,7 @@ def read(
     graph.outputs = [vi.name for vi in model.graph.output]
     for i, node in enumerate(model.graph.node):
         a = _attrs(node) if node.domain in _STANDARD_DOMAINS else {}
-        kind, step = "compute", None
+        kind, step, many = "compute", None, None
         if node.domain not in _STANDARD_DOMAINS:
             pass
         elif node.op_type in _MOVES:
@@ -364,6 +380,10 @@ def read(
         elif node.op_type in ("Conv", "ConvTranspose"):
             step = _conv_step(node, a, known, sizes)
             kind = "maybe" if step is not None else "compute"
+        elif node.op_type in ("Split", "Concat"):
+            found = _many_step(node, a, known, sizes)
+            if found is not None:
+                (step, many), kind = found, "move"
         elif node.op_type in ("Shape", "Size"):
             kind = "shape"
         attrs = {"domain": node.domain} if node.domain not in _STANDARD_DOMAINS else {}
@@ -375,8 +395,9 @@ def read(
                 list(node.output),
                 kind,  # type: ignore[arg-type]
                 step,
-                0,
+                many[0] if many else 0,
                 attrs,
+                many=many,
             )
         )
     for name, value in graph.values.items():

@@ -12,7 +12,7 @@ array([[4, 5],
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from .._spec import Layout
 from .graph import Step
 
 __all__ = [
+    "concatenate",
     "conv",
     "conv_transpose",
     "copy",
@@ -27,6 +28,9 @@ __all__ = [
     "reshape",
     "slicing",
     "space_to_depth",
+    "split",
+    "stack",
+    "unstack",
     "take",
     "transpose",
 ]
@@ -202,3 +206,21 @@ def conv_transpose(
         return y[(slice(None), slice(None), *index)]
 
     return run
+
+
+def split(axis: int, sizes: Sequence[int]) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """One tensor cut into parts of ``sizes`` along ``axis``."""
+    cuts = np.cumsum([int(n) for n in sizes])[:-1]
+    return lambda xs: list(np.split(xs[0], cuts, axis=axis))
+
+
+def concatenate(axis: int) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    return lambda xs: [np.concatenate(xs, axis=axis)]
+
+
+def stack(axis: int) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    return lambda xs: [np.stack(xs, axis=axis)]
+
+
+def unstack(axis: int) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    return lambda xs: [np.take(xs[0], i, axis=axis) for i in range(xs[0].shape[axis])]

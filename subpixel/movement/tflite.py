@@ -99,6 +99,15 @@ class _Reader:
                 name = f"CUSTOM:{custom.decode(errors='replace') if custom else '?'}"
             self.codes.append(name)
         self.names = self._tensor_names()
+        # the op writing each tensor (constants computed in the graph: a float16 weight's
+        # DEQUANTIZE to float32)
+        self.writer: dict[int, tuple[str, list[int]]] = {}
+        for k in range(self.sg.OperatorsLength()):
+            op = self.sg.Operators(k)
+            code = self.codes[op.OpcodeIndex()] if op.OpcodeIndex() < len(self.codes) else ""
+            ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
+            for o in (op.OutputsAsNumpy() if op.OutputsLength() else []):
+                self.writer[int(o)] = (code, ins)
 
     def _tensor_names(self) -> list[str]:
         raw = [
@@ -124,11 +133,26 @@ class _Reader:
         return _DTYPES.get(self.sg.Tensors(i).Type(), "other")
 
     def constant(self, i: int) -> np.ndarray | None:
-        """A tensor's constant data (small ones only)."""
+        """A tensor's constant data (small ones only; a DEQUANTIZE of a constant, as
+        float16 models keep their weights, evaluated)."""
         t = self.sg.Tensors(i)
         shape = self.shape(i)
-        if t.Buffer() <= 0 or math.prod(shape) > _CONST_ELEMENTS:
+        if math.prod(shape) > _CONST_ELEMENTS:
             return None
+        if t.Buffer() <= 0 or not self.model.Buffers(t.Buffer()).DataLength():
+            written = self.writer.get(i)
+            if written is not None and written[0] == "DEQUANTIZE" and written[1]:
+                src = written[1][0]
+                value = self.constant(src)
+                if value is None:
+                    return None
+                if value.dtype.kind == "f":
+                    return value.astype(np.float32)
+                q = self.quant(src)
+                if q is not None and len(q.scale) == 1:
+                    return ((value.astype(np.float64) - q.zero_point[0]) * q.scale[0]).astype(np.float32)
+            if t.Buffer() <= 0:
+                return None
         dtype = self.dtype(i)
         if dtype == "other":
             return None
@@ -249,6 +273,40 @@ def _step(r: _Reader, code: str, op: Any, ins: list[int], outs: list[int], sizes
     return "compute", None, 0
 
 
+def _many(r: _Reader, code: str, op: Any, ins: list[int], outs: list[int], sizes: dict) -> tuple[Any, tuple[int, ...]] | None:
+    """(step, data input indices) of an op moving several tensors, else None."""
+    const = r.constant
+    if code == "SPLIT" and len(ins) == 2:
+        axis, shape = const(ins[0]), sizes.get(ins[1])
+        if axis is None or shape is None:
+            return None
+        a = int(np.asarray(axis).reshape(-1)[0]) % len(shape)
+        return steps.split(a, [shape[a] // len(outs)] * len(outs)), (1,)
+    if code == "SPLIT_V" and len(ins) == 3:
+        cut, axis, shape = const(ins[1]), const(ins[2]), sizes.get(ins[0])
+        if cut is None or axis is None or shape is None:
+            return None
+        a = int(np.asarray(axis).reshape(-1)[0]) % len(shape)
+        parts = [sizes.get(o) for o in outs]
+        if any(p is None for p in parts):
+            return None
+        return steps.split(a, [p[a] for p in parts]), (0,)  # type: ignore[index]
+    if code in ("CONCATENATION", "PACK") and ins and all(r.sg.Tensors(i).Buffer() <= 0 or not r.model.Buffers(r.sg.Tensors(i).Buffer()).DataLength() for i in ins):
+        o = r.options(op, "ConcatenationOptions" if code == "CONCATENATION" else "PackOptions")
+        if o is None or (code == "CONCATENATION" and o.FusedActivationFunction() != 0):
+            return None
+        rank = len(sizes.get(outs[0]) or ())
+        a = int(o.Axis()) % max(rank, 1)
+        return (steps.concatenate(a) if code == "CONCATENATION" else steps.stack(a)), tuple(range(len(ins)))
+    if code == "UNPACK" and len(ins) == 1:
+        o = r.options(op, "UnpackOptions")
+        rank = len(sizes.get(ins[0]) or ())
+        if o is None or not rank:
+            return None
+        return steps.unstack(int(o.Axis()) % rank), (0,)
+    return None
+
+
 def _strided_slice(r: _Reader, op: Any, ins: list[int], sizes: dict, out: Any) -> tuple[str, Any, int]:
     begin, end, stride = (r.constant(i) for i in ins[1:4])
     o = r.options(op, "StridedSliceOptions")
@@ -347,6 +405,9 @@ def _read(buf: Any, path: str, shapes: Mapping[str, Sequence[int]] | None) -> Gr
         ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
         outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
         kind, step, data = _step(r, code, op, ins, outs, sizes)
+        many = _many(r, code, op, ins, outs, sizes) if kind == "compute" else None
+        if many is not None:
+            kind, step = "move", many[0]
         name = r.names[outs[0]] if outs else f"{code}_{k}"
         graph.add(
             Node(
@@ -356,7 +417,8 @@ def _read(buf: Any, path: str, shapes: Mapping[str, Sequence[int]] | None) -> Gr
                 [r.names[i] for i in outs],
                 kind,  # type: ignore[arg-type]
                 step,
-                data,
+                many[1][0] if many is not None else data,
+                many=many[1] if many is not None else None,
             )
         )
     for i in range(n_tensors):
