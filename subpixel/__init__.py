@@ -26,7 +26,20 @@ def __getattr__(name: str):
         from .porting import port_weights
 
         return port_weights
-    if name in ("weights", "layer", "layers", "deploy", "porting"):
+    if name == "audit":
+        from .auditing import audit
+
+        return audit
+    if name in (
+        "weights",
+        "layer",
+        "layers",
+        "deploy",
+        "porting",
+        "rewrite",
+        "movement",
+        "auditing",
+    ):
         import importlib
 
         return importlib.import_module(f"subpixel.{name}")
@@ -44,6 +57,7 @@ __all__ = [
     "Padding",
     "SubPixelConv",
     "__version__",
+    "audit",
     "available_backends",
     "backend_name",
     "blur",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._core import spec as _spec
@@ -15,10 +13,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 Array = TypeVar("Array")
-# called after each shuffle/unshuffle while set (observing): observer(op, args, kwargs,
-# result); a plain tuple, which torch.compile reads as a constant
-Observer = Callable[[Callable[..., Any], tuple, dict, Any], None]
-_observers: tuple[Observer, ...] = ()
 
 __all__ = ["backend_name", "blur", "shuffle", "sub_pixel_conv", "unshuffle"]
 
@@ -95,10 +89,7 @@ def shuffle(
         array([[0, 2],
                [4, 6]])
     """
-    y = _run("shuffle", x, factor, spatial_dims, layout, order, out)
-    if _observers:
-        _notify(shuffle, x, factor, spatial_dims, layout, order, out, y)
-    return y
+    return _run("shuffle", x, factor, spatial_dims, layout, order, out)
 
 
 def unshuffle(
@@ -125,10 +116,7 @@ def unshuffle(
         >>> bool((subpixel.shuffle(x, (1, 2), order="DCR") == y).all())
         True
     """
-    y = _run("unshuffle", x, factor, spatial_dims, layout, order, out)
-    if _observers:
-        _notify(unshuffle, x, factor, spatial_dims, layout, order, out, y)
-    return y
+    return _run("unshuffle", x, factor, spatial_dims, layout, order, out)
 
 
 def _as_backend_array(a: Any, backend: Any, like: Any, argname: str) -> Any:
@@ -296,25 +284,3 @@ def backend_name(x: object) -> str:
     'numpy'
     """
     return backend_for(x).name
-
-
-def _notify(op: Callable[..., Any], x: Any, factor: Any, *rest: Any) -> None:
-    spatial_dims, layout, order, out, y = rest
-    kwargs = {"spatial_dims": spatial_dims, "layout": layout, "order": order, "out": out}
-    for observer in _observers:
-        observer(op, (x, factor), kwargs, y)
-
-
-@contextlib.contextmanager
-def observing(observer: Observer) -> Iterator[None]:
-    """For a while, ``observer(op, args, kwargs, result)`` after every :func:`shuffle`
-    and :func:`unshuffle` call, with every argument (``args``: ``(x, factor)``;
-    ``kwargs``: the keywords, defaults included).  Porting notes this way which
-    shuffles a model's own code calls (one run at a time: not thread-safe)."""
-    global _observers
-    before = _observers
-    _observers = (*before, observer)
-    try:
-        yield
-    finally:
-        _observers = before

@@ -80,7 +80,11 @@ def _nothing_records(x: torch.Tensor) -> bool:
 
 
 def _fast_path_ok(*tensors: torch.Tensor) -> bool:
-    """True where the NumPy copy may stand in for PyTorch's (call when not tracing)."""
+    """True where the NumPy copy may stand in for PyTorch's (call when not tracing):
+    not under a dispatch mode either (``make_fx``, a recorder of the ops that run),
+    which would not see a copy made outside PyTorch."""
+    if torch._C._len_torch_dispatch_stack():
+        return False
     for t in tensors:
         if (
             type(t) not in _PLAIN_TYPES

@@ -6,6 +6,7 @@ subpixel upscale  super-resolve an image with the bundled ESPCN
 subpixel bench    shuffle throughput against a plain copy and the native ops
 subpixel convert  port sub-pixel conv weights between files, frameworks and orders
 subpixel export   the bundled ESPCN as ONNX or LiteRT/TFLite, checked in its runtime
+subpixel audit    each depth-to-space of an ONNX/LiteRT file: the order it implements
 
 Every problem with what the user passed is one line ``subpixel: error: ...`` and
 exit status 2; a failed check exits with 1.
@@ -30,7 +31,7 @@ __all__ = ["UserError", "build_parser", "main"]
 
 # one module of this package per command, in the order of `subpixel --help`: each has
 # add(subparsers), which registers its arguments and its run(args) -> exit status
-COMMANDS = ("info", "check", "upscale", "bench", "convert", "export")
+COMMANDS = ("info", "check", "upscale", "bench", "convert", "export", "audit")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,141 +1,243 @@
 """Whole models: copy a network's weights between PyTorch, Keras 3 and Flax NNX models
 of the same architecture, every conversion done (:func:`port_weights`).
 
-Each framework's module (:mod:`.torch`, :mod:`.keras`, :mod:`.flax`) reads a model
-into a list of :class:`~._records.Record` (its parameterised layers in definition
-order, each with when it first ran on the example; parameters in PyTorch layout, and what tracing found around them: the channel
-order of a shuffle a convolution feeds, the layout and shape of a flatten before a
-dense layer), and writes such a list back.  Pairing, validation and every
-conversion between two models live here, once.
+Each model is read twice: its parameterised layers from its modules (parameters,
+settings; :mod:`.torch`, :mod:`.keras`, :mod:`.flax`), and its data flow from a
+trace of one run (:mod:`subpixel.movement`).  Layers pair in the order they run;
+where a shuffle, a flatten or any other data movement between two layers differs
+between the models, the channel reorders that make up for it are derived from the
+traces (:mod:`.frames`), never from a list of ways to write a shuffle.  The ported
+target is then run on the example and compared with the source: outputs that differ
+beyond the tolerance raise one ``ValueError`` and leave the target as it was.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..backends import to_numpy
-from ._records import PortReport, ReadError, Record, convert_pair, framework_of
+from . import frames as frames_module
+from .frames import FramesError, Placed
+from .records import PortReport, ReadError, Record, check_settings, convert_pair, framework_of
 
 __all__ = ["PortReport", "Record", "port_weights"]
 
 
 def _module(framework: str) -> Any:
-    import importlib
-
     return importlib.import_module(f"subpixel.porting.{framework}")
 
 
-def port_weights(source: Any, target: Any, *, example: Any = None) -> PortReport:
+def port_weights(
+    source: Any, target: Any, *, example: Any = None, atol: float | None = None
+) -> PortReport:
     """Copy ``source``'s weights into ``target``: two models of the same architecture in
     PyTorch (``nn.Module``), Keras 3 (``keras.Model``) or Flax NNX (``nnx.Module``), in
     any pair and direction.
 
-    Parameterised layers (convolutions 1-3-D, transposed convolutions, dense/linear,
-    batch and layer norms, PReLU, embeddings, and subpixel's layers) are paired in
-    definition order, or in the order they run on ``example`` where every layer of
-    both models runs and that order differs (of two orders that both fit, the one
-    whose output is closer to the source's is kept), and converted: kernel and transposed-kernel layouts, channels
-    first or last, the flatten before a dense layer (NCHW and NHWC flatten in different
-    orders; its shape comes from ``example`` or the model's own static shapes), and CRD
-    vs DCR wherever a convolution feeds a pixel shuffle whose order differs between
-    the two models (found by tracing).  When the architectures do not match, one
-    ``ValueError`` names the first pair that does not fit, and nothing is copied.
+    Both models are traced on ``example`` (an input for ``source``, in its layout; it
+    is moved to the target's layout).  Parameterised layers (convolutions 1-3-D,
+    transposed convolutions, dense/linear, batch and layer norms, PReLU, embeddings,
+    subpixel's layers) pair in the order they run and are converted: kernel layouts,
+    channels first or last, and every channel reorder the data movement between the
+    layers requires (a pixel shuffle of another order, a flatten of another layout,
+    written in any way).  Then the target runs on ``example`` (and on a random input of
+    its shape where the example cannot tell: all values equal) and must give the
+    source's output within ``atol`` (default: from the dtypes, relative to the
+    output's scale); otherwise one ``ValueError`` names the first layer whose output
+    differs and the target keeps its weights.  Without ``example``, one is made from
+    the models' input shapes where they declare them; else ``ValueError``.
 
-    With ``example`` (an input for ``source``, in its layout) both models run and the
-    report holds the max difference of every paired layer's output and overall.
+    Returns a :class:`PortReport`: the pairs, the reorders, each layer's and the
+    output's max difference.
     """
     src_fw, tgt_fw = framework_of(source, "source"), framework_of(target, "target")
     src_mod, tgt_mod = _module(src_fw), _module(tgt_fw)
-    src_records = _read(src_mod, source, example, "source")
-    # an image moves between layouts; a sequence of features or token ids does not
-    spatial = any(r.spatial_dims for r in src_records)
-    layouts = (src_mod.layout(source), tgt_mod.layout(target)) if spatial else None
-    tgt_example = None if example is None else _example_for(example, layouts)
-    tgt_records = _read(tgt_mod, target, tgt_example, "target")
-    if not (spatial or any(r.spatial_dims for r in tgt_records)):
-        for r in (*src_records, *tgt_records):  # no images: a flatten keeps its order
-            r.flatten, r.layout = None, "channels_last"
-            r.extra.pop("flatten_unknown", None)
+    src_records = _read(src_mod, source, "source", target=False)
+    tgt_records = _read(tgt_mod, target, "target", target=True)
     if len(src_records) != len(tgt_records):
         first = _first_unpaired(src_records, tgt_records)
         raise ValueError(
             f"`source` has {len(src_records)} parameterised layers and `target` "
             f"{len(tgt_records)}: they are not the same architecture ({first})"
         )
-    if example is not None:  # both runs checked before anything is copied
-        src_out = _run(src_mod, source, example, [r.name for r in src_records], "source")
-        _run(tgt_mod, target, tgt_example, [r.name for r in tgt_records], "target")
-    pairings = _pairings(src_records, tgt_records)  # validated: converted, or one error
-    best: PortReport | None = None
-    for src_order, tgt_order, converted in pairings:
-        tgt_mod.write(target, tgt_order, converted)  # only now is anything copied
-        report = PortReport(pairs=[(s.name, t.name) for s, t in zip(src_order, tgt_order)])
-        if example is not None:
-            tgt_out = tgt_mod.run(target, tgt_example, [r.name for r in tgt_order])
-            report.compare(src_out, tgt_out, layouts)
-        if best is None or _closer(report, best):
-            best, kept = report, (tgt_order, converted)
-    if best is not report:  # the last one tried is not the one to keep
-        tgt_mod.write(target, *kept)
-    assert best is not None
-    return best
-
-
-def _pairings(src: list[Record], tgt: list[Record]) -> list[tuple[list, list, list]]:
-    """The orders to pair the layers in, each with its converted parameters: definition
-    order, and the order the layers ran in on the example where both models ran every
-    layer and that differs.  An order whose pairs do not fit is dropped; if none fits,
-    the error of the last (the run order's, if any) is raised."""
-    orders = [(src, tgt)]
-    if all(r.run_index is not None for r in (*src, *tgt)):
-        ran = (sorted(src, key=_ran), sorted(tgt, key=_ran))
-        if [id(r) for r in (*ran[0], *ran[1])] != [id(r) for r in (*src, *tgt)]:
-            orders.append(ran)
-    fitting, error = [], None
-    for s, t in orders:
-        try:
-            fitting.append((s, t, [convert_pair(a, b) for a, b in zip(s, t)]))
-        except ValueError as e:
-            error = e
-    if not fitting:
-        assert error is not None
-        raise error
-    return fitting
-
-
-def _ran(r: Record) -> int:
-    return -1 if r.run_index is None else r.run_index
-
-
-def _closer(report: PortReport, best: PortReport) -> bool:
-    """Whether ``report``'s output is closer to the source's than ``best``'s (two
-    orders that both fit: the models' outputs tell which pairs the layers right)."""
-    if report.max_diff is None or best.max_diff is None or np.isnan(report.max_diff):
-        return False  # (a tie keeps the first: definition order)
-    return bool(np.isnan(best.max_diff) or report.max_diff < best.max_diff)
-
-
-def _read(module: Any, model: Any, example: Any, which: str) -> list[Record]:
+    _check_kinds(src_records, tgt_records)
+    x, made = _example(example, source, target, src_mod, tgt_mod)
+    layouts = (src_mod.layout(source), tgt_mod.layout(target))
+    x_t = _example_for(x, layouts)
+    src_graph, src_run = _trace(src_mod, source, x, "source", made)
+    tgt_graph, tgt_run = _trace(tgt_mod, target, x_t, "target", made)
+    src_placed = _place(src_graph, src_records, "source")
+    tgt_placed = _place(tgt_graph, tgt_records, "target")
+    pairs = _pairs(src_records, tgt_records, src_placed, tgt_placed)
+    for s, t in pairs:  # settings that are not parameters, before any reorder
+        check_settings(src_records[s], tgt_records[t])
+        _check_pads(
+            src_records[s], tgt_records[t], src_placed[s], tgt_placed[t], src_graph, tgt_graph
+        )
+    kinds = [r.kind for r in src_records]
+    names = [r.label for r in src_records]
+    src_pos = frames_module.positions(src_graph, src_placed, kinds)
+    tgt_pos = frames_module.positions(tgt_graph, tgt_placed, [r.kind for r in tgt_records])
     try:
-        return list(module.read(model, example))
+        frames = frames_module.solve(src_pos, tgt_pos, pairs, kinds, names, tgt_placed)
+    except FramesError as e:
+        raise ValueError(f"cannot port: {e}") from None
+    converted = []
+    report = PortReport(pairs=[(src_records[s].label, tgt_records[t].label) for s, t in pairs])
+    for s, t in pairs:
+        converted.append(
+            convert_pair(
+                src_records[s],
+                tgt_records[t],
+                out_perm=frames.out_perm.get(s),
+                in_perm=frames.in_perm.get(s),
+                param_perm=frames.param_perm.get(s),
+            )
+        )
+        what = [
+            w
+            for w, p in (
+                ("output channels", frames.out_perm.get(s)),
+                ("inputs", frames.in_perm.get(s)),
+                ("parameters", frames.param_perm.get(s)),
+            )
+            if p is not None
+        ]
+        if what:
+            report.reorders[f"{src_records[s].label} -> {tgt_records[t].label}"] = (
+                " and ".join(what) + " reordered"
+            )
+    saved = tgt_mod.snapshot(target)
+    try:
+        tgt_mod.write(target, [tgt_records[t] for _, t in pairs], converted)
+        _verify(
+            report,
+            x,
+            x_t,
+            layouts,
+            made,
+            atol,
+            src_mod,
+            tgt_mod,
+            source,
+            target,
+            pairs,
+            src_records,
+            tgt_records,
+            src_placed,
+            tgt_placed,
+            src_pos,
+            tgt_pos,
+            frames,
+            src_run,
+            tgt_run,
+        )
+    except BaseException:
+        tgt_mod.restore(target, saved)
+        raise
+    return report
+
+
+def _read(module: Any, model: Any, which: str, *, target: bool) -> list[Record]:
+    try:
+        return list(module.read(model, target=target))
     except ReadError as e:
         raise ValueError(f"`{which}` {e}") from None
 
 
-def _run(module: Any, model: Any, example: Any, names: list[str], which: str) -> dict[str, Any]:
-    """``module.run``, a failure caused by ``example`` as one line naming it."""
+def _example(
+    example: Any, source: Any, target: Any, src_mod: Any, tgt_mod: Any
+) -> tuple[Any, bool]:
+    """The example (NumPy), and whether it was made here."""
+    if example is not None:
+        return _to_numpy(example), False
+    for mod, model, layouts in (
+        (src_mod, source, None),
+        (tgt_mod, target, (tgt_mod.layout(target), src_mod.layout(source))),
+    ):
+        shape = getattr(mod, "input_shape", lambda m: None)(model)
+        if shape is not None:
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            return (_example_for(x, layouts) if layouts else x), True
+    raise ValueError(
+        "`example` is needed: an input for `source` (neither model declares its input "
+        "shape), so that both can be traced and the port checked"
+    )
+
+
+def _trace(module: Any, model: Any, x: Any, which: str, made: bool) -> tuple[Any, Any]:
     try:
-        return dict(module.run(model, example, names))
+        return module.trace(model, x)
     except Exception as e:
-        a = np.asarray(example)
         line = (str(e).strip().splitlines() or [""])[0][:300]
+        a = np.asarray(x)
+        what = "the example made from its input shape" if made else "`example`"
         raise ValueError(
-            f"`example` does not run through the {which} model ({type(e).__name__}: {line}). "
+            f"{what} does not run through the {which} model ({line}). "
             f"Received: example of shape {a.shape} and dtype {a.dtype}"
             + (" (moved to the target's layout)" if which == "target" else "")
         ) from None
+
+
+def _place(graph: Any, records: list[Record], which: str) -> list[Placed | None]:
+    placed = frames_module.place(
+        graph,
+        [(r.name, list(r.paths.values())) for r in records],
+        [r.layout for r in records],
+        [r.kind for r in records],
+        [_param_axes(r, graph) for r in records],
+    )
+    return placed
+
+
+def _param_axes(r: Record, graph: Any) -> tuple[int, ...] | None:
+    if r.kind == "layer_norm" and r.param_axes is not None:
+        return r.param_axes
+    return None
+
+
+def _pairs(
+    src: list[Record],
+    tgt: list[Record],
+    src_placed: list[Placed | None],
+    tgt_placed: list[Placed | None],
+) -> list[tuple[int, int]]:
+    """Layers paired in the order they run (a layer that does not run on the example,
+    after those that do, in definition order); ``ValueError`` naming the first pair
+    whose kinds differ."""
+
+    def order(placed: list[Placed | None]) -> list[int]:
+        ran = sorted((p.first, p.index) for p in placed if p is not None)
+        rest = [i for i, p in enumerate(placed) if p is None]
+        return [i for _, i in ran] + rest
+
+    s_order, t_order = order(src_placed), order(tgt_placed)
+    missing = [src[i].label for i, p in enumerate(src_placed) if p is None]
+    missing_t = [tgt[i].label for i, p in enumerate(tgt_placed) if p is None]
+    if missing or missing_t:
+        which, names = ("source", missing) if missing else ("target", missing_t)
+        raise ValueError(
+            f"the {which}'s layer {names[0]} does not run on the example, so where its "
+            "channels go cannot be traced: pass an example that reaches every layer"
+        )
+    pairs = list(zip(s_order, t_order))
+    for s, t in pairs:
+        if src[s].kind != tgt[t].kind:
+            raise ValueError(
+                f"the architectures differ: {src[s].describe()} vs {tgt[t].describe()} "
+                "(layers paired in the order they run)"
+            )
+    return pairs
+
+
+def _check_kinds(a: list[Record], b: list[Record]) -> None:
+    """The same layers, whatever their order (which the traces tell)."""
+    if sorted(r.kind for r in a) != sorted(r.kind for r in b):
+        raise ValueError(f"the architectures differ ({_first_unpaired(a, b)})")
 
 
 def _first_unpaired(a: list[Record], b: list[Record]) -> str:
@@ -147,7 +249,7 @@ def _first_unpaired(a: list[Record], b: list[Record]) -> str:
     return f"pair {i}: {extra.describe()} has no counterpart"
 
 
-def _example_for(example: Any, layouts: tuple[str, str] | None) -> Any:
+def _example_for(example: Any, layouts: tuple[str, str] | None) -> np.ndarray:
     """The source's example as the target's input (NumPy; an image moved from the
     source's layout to the target's)."""
     a = _to_numpy(example)
@@ -157,4 +259,209 @@ def _example_for(example: Any, layouts: tuple[str, str] | None) -> Any:
 
 
 def _to_numpy(a: Any) -> np.ndarray:
+    from ..backends import to_numpy
+
     return to_numpy(a, "example")
+
+
+def _spatial(shape: Sequence[int] | None, layout: str) -> tuple[int, ...]:
+    if shape is None or len(shape) < 3:
+        return ()
+    return tuple(shape[2:]) if layout == "channels_first" else tuple(shape[1:-1])
+
+
+def _effective(
+    pads: Any,
+    sizes: tuple[int, ...],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple | None:
+    """Per-axis (low, high) padding for inputs of ``sizes``."""
+    if pads is None:
+        return None
+    kind = pads[0]
+    if kind == "explicit":
+        return tuple(tuple(p) for p in pads[1])
+    if kind == "valid":
+        return tuple((0, 0) for _ in sizes)
+    out = []
+    for n, k, s, d in zip(sizes, kernel, stride, dilation):
+        span = (k - 1) * d + 1
+        if kind == "same_torch":  # PyTorch's 'same' (stride 1): the extra pad at the end
+            total = span - 1
+        else:  # TensorFlow's and Flax's SAME
+            total = max((-(-n // s) - 1) * s + span - n, 0)
+        out.append((total // 2, total - total // 2))
+    return tuple(out)
+
+
+def _check_pads(
+    src: Record, tgt: Record, sp: Placed | None, tp: Placed | None, sg: Any, tg: Any
+) -> None:
+    """Convolutions pad alike for the example's sizes (TensorFlow's 'same' pads one
+    more at the end where PyTorch pads both sides, for even sizes and stride 2)."""
+    if (
+        src.kind != "conv"
+        or "pads" not in src.settings
+        or "pads" not in tgt.settings
+        or sp is None
+        or tp is None
+    ):
+        return
+    w = src.params.get("weight")
+    if w is None or sp.input is None or tp.input is None:
+        return
+    kernel = w.shape[2:]
+    d = len(kernel)
+    stride = src.settings.get("stride", (1,) * d)
+    dilation = src.settings.get("dilation", (1,) * d)
+    a = _effective(
+        src.settings["pads"],
+        _spatial(sg.values[sp.input].probe_shape, src.layout),
+        kernel,
+        stride,
+        dilation,
+    )  # type: ignore[arg-type]
+    b = _effective(
+        tgt.settings["pads"],
+        _spatial(tg.values[tp.input].probe_shape, tgt.layout),
+        kernel,
+        stride,
+        dilation,
+    )  # type: ignore[arg-type]
+    if a is not None and b is not None and a != b:
+        raise ValueError(
+            f"the architectures differ at {src.label} -> {tgt.label}: the padding is {a} "
+            f"(low, high per axis) in the source and {b} in the target for this input "
+            "(TensorFlow's and Flax's 'same' pad one more at the end on even sizes with "
+            "stride 2, where PyTorch pads both sides alike)"
+        )
+
+
+def tolerance(reference: np.ndarray, dtypes: Sequence[str]) -> float:
+    """What float arithmetic of these dtypes allows two frameworks' outputs to differ:
+    relative to the output's scale, 1e-9 in float64, 1e-4 in float32, 2e-2 in float16
+    or bfloat16 (the layers' sums run in another order and, for float32, through
+    other kernels: far below what a wrong reorder gives, about the signal itself)."""
+    names = {str(d) for d in dtypes}
+    rtol = (
+        2e-2
+        if names & {"float16", "bfloat16"}
+        else 1e-9
+        if names <= {"float64", "int64", "int32"}
+        else 1e-4
+    )
+    finite = reference[np.isfinite(reference)] if reference.size else reference
+    scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+    return rtol * max(scale, 1.0)
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return math.inf
+    with np.errstate(invalid="ignore"):
+        d = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b))
+    return float(d.max()) if d.size else 0.0
+
+
+def _verify(
+    report,
+    x,
+    x_t,
+    layouts,
+    made,
+    atol,
+    src_mod,
+    tgt_mod,
+    source,
+    target,
+    pairs,
+    src_records,
+    tgt_records,
+    src_placed,
+    tgt_placed,
+    src_pos,
+    tgt_pos,
+    frames,
+    src_run,
+    tgt_run,
+) -> None:
+    """Run both on the example (and a random input of its shape where the example is
+    constant), compare every paired layer's output like with like and the outputs;
+    raise where they differ beyond the tolerance."""
+    mapper = frames_module.mapper(src_pos, tgt_pos, pairs, frames, [r.kind for r in src_records])
+    inputs = [x]
+    a = np.asarray(x)
+    if (
+        a.size == 0
+        or (a.dtype.kind in "fc" and (not np.all(np.isfinite(a)) or np.ptp(a) == 0))
+        or (a.dtype.kind in "iu" and np.ptp(a) == 0)
+    ):
+        inputs.append(_random_like(a))
+    dtypes = [
+        str(np.asarray(v).dtype)
+        for r in (*src_records, *tgt_records)
+        for v in r.params.values()
+        if v is not None
+    ]
+    s_names = [p.output for p in src_placed if p is not None]
+    t_names = [p.output for p in tgt_placed if p is not None]
+    for k, xi in enumerate(inputs):
+        xt = x_t if k == 0 else _example_for(xi, layouts)
+        s_vals = src_run([xi], [*s_names, *src_pos.graph.outputs[:1]])
+        t_vals = tgt_run([xt], [*t_names, *tgt_pos.graph.outputs[:1]])
+        y_s = s_vals[src_pos.graph.outputs[0]]
+        y_t = t_vals[tgt_pos.graph.outputs[0]]
+        if y_s.ndim >= 3 and layouts[0] != layouts[1]:
+            y_t = (
+                np.moveaxis(y_t, -1, 1)
+                if layouts[0] == "channels_first"
+                else np.moveaxis(y_t, 1, -1)
+            )
+        tol = (
+            atol if atol is not None else tolerance(y_s, [*dtypes, str(y_s.dtype), str(y_t.dtype)])
+        )
+        out_diff = _diff(y_s, y_t)
+        layer = {}
+        for s, t in pairs:
+            sp, tp = src_placed[s], tgt_placed[t]
+            assert sp is not None and tp is not None
+            if sp.output in s_vals and tp.output in t_vals:
+                d = frames_module.compare(
+                    mapper,
+                    src_pos,
+                    tgt_pos,
+                    s,
+                    sp.output,
+                    tp.output,
+                    s_vals[sp.output],
+                    t_vals[tp.output],
+                )
+                if d is not None:
+                    layer[f"{src_records[s].label} -> {tgt_records[t].label}"] = d
+        if k == 0:
+            report.layer_max_diff = layer
+            report.max_diff, report.tolerance = out_diff, tol
+            report.example = "an example made from the input shape" if made else "`example`"
+        if not out_diff <= tol:
+            first = next(((name, d) for name, d in layer.items() if not d <= tol), None)
+            where = (
+                f"the first layer whose output differs is {first[0]} (by {first[1]:.3g})"
+                if first is not None
+                else "every paired layer agrees, so the difference is in what lies between them"
+            )
+            on = "`example`" if k == 0 else "a random input of the example's shape"
+            raise ValueError(
+                f"the ported target's output differs from the source's by {out_diff:.3g} "
+                f"(tolerance {tol:.3g}) on {on}: {where}; the target was left as it was"
+            )
+
+
+def _random_like(a: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if a.dtype.kind in "iu":
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 1)
+        return rng.integers(lo, max(hi, lo + 1) + 1, size=a.shape).astype(a.dtype)
+    return rng.standard_normal(a.shape).astype(a.dtype if a.dtype.kind == "f" else np.float32)

@@ -1,10 +1,10 @@
-"""Flax NNX's side of :func:`subpixel.port_weights`: read a module's parameterised
-layers (attributes, nested modules and lists; in the order they run on the example,
-else in attribute order), write converted parameters back, run the module."""
+"""Flax NNX's side of :func:`subpixel.port_weights`: a module's parameterised layers
+(attributes, nested modules, lists and dicts), its trace (the jaxpr of one call,
+:mod:`subpixel.movement.jaxpr`) and writing converted parameters back."""
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -12,26 +12,17 @@ import numpy as np
 from flax import nnx
 
 from .. import weights
-from .._frameworks.flax import evaluate, model_input, put
-from .._frameworks.flax import slots as _slots
-from .._frameworks.flax import walk as _walk
+from .._frameworks.flax import model_input, walk
 from ..layers import flax as flax_layers
-from ._records import (
-    Record,
-    Shuffle,
-    check_known,
-    mark_in_order,
-    note_run_order,
-    spec_settings,
-    strides,
-)
+from ..movement import Graph
+from .records import Record, check_known, spec_settings, strides
 
-__all__ = ["layout", "read", "run", "write"]
+__all__ = ["input_shape", "layout", "read", "restore", "snapshot", "trace", "write"]
 
 
 def _modules(model: Any) -> list[tuple[str, Any]]:
     """The model itself (a layer passed alone is read as one) and every module below."""
-    return [("", model), *_walk(model)]
+    return [("", model), *walk(model)]
 
 
 def layout(model: Any) -> str:
@@ -54,9 +45,8 @@ def _record(name: str, m: Any) -> Record | None:
             name,
             {"weight": w, "bias": _v(m.bias)},
             m.spec.spatial_dims,
-            shuffle=(m.spec.order, m.spec.factor),
             layout=m.spec.layout,
-            extra=spec_settings(m.spec),
+            settings=spec_settings(m.spec),
         )
     if isinstance(m, nnx.ConvTranspose):
         w = weights.convert_layout(
@@ -72,7 +62,7 @@ def _record(name: str, m: Any) -> Record | None:
             {"weight": w, "bias": _v(m.bias)},
             w.ndim - 2,
             layout="channels_last",
-            extra={"stride": strides(m.strides, w.ndim - 2)},
+            settings={"stride": strides(m.strides, w.ndim - 2)},
         )
     if isinstance(m, nnx.Conv):
         w = weights.convert_layout(_v(m.kernel), src="flax", dst="torch")
@@ -82,7 +72,7 @@ def _record(name: str, m: Any) -> Record | None:
             {"weight": w, "bias": _v(m.bias)},
             w.ndim - 2,
             layout="channels_last",
-            extra={"groups": m.feature_group_count, "stride": strides(m.strides, w.ndim - 2)},
+            settings={"groups": m.feature_group_count, "stride": strides(m.strides, w.ndim - 2)},
         )
     if isinstance(m, nnx.Linear):
         return Record(
@@ -98,14 +88,14 @@ def _record(name: str, m: Any) -> Record | None:
                 "running_mean": _v(m.mean),
                 "running_var": _v(m.var),
             },
-            extra={"eps": m.epsilon},
+            settings={"eps": m.epsilon},
         )
     if isinstance(m, nnx.LayerNorm):
         return Record(
             "layer_norm",
             name,
             {"weight": _v(m.scale), "bias": _v(m.bias)},
-            extra={"eps": m.epsilon},
+            settings={"eps": m.epsilon},
         )
     if isinstance(m, nnx.PReLU):
         return Record("prelu", name, {"weight": _v(m.negative_slope).reshape(-1)})
@@ -114,97 +104,98 @@ def _record(name: str, m: Any) -> Record | None:
     return None
 
 
-def read(model: Any, example: Any = None) -> list[Record]:
-    modules = _modules(model)
-    records: dict[str, Record] = {}
-    steps: dict[str, Record | Shuffle] = {}  # Flax calls modules in code: their order tells
-    for name, m in modules:
+_ATTRS = {
+    "conv": {"weight": "kernel", "bias": "bias"},
+    "conv_transpose": {"weight": "kernel", "bias": "bias"},
+    "dense": {"weight": "kernel", "bias": "bias"},
+    "batch_norm": {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"},
+    "layer_norm": {"weight": "scale", "bias": "bias"},
+    "prelu": {"weight": "negative_slope"},
+    "embedding": {"weight": "embedding"},
+}
+
+
+def read(model: Any, *, target: bool = False) -> list[Record]:
+    """The parameterised layers of ``model`` in attribute order."""
+    records = []
+    for name, m in _modules(model):
         r = _record(name, m)
         if r is not None:
-            records[name] = steps[name] = r
-        elif isinstance(m, flax_layers.PixelShuffle):  # and PixelUnshuffle
-            op = "shuffle" if m.op is flax_layers.ops.shuffle else "unshuffle"
-            steps[name] = (op, m.order, m.factor)
+            prefix = name.replace(".", "/")
+            for key, attr in _ATTRS[r.kind].items():
+                if r.params.get(key) is not None and getattr(m, attr, None) is not None:
+                    r.paths[key] = f"{prefix}/{attr}" if prefix else attr
+            r.layout = "channels_last" if r.kind != "conv" or not r.layout else r.layout
+            if r.kind == "conv" and not isinstance(m, flax_layers.SubPixelConv):
+                r.groups = int(r.settings.get("groups", 1))  # type: ignore[arg-type]
+                r.settings.update(_conv_settings(m, r.spatial_dims))
+            if r.kind in ("batch_norm", "prelu"):
+                r.param_axes = (-1,)
+            records.append(r)
         else:
             own = [k for k, v in vars(m).items() if isinstance(v, nnx.Param)]
             check_known(name or "the model", type(m).__name__, own)
-    ran = _run_order(model, example, set(steps))
-    in_order = note_run_order(list(records.values()), ran)
-    if not in_order and len(records) > 1 and any(_rebuilt(m) for _, m in modules):
-        if example is None or ran is not None:  # (an example that fails is an error later)
-            how = (
-                "pass `example=` to pair layers in the order they run"
-                if example is None
-                else "not every layer's run on `example` could be noted (a layer in a "
-                "tuple or passed to a transform such as nnx.scan or nnx.remat, or one "
-                "that does not run), so that order is used"
-            )
-            warnings.warn(
-                "a Flax module rebuilt by nnx.split/merge, nnx.clone or nnx.eval_shape has "
-                f"its attributes in alphabetical order, not the order they were defined in: {how}",
-                stacklevel=4,
-            )
-    mark_in_order([steps[n] for n in (ran if in_order and ran else steps) if n in steps])
-    data = layout(model)
-    for r in records.values():
-        r.layout = data
-    return list(records.values())
+    return records
 
 
-def _rebuilt(m: Any) -> bool:
-    """Whether ``m``'s attributes are sorted, as NNX leaves a module it rebuilt (one
-    built by its own ``__init__`` sets its private attributes first, unsorted)."""
-    keys = list(vars(m))
-    public = [k for k in keys if not k.startswith("_")]
-    return len(public) > 1 and keys == sorted(keys)
+def _conv_settings(m: Any, d: int) -> dict[str, Any]:
+    padding = m.padding
+    if isinstance(padding, str):
+        pads: tuple = (
+            ("same_tf",)
+            if padding.upper() == "SAME"
+            else ("valid",)
+            if padding.upper() == "VALID"
+            else (padding.lower(),)
+        )
+    elif isinstance(padding, int):
+        pads = ("explicit", ((padding, padding),) * d)
+    else:
+        pads = (
+            "explicit",
+            tuple((p, p) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in padding),
+        )
+    dilation = m.kernel_dilation if m.kernel_dilation is not None else 1
+    return {
+        "dilation": strides(dilation, d),
+        "pads": pads,
+        "padding_mode": "zeros"
+        if not isinstance(padding, str) or padding.upper() in ("SAME", "VALID")
+        else padding.lower(),
+    }
 
 
-class _Called:
-    """Stands in for a module during one run and notes its name when called."""
-
-    def __init__(self, module: Any, name: str, log: list[str]) -> None:
-        self.module, self.name, self.log = module, name, log
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.log.append(self.name)
-        return self.module(*args, **kwargs)
-
-    def __getattr__(self, attr: str) -> Any:  # the model's code may read its attributes
-        return getattr(self.module, attr)
+def input_shape(model: Any) -> tuple[int, ...] | None:
+    return None
 
 
-def _run_order(model: Any, example: Any, wanted: set[str]) -> list[str] | None:
-    """The modules named in ``wanted`` in the order ``model`` calls them on ``example``
-    (a module called twice is named twice), noted on an evaluation-mode copy (the
-    model's own state stays as it is); ``[]`` where noting broke a run that works
-    without it; None without an example or where the example does not run."""
-    if example is None or "" in wanted:
-        return None  # a layer passed alone: nothing to order
-    copy = nnx.clone(model)
-    copy.eval()
-    slots = _slots(copy)
-    name_of = {id(m): path for _, _, m, path in slots if path in wanted}
-    called: list[str] = []
-    for parent, key, m, _ in slots:
-        if id(m) in name_of:
-            put(parent, key, _Called(m, name_of[id(m)], called))
-    try:
-        copy(model_input(model, example))
-    except Exception:
-        try:  # a transform given a stand-in (nnx.remat(f)(self.block, x)) fails
-            evaluate(model, example)
-        except Exception:
-            return None  # the example is checked (one line) before anything is written
-        return []
-    return called
+def trace(model: Any, example: Any) -> tuple[Graph, Any]:
+    """The graph of one call on ``example`` (on an evaluation-mode copy: no state of
+    the model moves) and a runner giving its named values."""
+    from ..movement import jaxpr as movement_jaxpr
+
+    x = model_input(model, example)
+    graph, run, _ = movement_jaxpr.read_model(model, x)
+
+    def runner(feeds: Sequence[Any], names: Sequence[str]) -> dict[str, np.ndarray]:
+        return run([model_input(model, f) for f in feeds], names)
+
+    return graph, runner
+
+
+def snapshot(model: Any) -> Any:
+    return nnx.clone(nnx.state(model))
+
+
+def restore(model: Any, saved: Any) -> None:
+    nnx.update(model, saved)
 
 
 def write(model: Any, records: list[Record], converted: list[dict]) -> None:
     modules = dict(_modules(model))
     for record, params in zip(records, converted):
         m = modules[record.name]
-        w: Any = params.get("weight")
-        b = params.get("bias")
+        w, b = params.get("weight"), params.get("bias")
         if record.kind == "conv":
             m.kernel[...] = jnp.asarray(
                 weights.convert_layout(w, src="torch", dst="flax"), m.kernel.dtype
@@ -238,9 +229,3 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
             continue
         if b is not None and getattr(m, "bias", None) is not None:
             m.bias[...] = jnp.asarray(b, m.bias.dtype)
-
-
-def run(model: Any, example: Any, names: list[str]) -> dict[str, Any]:
-    """The output of an evaluation-mode copy (the model's own state, batch statistics
-    and mode, stay as they are)."""
-    return {"__output__": np.asarray(evaluate(model, example))}

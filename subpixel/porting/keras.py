@@ -1,53 +1,31 @@
-"""Keras's side of :func:`subpixel.port_weights`: read a model's parameterised layers
-(the functional graph tells which convolution feeds a shuffle and which flatten feeds a
-dense layer), write converted parameters back, run the model recording layer outputs."""
+"""Keras's side of :func:`subpixel.port_weights`: a model's parameterised layers
+(functional, Sequential, subclassed and nested models), its trace (the TensorFlow or
+JAX graph of one call, :mod:`subpixel.movement.keras`) and writing converted
+parameters back."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
 from .. import weights
-from .._frameworks.keras import to_numpy as _np
-from .._frameworks.keras import walk as _walk
-from .._frameworks.keras import watching
+from .._frameworks.keras import walk
 from ..layers import keras as keras_layers
-from ..rewrite.keras import shuffle_op
-from ._records import (
-    PER_CHANNEL,
-    ReadError,
-    Record,
-    Shuffle,
-    check_known,
-    flatten_features,
-    mark_in_order,
-    mark_shuffle,
-    note_run_order,
-    spec_settings,
-)
+from ..movement import Graph
+from .records import ReadError, Record, check_known, spec_settings
 
-__all__ = ["layout", "read", "run", "write"]
+__all__ = ["input_shape", "layout", "read", "restore", "snapshot", "trace", "write"]
 
 _CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _CONV_T = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
-# layers that only pass channels through (walked over while tracing)
-_PASS = (
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-    keras.layers.Dropout,
-    keras.layers.Identity,
-)
 
 
 def layout(model: Any) -> str:
-    for layer in _walk(model):
+    for layer in walk(model):
         if isinstance(layer, keras.layers.Layer) and hasattr(layer, "data_format"):
             if isinstance(layer, keras.layers.Flatten):
                 continue
@@ -60,6 +38,35 @@ def _name(layer: Any) -> str:
     return str(layer.path if hasattr(layer, "path") else layer.name)
 
 
+def _np(v: Any) -> Any:
+    """A variable's value as NumPy (None for an absent bias)."""
+    return None if v is None else np.asarray(keras.ops.convert_to_numpy(v))
+
+
+def _np(v: Any) -> Any:
+    """A variable's value as NumPy (None for an absent bias)."""
+    return None if v is None else np.asarray(keras.ops.convert_to_numpy(v))
+
+
+def _paths(**variables: Any) -> dict[str, str]:
+    return {k: str(v.path) for k, v in variables.items() if v is not None}
+
+
+def _conv_settings(layer: Any, d: int) -> dict[str, Any]:
+    padding = str(layer.padding).lower()
+    return {
+        "groups": getattr(layer, "groups", 1),
+        "stride": tuple(layer.strides),
+        "dilation": tuple(layer.dilation_rate) if hasattr(layer, "dilation_rate") else (1,) * d,
+        "padding_mode": "zeros",
+        "pads": ("same_tf",)
+        if padding == "same"
+        else ("valid",)
+        if padding == "valid"
+        else ("causal",),
+    }
+
+
 def _record(layer: Any) -> Record | None:
     name = _name(layer)
     if isinstance(layer, keras_layers.SubPixelConv):
@@ -69,20 +76,24 @@ def _record(layer: Any) -> Record | None:
             name,
             {"weight": w, "bias": _np(layer.bias)},
             layer.spatial_dims,
-            shuffle=(layer.order, layer.factor),
             layout=layer.data_format,
-            extra=spec_settings(layer.spec),
+            settings=spec_settings(layer.spec),
+            paths=_paths(weight=layer.kernel, bias=layer.bias),
         )
     if isinstance(layer, _DEPTHWISE):
         k = _np(layer.kernel)  # (*k, C, multiplier): output channel c * multiplier + m
         w = np.moveaxis(k.reshape(*k.shape[:-2], -1), -1, 0)[:, None]
+        settings = _conv_settings(layer, w.ndim - 2)
+        settings["groups"] = k.shape[-2]
         return Record(
             "conv",
             name,
             {"weight": w, "bias": _np(layer.bias)},
             w.ndim - 2,
             layout=layer.data_format,
-            extra={"groups": k.shape[-2]},
+            settings=settings,
+            paths=_paths(weight=layer.kernel, bias=layer.bias),
+            groups=k.shape[-2],
         )
     if isinstance(layer, _CONV):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch")
@@ -92,20 +103,30 @@ def _record(layer: Any) -> Record | None:
             {"weight": w, "bias": _np(layer.bias)},
             w.ndim - 2,
             layout=layer.data_format,
-            extra={"groups": layer.groups, "stride": tuple(layer.strides)},
+            settings=_conv_settings(layer, w.ndim - 2),
+            paths=_paths(weight=layer.kernel, bias=layer.bias),
+            groups=layer.groups,
         )
     if isinstance(layer, _CONV_T):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch", transposed=True)
+        d = w.ndim - 2
         return Record(
             "conv_transpose",
             name,
             {"weight": w, "bias": _np(layer.bias)},
-            w.ndim - 2,
+            d,
             layout=layer.data_format,
-            extra={"stride": tuple(layer.strides)},
+            settings={"stride": tuple(layer.strides), "dilation": tuple(layer.dilation_rate)},
+            paths=_paths(weight=layer.kernel, bias=layer.bias),
         )
     if isinstance(layer, keras.layers.Dense):
-        return Record("dense", name, {"weight": _np(layer.kernel).T, "bias": _np(layer.bias)})
+        return Record(
+            "dense",
+            name,
+            {"weight": _np(layer.kernel).T, "bias": _np(layer.bias)},
+            layout="channels_last",
+            paths=_paths(weight=layer.kernel, bias=layer.bias),
+        )
     if isinstance(layer, keras.layers.BatchNormalization):
         return Record(
             "batch_norm",
@@ -116,19 +137,40 @@ def _record(layer: Any) -> Record | None:
                 "running_mean": _np(layer.moving_mean),
                 "running_var": _np(layer.moving_variance),
             },
-            extra={"eps": layer.epsilon},
+            settings={"eps": layer.epsilon},
+            paths=_paths(
+                weight=layer.gamma,
+                bias=layer.beta,
+                running_mean=layer.moving_mean,
+                running_var=layer.moving_variance,
+            ),
+            param_axes=(int(layer.axis),) if isinstance(layer.axis, int) else tuple(layer.axis),
         )
     if isinstance(layer, keras.layers.LayerNormalization):
+        axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
         return Record(
             "layer_norm",
             name,
             {"weight": _np(layer.gamma), "bias": _np(layer.beta)},
-            extra={"eps": layer.epsilon},
+            settings={"eps": layer.epsilon},
+            paths=_paths(weight=layer.gamma, bias=layer.beta),
+            param_axes=tuple(sorted(axes)),
         )
     if isinstance(layer, keras.layers.PReLU):
-        return Record("prelu", name, {"weight": _prelu_channels(layer)})
+        return Record(
+            "prelu",
+            name,
+            {"weight": _prelu_channels(layer)},
+            paths=_paths(weight=layer.alpha),
+            param_axes=(-1,),
+        )
     if isinstance(layer, keras.layers.Embedding):
-        return Record("embedding", name, {"weight": _np(layer.embeddings)})
+        return Record(
+            "embedding",
+            name,
+            {"weight": _np(layer.embeddings)},
+            paths=_paths(weight=layer.embeddings),
+        )
     return None
 
 
@@ -161,180 +203,91 @@ def _prelu_channels(layer: Any) -> np.ndarray:
     return alpha.reshape(-1)[:1] if axis == -1 else alpha.reshape(-1)
 
 
-def _parent(layer: Any) -> Any:
-    """The operation whose output ``layer`` takes (inside a nested model: the one that
-    makes the nested model's output); None if none or several."""
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if not nodes or len(nodes[0].parent_nodes) != 1:
-        return None
-    op = nodes[0].parent_nodes[0].operation
-    while hasattr(op, "layers") and not isinstance(op, keras_layers.SubPixelConv):
-        outputs = getattr(op, "outputs", None) or []
-        if len(outputs) != 1:
-            return None
-        op = outputs[0]._keras_history[0]
-    return op
-
-
-def _passes_channels(op: Any) -> bool:
-    """An activation, dropout, or a one-input ``keras.ops`` call keeping the shape."""
-    if isinstance(op, _PASS):
-        return True
-    if isinstance(op, keras.layers.Layer):
-        return False
-    nodes = getattr(op, "_inbound_nodes", [])
-    return (
-        len(nodes) == 1
-        and len(nodes[0].input_tensors) == 1
-        and tuple(nodes[0].input_tensors[0].shape) == tuple(nodes[0].outputs[0].shape)
-    )
-
-
-def read(model: Any, example: Any = None) -> list[Record]:
+def read(model: Any, *, target: bool = False) -> list[Record]:
+    """The parameterised layers of ``model`` (nested models' included), in definition
+    order; a weight held by no layer the porting reads (a subclassed model's own
+    ``add_weight``, an unknown layer's) is refused by name."""
     if not model.built:
         raise ReadError(
             "is not built: give a Sequential model a `keras.Input`, or call the model once"
         )
-    operations = _walk(model)
-    records, by_op = [], {}
-    for op in operations:
-        r = _record(op) if isinstance(op, keras.layers.Layer) else None
+    records = []
+    covered: set[int] = set()
+    for op in walk(model):
+        if not isinstance(op, keras.layers.Layer):
+            continue
+        r = _record(op)
         if r is not None:
             records.append(r)
-            by_op[id(op)] = r
-        elif isinstance(op, keras.layers.Layer):
-            check_known(op.name, type(op).__name__, [v.path for v in op.weights])
-    layers = [
-        op for op in operations if id(op) in by_op or isinstance(op, keras_layers.PixelShuffle)
-    ]
-    ran = _run_order(model, layers, example)
-    in_order = note_run_order(records, ran)
-    if not any(getattr(op, "_inbound_nodes", None) for op in operations):
-        # subclassed: no graph to read, the order its layers run in tells
-        _read_by_order(model, layers, records, by_op, ran if in_order else None)
-        return records
-    children: dict[int, list[Any]] = {}
-    for op in operations:
-        children.setdefault(id(_parent(op)), []).append(op)
+            covered.update(id(v) for v in op.weights)
+        elif not any(isinstance(op, t) for t in (keras.Model,)):
+            own = [v.path for v in op.weights if id(v) not in covered]
+            check_known(_name(op), type(op).__name__, own)
+            covered.update(id(v) for v in op.weights)
+    rest = [v.path for v in model.weights if id(v) not in covered]
+    check_known(_name(model) or "the model", type(model).__name__, rest)
     data = layout(model)
-    shuffles = {id(op): shuffle_op(op) for op in operations if id(op) not in by_op}
-    for op in operations:
-        found = shuffles.get(id(op))
-        if found is not None and found[0] == "shuffle":  # back to the convolution
-            between, src, through, unsupported = [], _parent(op), False, False
-            while src is not None and not (id(src) in by_op and by_op[id(src)].kind == "conv"):
-                earlier = None if id(src) in by_op else shuffles.get(id(src))
-                if id(src) in by_op and by_op[id(src)].kind in PER_CHANNEL:
-                    between.append(by_op[id(src)])
-                elif earlier is not None and earlier[0] == "shuffle" and not through:
-                    through = True  # a shuffle of a shuffle's output
-                    unsupported, between = bool(between), []
-                elif not _passes_channels(src):
-                    src = None
-                    break
-                src = _parent(src)
-            if src is not None:
-                mark_shuffle(by_op[id(src)], between, (found[1], found[2]), through)
-                if through and unsupported:
-                    by_op[id(src)].extra["chain_unsupported"] = True
-        elif found is not None:  # an unshuffle: forward to the convolution
-            between, users = [], children.get(id(op), [])
-            while len(users) == 1 and not (
-                id(users[0]) in by_op and by_op[id(users[0])].kind == "conv"
-            ):
-                if id(users[0]) in by_op and by_op[id(users[0])].kind in PER_CHANNEL:
-                    between.append(by_op[id(users[0])])
-                elif not _passes_channels(users[0]):
-                    break
-                users = children.get(id(users[0]), [])
-            if len(users) == 1 and id(users[0]) in by_op and by_op[id(users[0])].kind == "conv":
-                for r in (by_op[id(users[0])], *between):
-                    r.extra["unshuffle"] = (found[1], found[2])
-        if isinstance(op, keras.layers.Dense) and id(op) in by_op:
-            by_op[id(op)].flatten = _flatten_before(op, data)
-    _set_layout(records, data)
+    for r in records:
+        if r.kind in ("batch_norm", "layer_norm", "prelu", "embedding"):
+            r.layout = data
+        if (
+            r.kind == "layer_norm"
+            and data == "channels_last"
+            and r.param_axes
+            and len(r.param_axes) > 1
+        ):
+            # PyTorch keeps a layer norm's parameters channels first: (C, H, W) for NHWC
+            r.params = {
+                k: (np.moveaxis(v, -1, 0) if v is not None and v.ndim >= 2 else v)
+                for k, v in r.params.items()
+            }
+            last = max(r.param_axes)
+            r.param_axes = (last, *(a for a in r.param_axes if a != last))
     return records
 
 
-def _set_layout(records: list[Record], data: str) -> None:
-    """Every record's data layout; a layer norm over (H, W, C) has its parameters in
-    PyTorch's (C, H, W) order."""
-    for r in records:
-        r.layout = data
-        if r.kind == "layer_norm" and data == "channels_last":
-            for key, v in r.params.items():
-                if v is not None and v.ndim >= 2:
-                    r.params[key] = np.moveaxis(v, -1, 0)
-
-
-def _read_by_order(
-    model: Any, layers: list[Any], records: list[Record], by_op: dict, ran: list[str] | None
-) -> None:
-    """A subclassed model calls its layers in code: the order they ran in on the
-    example (else the order they were created in) tells which convolution a shuffle
-    layer (subpixel's) follows, as in Flax."""
-    steps: dict[str, Record | Shuffle] = {}
-    for op in layers:
-        steps[_name(op)] = by_op[id(op)] if id(op) in by_op else (op.op, op.order, op.factor)
-    mark_in_order([steps[name] for name in (steps if ran is None else ran) if name in steps])
-    _set_layout(records, layout(model))
-
-
-def _run_order(model: Any, layers: list[Any], example: Any) -> list[str] | None:
-    """The names of ``layers`` in the order ``model`` calls them on ``example`` (a
-    layer called twice is named twice); None without an example or where it fails."""
-    if example is None or model in layers:
-        return None  # a layer passed alone: nothing to order
-    called: list[str] = []
+def input_shape(model: Any) -> tuple[int, ...] | None:
+    """The model's input shape where it declares one (open sizes: batch 2, 32)."""
     try:
-        with (
-            _eagerly(),
-            watching(layers, lambda layer, _: called.append(_name(layer))),
-        ):
-            model(_input(example), training=False)
-    except Exception:
-        return None  # the example is checked (one line) before anything is written
-    return called
-
-
-@contextlib.contextmanager
-def _eagerly() -> Iterator[None]:
-    """TensorFlow runs a ``tf.function`` (a subclassed model's ``call``, say) as Python
-    for a while: a graph it traced before would not call the layers' ``call``."""
-    if keras.backend.backend() != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
-
-    before = tf.config.functions_run_eagerly()
-    tf.config.run_functions_eagerly(True)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(before)
-
-
-def _flatten_before(dense: Any, data_format: str) -> Any:
-    """The flatten record of a ``Flatten`` (or a ``Reshape`` to one axis) feeding a
-    dense layer (through dropouts and activations), from the static shape of what it
-    flattens."""
-    src = _parent(dense)
-    while src is not None and _passes_channels(src):
-        src = _parent(src)
-    reshape = isinstance(src, keras.layers.Reshape) and len(src.target_shape) == 1
-    if not (isinstance(src, keras.layers.Flatten) or reshape):
+        shape = model.input_shape if not isinstance(model.input_shape, list) else None
+    except (AttributeError, ValueError):
         return None
-    shape = tuple(src._inbound_nodes[0].input_tensors[0].shape[1:])
-    if len(shape) < 2 or not all(isinstance(s, int) for s in shape):
+    if shape is None or not shape:
         return None
-    features = shape if data_format == "channels_first" else (shape[-1], *shape[:-1])
-    # Keras's Flatten(data_format="channels_first") moves axis 1 last before flattening
-    moved = not reshape and getattr(src, "data_format", None) == "channels_first"
-    return flatten_features(features, data_format, channels_moved_last=moved)
+    return tuple(
+        2 if i == 0 and d is None else 32 if d is None else int(d) for i, d in enumerate(shape)
+    )
+
+
+def _input(example: Any) -> np.ndarray:
+    """``example`` as NumPy: floats as float32 (Keras's default), integers as they are."""
+    x = np.asarray(example)
+    return x.astype("float32") if x.dtype.kind not in "biu" else x
+
+
+def trace(model: Any, example: Any) -> tuple[Graph, Any]:
+    """The graph of one call on ``example`` and a runner giving its named values."""
+    from ..movement import keras as movement_keras
+
+    graph, run, _ = movement_keras.read_model(model, _input(example))
+
+    def runner(feeds: Sequence[Any], names: Sequence[str]) -> dict[str, np.ndarray]:
+        return run([_input(f) for f in feeds], names)
+
+    return graph, runner
+
+
+def snapshot(model: Any) -> list[tuple[Any, np.ndarray]]:
+    return [(v, np.array(keras.ops.convert_to_numpy(v), copy=True)) for v in model.variables]
+
+
+def restore(model: Any, saved: list[tuple[Any, np.ndarray]]) -> None:
+    for v, value in saved:
+        v.assign(value)
 
 
 def write(model: Any, records: list[Record], converted: list[dict]) -> None:
-    by_name = {_name(layer): layer for layer in _walk(model)}
+    by_name = {_name(layer): layer for layer in walk(model)}
     assignments: list[
         tuple[Any, Any]
     ] = []  # every value converted first: the copying itself cannot fail half way
@@ -377,27 +330,3 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
         )
     for var, value in assignments:
         var.assign(value)
-
-
-def _input(example: Any) -> np.ndarray:
-    """``example`` as NumPy: floats as float32 (Keras's default), integers as they are."""
-    x = np.asarray(example)
-    return x.astype("float32") if x.dtype.kind not in "biu" else x
-
-
-def run(model: Any, example: Any, names: list[str]) -> dict[str, Any]:
-    x = _input(example)
-    outputs: dict[str, Any] = {
-        "__output__": np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
-    }
-    try:  # a functional model also gives each layer's output
-        by_name = {_name(layer): layer for layer in _walk(model)}
-        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        probe = keras.Model(inputs, [by_name[n].output for n in names])
-        values = probe(x, training=False)
-        values = values if isinstance(values, (list, tuple)) else [values]
-        for name, value in zip(names, values):
-            outputs[name] = np.asarray(keras.ops.convert_to_numpy(value))
-    except Exception:
-        pass  # a subclassed model: the output alone
-    return outputs

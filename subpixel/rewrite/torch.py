@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from .._core import timing as _timing
-from .._core.lowering import Lowering
+from .._core.lowering import Lowering, normalize_lowering
 from .._frameworks.torch import as_input, evaluating, to_numpy
 from ..layer import SubPixelConv
 from ..layers.torch import (
@@ -168,12 +168,32 @@ def replace_conv_transpose(
     return _swap(model, is_plain_conv_transpose, fastest)
 
 
-def replace_pixel_shuffle(model: nn.Module, *, lowering: Lowering = "auto") -> nn.Module:
-    """Swap PyTorch's ``nn.PixelShuffle``/``nn.PixelUnshuffle`` modules of ``model`` (in
-    place) for subpixel's (CRD, the same numbers) so that ``lowering=`` applies to them.
-    (Calls of ``F.pixel_shuffle`` inside a ``forward`` are code, not modules: they stay.)"""
+def replace_pixel_shuffle(
+    model: nn.Module,
+    *,
+    lowering: Lowering = "auto",
+    example: ArrayLike | torch.Tensor | None = None,
+) -> nn.Module:
+    """Write every pixel shuffle and unshuffle of ``model`` with ``lowering`` (the same
+    numbers; docs/deploy.md).
+
+    With ``example`` (an input ``model`` runs on), every shuffle is found by what it
+    does in a ``torch.export`` trace: ``nn.PixelShuffle`` modules, ``F.pixel_shuffle``
+    calls, hand-written ``view``/``permute`` chains, einops, any channel order.  A
+    module whose whole forward is a shuffle is swapped in place for subpixel's layer
+    of the same order and ``model`` is returned; where shuffles are written in code,
+    the exported graph with each shuffle rewritten is returned (a ``GraphModule``,
+    batch and spatial sizes dynamic where the export allows; ``model`` itself is left
+    as it was).
+
+    Without ``example``, PyTorch's ``nn.PixelShuffle``/``nn.PixelUnshuffle`` modules are
+    swapped in place for subpixel's (CRD); shuffles written in code are not seen."""
 
     _check_module(model)
+    if example is not None:
+        from . import torch_sites
+
+        return torch_sites.rewrite(model, example, normalize_lowering(lowering))
 
     def make(m: nn.Module) -> nn.Module:
         if isinstance(m, nn.PixelShuffle):

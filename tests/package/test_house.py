@@ -15,12 +15,12 @@ FLOORS = [
     ["__main__"],
     ["cli"],
     ["__init__"],  # the package's face: public names only
-    ["porting"],
+    ["porting", "auditing"],
     ["models", "rewrite"],
     ["layers"],
     ["layer"],
     ["weights", "ops"],
-    ["image", "deploy", "backends"],
+    ["image", "deploy", "backends", "movement"],
     ["_core", "_frameworks"],
 ]
 
