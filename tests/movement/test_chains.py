@@ -124,7 +124,7 @@ def test_movement_of_constants_and_shapes_is_no_chain():
 
 def test_a_one_hot_convolution_is_probed_and_found_to_move_data():
     C, r = 3, 2
-    from subpixel._lowering import one_hot_kernel
+    from subpixel._core.lowering import one_hot_kernel
 
     kernel, groups = one_hot_kernel(C, (r, r), "DCR")
     nodes = [
