@@ -167,10 +167,10 @@ def _upsampler(feat: int, scale: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _upsampler_sites(scale: int) -> list[tuple[str, tuple[int, int]]]:
+def _upsampler_sites(scale: int, feat: int) -> list[tuple[str, tuple[int, int], int]]:
     if scale == 3:
-        return [("shuffle", (3, 3))]
-    return [("shuffle", (2, 2))] * (scale.bit_length() - 1)
+        return [("shuffle", (3, 3), feat)]
+    return [("shuffle", (2, 2), feat)] * (scale.bit_length() - 1)
 
 
 class _MeanShift(nn.Module):
@@ -357,13 +357,26 @@ def build(name: str, seed: int = 0, **config) -> nn.Module:
     return model
 
 
-def expected_sites(model: nn.Module) -> list[tuple[str, tuple[int, int]]]:
-    """``(kind, factor)`` of each shuffle site of ``model`` in data-flow order (all CRD,
-    channels-first, as the PyTorch ops are)."""
+def expected_sites(model: nn.Module) -> list[tuple[str, tuple[int, int], int]]:
+    """``(kind, factor, channels)`` of each shuffle site of ``model`` in data-flow order
+    (all CRD, channels-first, as the PyTorch ops are); ``channels`` is C, the count on
+    the high-resolution side."""
     if isinstance(model, RRDBNet):
-        return [] if model.entry == 1 else [("unshuffle", (model.entry, model.entry))]
-    if isinstance(model, (SRVGGNetCompact, SPAN)):
-        return [("shuffle", (model.scale, model.scale))]
+        if model.entry == 1:
+            return []
+        return [
+            (
+                "unshuffle",
+                (model.entry, model.entry),
+                model.conv_first.in_channels // model.entry**2,
+            )
+        ]
+    if isinstance(model, SRVGGNetCompact):
+        return [
+            ("shuffle", (model.scale, model.scale), model.body[-1].out_channels // model.scale**2)
+        ]
+    if isinstance(model, SPAN):
+        return [("shuffle", (model.scale, model.scale), model.up.out_channels // model.scale**2)]
     if isinstance(model, (RCAN, EDSR)):
-        return _upsampler_sites(model.scale)
+        return _upsampler_sites(model.scale, model.head.out_channels)
     raise TypeError(f"not one of this module's architectures: {type(model).__name__}")
