@@ -382,12 +382,13 @@ def _negative_specs(full: bool) -> list[Spec]:
 
 
 def default_specs() -> list[Spec]:
-    """The CI matrix: one point per writing style x kind x order x producer, with factor,
-    C, static/dynamic and position rotating through their values (C = 3 twice as often as
-    C = 1, since one channel hides the order), plus every architecture (torch.onnx both
+    """The CI matrix: one point per writing style x kind x order x producer (x precision
+    for the TFLite converter), with factor, C, static/dynamic and position rotating
+    through their values on a counter of each producer (C = 3 twice as often as C = 1,
+    since one channel hides the order), plus every architecture (torch.onnx both
     exporters, onnx2tf) and the negatives."""
     specs: list[Spec] = []
-    turn = 0
+    turns: dict[tuple, int] = {}
     families = [("torch", s, TORCH_PRODUCERS) for s in TORCH_STYLES]
     families += [("keras", s, KERAS_PRODUCERS) for s in KERAS_STYLES]
     for family, style, producers in families:
@@ -397,11 +398,17 @@ def default_specs() -> list[Spec]:
             for producer in producers:
                 precisions = ("float32", "float16", "int8") if producer == TFLITE else ("float32",)
                 for precision in precisions:
-                    factor = factors[turn % len(factors)]
-                    channels = (3, 3, 1)[turn % 3]
-                    dynamic = _supports_dynamic(producer) and turn % 2 == 1
+                    k = turns.get((producer, precision), 0)
+                    turns[producer, precision] = k + 1
+                    factor = factors[(k + k // 4) % len(factors)]
+                    channels = (3, 3, 1)[k % 3]
+                    dynamic = _supports_dynamic(producer) and k % 2 == 1
                     positions = ("middle", "output") if kind == "shuffle" else ("input", "middle")
-                    position = positions[(turn // 2) % 2]
+                    if style.startswith("subpixel:SubPixelConv"):
+                        positions = ("middle", "output")
+                    j = turns.get((producer, precision, kind), 0)
+                    turns[producer, precision, kind] = j + 1
+                    position = positions[(j + j // 2) % 2]
                     specs.append(
                         Spec(
                             family,
@@ -416,7 +423,6 @@ def default_specs() -> list[Spec]:
                             precision,
                         )
                     )
-                    turn += 1
     return specs + _arch_specs(full=False) + _negative_specs(full=False)
 
 
