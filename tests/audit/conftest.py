@@ -1,8 +1,9 @@
 """Session-scoped audit fixtures, built once per test session into a tmp folder:
 
-- ``fixture_matrix``: ``list[factory.Fixture]``, the default matrix
+- ``fixture_matrix``: ``list[factory.Fixture]``, every file of the default matrix
   (``factory.default_specs()``; ``SUBPIXEL_AUDIT_FULL=1``: ``factory.full_specs()``),
-  every file verified in its runtime;
+  each checked in its runtime;
+- ``verified_fixtures``: those whose ground truth holds (``Fixture.verified``);
 - ``fixture_conversion_failures``: the matrix points whose converter refused the model;
 - ``fixtures_by_name``: ``{fixture.name: fixture}``, failures included;
 - ``swapped_pairs``: ``list[factory.SwappedPair]`` for ``--against``.
@@ -53,6 +54,15 @@ def fixture_matrix(tmp_path_factory):
     require_converters()
 
     return [f for f in _matrix(tmp_path_factory) if f.error is None]
+
+
+@pytest.fixture(scope="session")
+def verified_fixtures(fixture_matrix):
+    """The files whose ground truth holds (``Fixture.verified``): they run, agree with
+    their source, and every site was found exactly by the runtime's tensors.  The rest of
+    ``fixture_matrix`` are converter findings (``faithful=False``, a runtime that refuses
+    the file): test hazards and error paths with them, not classification."""
+    return [f for f in fixture_matrix if f.verified]
 
 
 @pytest.fixture(scope="session")

@@ -86,13 +86,40 @@ KNOWN_CONVERSION_FAILURES = {
 }
 
 
+# onnx2tf 1.29.24 on a TorchScript ONNX file with dynamic batch and spatial sizes: where
+# the site is a Reshape/Transpose chain in the ONNX file, the .tflite's RESHAPE gets a
+# wrong target shape and the file does not run at any size ("num_input_elements !=
+# num_output_elements"), or the conversion itself fails (torch.pixel_unshuffle:
+# "Keras symbolic inputs/outputs do not implement `__len__`"); DepthToSpace/SpaceToDepth
+# and convolution sites convert and run.  A one-channel lowering="conv" shuffle runs
+# with the default XNNPACK delegate but TFLite's reference TRANSPOSE_CONV refuses it
+# ("computed_input_height != SizeOfDimension"), so its tensors cannot be read.
+ONNX2TF_DYNAMIC_BROKEN = {
+    "view/permute": "num_input_elements != num_output_elements",
+    "einops.rearrange": "num_input_elements != num_output_elements",
+    "subpixel:reshape": "num_input_elements != num_output_elements",
+    "subpixel:flat": "num_input_elements != num_output_elements",
+    "nn.PixelUnshuffle": "do not implement `__len__`",
+    "torch.pixel_unshuffle": "do not implement `__len__`",
+    "subpixel:conv": "computed_input_height != SizeOfDimension",
+}
+
+
+def _known_broken(f) -> str | None:
+    spec = f.spec
+    known = KNOWN_CONVERSION_FAILURES.get((spec.producer, spec.style, spec.kind, spec.order))
+    if known is None and spec.producer == factory.ONNX2TF and spec.dynamic:
+        known = ONNX2TF_DYNAMIC_BROKEN.get(spec.style)
+    return known
+
+
 @pytest.mark.parametrize("name", [s.name for s in SPECS])
 def test_fixture_claims(built, name):
     f = built[name]
     spec = f.spec
-    known = KNOWN_CONVERSION_FAILURES.get((spec.producer, spec.style, spec.kind, spec.order))
-    if known is not None and f.error is not None:
-        assert known in f.error, f.error
+    known = _known_broken(f)
+    if known is not None and not f.verified:
+        assert known in " ".join([f.error or "", *f.findings]), (f.error, f.findings)
         return
     assert f.error is None, f.error
     assert f.path.exists() and f.path.stat().st_size > 0
