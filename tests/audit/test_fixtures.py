@@ -7,17 +7,19 @@ the factory, the audit's tests use what it builds (conftest.py)."""
 from __future__ import annotations
 
 import collections
+import os
 
 import numpy as np
 import pytest
 
 from audit import factory
 
-SPECS = factory.default_specs()
+FULL = os.environ.get("SUBPIXEL_AUDIT_FULL") == "1"
+SPECS = factory.full_specs() if FULL else factory.default_specs()
 
 # Converters found here not to be faithful, or to move a site's order on purpose, with
-# the exact case (tests/audit/FINDINGS in the commit message explains each): the
-# fixtures stay in the matrix with faithful=False / the file's own order.
+# the exact case (tests/audit/README.md): the fixtures stay in the matrix with
+# faithful=False / the file's own order.
 KNOWN_UNFAITHFUL: dict[str, str] = {}
 KNOWN_ORDER_CHANGES = {
     # TFLite's DEPTH_TO_SPACE is DCR only: subpixel's CRD SubPixelConv(lowering="native")
@@ -102,6 +104,8 @@ ONNX2TF_DYNAMIC_BROKEN = {
     "nn.PixelUnshuffle": "do not implement `__len__`",
     "torch.pixel_unshuffle": "do not implement `__len__`",
     "subpixel:conv": "computed_input_height != SizeOfDimension",
+    # a non-square factor: lowering="reshape" (a square one is DepthToSpace and runs)
+    "subpixel:SubPixelConv2d": "num_input_elements != num_output_elements",
 }
 
 
