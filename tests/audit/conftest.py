@@ -50,9 +50,9 @@ def require_converters() -> None:
 
 @pytest.fixture(scope="session")
 def fixture_matrix(tmp_path_factory):
-    """The fixture matrix, built and verified once per session."""
+    """Every file of the matrix (converter findings included), built and checked once
+    per session."""
     require_converters()
-
     return [f for f in _matrix(tmp_path_factory) if f.error is None]
 
 

@@ -527,7 +527,7 @@ def build(spec: Spec, folder: str | os.PathLike) -> Fixture:
         raise ValueError(f"unknown family {spec.family!r}")
     try:
         fixture = _produce(spec, src, folder)
-    except Exception as exc:  # the exporter or converter refuses the model: a finding
+    except (Exception, SystemExit) as exc:  # the exporter or converter refuses the model
         text = f"{type(exc).__name__}: {exc}".strip().splitlines()
         return Fixture(
             name=spec.name,
@@ -1011,15 +1011,24 @@ def onnx2tf_convert(
         shutil.copyfile(onnx_path, copy)
     cwd, path_env = os.getcwd(), os.environ.get("PATH", "")
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + path_env
+    said = io.StringIO()
     try:
         os.chdir(work)
-        with _quiet():
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(said),
+            contextlib.redirect_stderr(said),
+        ):
+            warnings.simplefilter("ignore")
             onnx2tf.convert(
                 input_onnx_file_path=str(copy),
                 output_folder_path=str(out_folder / "saved_model"),
                 non_verbose=True,
                 not_use_onnxsim=onnxsim_in_process,
             )
+    except SystemExit as exc:  # onnx2tf ends the process on some conversion errors
+        lines = [line for line in said.getvalue().splitlines() if line.strip()]
+        raise RuntimeError(f"onnx2tf exited ({exc.code}): {' | '.join(lines[-3:])}") from None
     finally:
         os.chdir(cwd)
         os.environ["PATH"] = path_env
@@ -1133,7 +1142,6 @@ def _produce(spec: Spec, src: _Source, folder: Path) -> Fixture:
     file_example = src.example
     if in_layout != (CF if src.framework == "torch" else CL) and src.example.ndim == 4:
         file_example = np.ascontiguousarray(src.example.transpose(0, 2, 3, 1))
-    rank4_out = True
     return Fixture(
         name=name,
         path=path,
@@ -1146,7 +1154,7 @@ def _produce(spec: Spec, src: _Source, folder: Path) -> Fixture:
         example=src.example,
         file_example=file_example,
         input_layout=in_layout,
-        output_layout=out_layout if rank4_out else CF,
+        output_layout=out_layout,
         precision=spec.precision,
         movements=src.movements,
         source_sites=list(src.sites),

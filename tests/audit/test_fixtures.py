@@ -85,6 +85,10 @@ KNOWN_CONVERSION_FAILURES = {
     # for a CRD shuffle: one group per output channel) with the wrong kernel feature
     # dimension: MLIR verification fails ("feature_group_count")
     (factory.LITERT_TORCH, "subpixel:conv", "shuffle", "CRD"): "feature_group_count",
+    # onnx2tf 1.29.24 on a grouped (group = C > 1) Conv with a non-square kernel = stride
+    # (subpixel's lowering="conv" CRD unshuffle by (2, 3)): its saved_model step refuses
+    # an op name ("/0/Conv/kernel") and the converter exits; square factors convert
+    (factory.ONNX2TF, "subpixel:conv", "unshuffle", "CRD"): "OP name does not match",
 }
 
 
