@@ -1758,6 +1758,8 @@ def build_pairs(folder: str | os.PathLike) -> list[SwappedPair]:
     - ``order-keras-naive``: PyTorch conv -> PixelShuffle(2) -> conv (CRD, C=3) exported
       to ONNX, against a Keras model with the same weights copied as they are and
       ``tf.nn.depth_to_space`` (DCR), converted to .tflite: the classic porting bug;
+    - ``order-keras-source``: the same two the other way round (the Keras model is
+      the source);
     - ``order-onnx-mode``: the same ONNX file with its DepthToSpace mode flipped to DCR by
       ``onnx.helper`` (nothing else changed);
     - ``order-second-site``: RCAN x4 (two PixelShuffle(2)) with only the second
@@ -1811,6 +1813,24 @@ def build_pairs(folder: str | os.PathLike) -> list[SwappedPair]:
             model,
             x,
             diff(tgt, CL),
+        )
+    )
+    # the same the other way round: the Keras model (and its .tflite) is the source
+    kref = _source_output(keras_model, "keras", nhwc)
+    pairs.append(
+        SwappedPair(
+            "order-keras-source",
+            tgt,
+            src,
+            0,
+            "order",
+            "the naive Keras port as the source (source_model: the Keras model, NHWC) "
+            "against the PyTorch CRD model's ONNX file",
+            [dataclasses.replace(crd, order="DCR", layout=CL)],
+            [crd],
+            keras_model,
+            nhwc,
+            float(np.max(np.abs(_to_file_layout(_run(src, x).output(), CF, CL) - kref))),
         )
     )
     # (a) order: the mode attribute flipped in the ONNX file

@@ -225,10 +225,20 @@ def test_swapped_pairs(swapped_pairs):
         else:
             assert p.max_diff > 0.05, f"{p.name}: a swap must show in the output ({p.max_diff})"
     # the swapped targets really hold what they claim, by their runtime tensors
-    for name in ("order-onnx-mode", "order-second-site", "order-keras-naive", "layout-onnx"):
+    for name in (
+        "order-onnx-mode",
+        "order-second-site",
+        "order-keras-naive",
+        "order-keras-source",
+        "layout-onnx",
+    ):
         p = by[name]
         layout = p.target_sites[0].layout
-        x = p.example if p.target_path.suffix == ".onnx" else p.example.transpose(0, 2, 3, 1)
+        x = p.example
+        if p.target_path.suffix == ".tflite" and p.example.shape[1] == 3:  # NCHW example
+            x = p.example.transpose(0, 2, 3, 1)
+        elif p.target_path.suffix == ".onnx" and p.example.shape[-1] == 3:  # NHWC example
+            x = p.example.transpose(0, 3, 1, 2)
         sites, checks = factory.check_file_sites(
             p.target_path, np.ascontiguousarray(x), p.target_sites, layout
         )
