@@ -113,12 +113,30 @@ ONNX2TF_DYNAMIC_BROKEN = {
 }
 
 
-def _known_broken(f) -> str | None:
+# the same onnx2tf on the dynamic architectures and negatives (full matrix): RRDBNet,
+# RCAN and EDSR do not convert, SRVGGNetCompact's ADD gets shapes that do not broadcast,
+# the channel shuffle and plain reshape get wrong RESHAPE shapes, the layout transpose
+# gets Flex (Select TF) ops that the builtin interpreter does not run
+ONNX2TF_DYNAMIC_MODELS_BROKEN = (
+    "do not implement `__len__`",
+    "Dimensions must be equal",
+    "not broadcastable",
+    "num_input_elements != num_output_elements",
+    "Select TensorFlow op(s)",
+)
+
+
+def _known_broken(f) -> tuple[str, ...] | None:
     spec = f.spec
     known = KNOWN_CONVERSION_FAILURES.get((spec.producer, spec.style, spec.kind, spec.order))
-    if known is None and spec.producer == factory.ONNX2TF and spec.dynamic:
-        known = ONNX2TF_DYNAMIC_BROKEN.get(spec.style)
-    return known
+    if known is not None:
+        return (known,)
+    if spec.producer == factory.ONNX2TF and spec.dynamic:
+        if spec.family in ("arch", "negative"):
+            return ONNX2TF_DYNAMIC_MODELS_BROKEN
+        if spec.style in ONNX2TF_DYNAMIC_BROKEN:
+            return (ONNX2TF_DYNAMIC_BROKEN[spec.style],)
+    return None
 
 
 @pytest.mark.parametrize("name", [s.name for s in SPECS])
@@ -127,7 +145,8 @@ def test_fixture_claims(built, name):
     spec = f.spec
     known = _known_broken(f)
     if known is not None and not f.verified:
-        assert known in " ".join([f.error or "", *f.findings]), (f.error, f.findings)
+        said = " ".join([f.error or "", *f.findings])
+        assert any(k in said for k in known), (f.error, f.findings)
         return
     assert f.error is None, f.error
     assert f.path.exists() and f.path.stat().st_size > 0
