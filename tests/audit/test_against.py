@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from test_audit_files import _Net, export
+from audit.test_audit_files import _Net, export
 from torch import nn
 
 from subpixel import audit, weights
