@@ -89,15 +89,45 @@ def tolerance(graph: Graph, reference: np.ndarray) -> float:
     return rtol * max(scale, 1e-6)
 
 
-def _site_shapes_match(
+_RELATIONS: tuple[tuple[str, str] | None, ...] = (
+    None,
+    ("channels_first", "channels_last"),
+    ("channels_last", "channels_first"),
+)
+
+
+def _site_relation(
     m: Movement, chain: Chain, graph: Graph, relation: tuple[str, str] | None
-) -> bool:
+) -> tuple[bool, tuple[str, str] | None]:
+    """Whether ``chain`` has the sizes of the source's site ``m``, and the layout
+    relation its tensors have to the source's there: the models' own first, else
+    another (a converter may run a site in the other layout than the model's input,
+    as litert-torch runs NCHW shuffles between NHWC convolutions)."""
     a, b = graph.values[chain.input].probe_shape, graph.values[chain.output].probe_shape
     if a is None or b is None:
-        return False
-    a2 = _to_source(np.empty(a, bool), relation).shape
-    b2 = _to_source(np.empty(b, bool), relation).shape
-    return tuple(a2) == m.in_shape and tuple(b2) == m.out_shape
+        return False, relation
+    for rel in (relation, *(r for r in _RELATIONS if r != relation)):
+        a2 = _to_source(np.empty(a, bool), rel).shape
+        b2 = _to_source(np.empty(b, bool), rel).shape
+        if tuple(a2) == m.in_shape and tuple(b2) == m.out_shape:
+            return True, rel
+    return False, relation
+
+
+def _candidates(chains: list[Chain]) -> list[Chain]:
+    """Each chain, and runs of up to four chains where one's output is the next's
+    input (a site the analysis cut in two, as a shuffle in the wrong layout and the
+    reshape that makes its sizes fit)."""
+    out = []
+    for k, c in enumerate(chains):
+        out.append(c)
+        run = c
+        for nxt in chains[k + 1 : k + 4]:
+            if nxt.input != run.output:
+                break
+            run = Chain((*run.nodes, *nxt.nodes), (*run.values, *nxt.values[1:]), None)
+            out.append(run)
+    return out
 
 
 def _apply(index: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -184,16 +214,19 @@ def compare(report: AuditReport, target: Opened, source: Opened, source_sites: l
         x.astype(np.dtype(dt if dt != "other" else "float32"))
         for x, (_, _, dt) in zip(t_feeds, target.inputs)
     ]
-    chains = report.movements_all
+    chains = _candidates(report.movements_all)
     # pair each source site with the target's next chain of the same sizes
     pairs: list[tuple[Chain, Chain | None]] = []
+    site_relation: dict[int, tuple[str, str] | None] = {}
     start = 0
     for s_chain in source_sites:
         assert s_chain.movement is not None
         found = None
         for k in range(start, len(chains)):
-            if _site_shapes_match(s_chain.movement, chains[k], target.graph, relation):
+            fits, rel = _site_relation(s_chain.movement, chains[k], target.graph, relation)
+            if fits:
                 found, start = chains[k], k + 1
+                site_relation[id(s_chain)] = rel
                 break
         pairs.append((s_chain, found))
     s_names = [n for c in source_sites for n in (c.input, c.output)] + source.graph.outputs[:1]
@@ -230,10 +263,8 @@ def compare(report: AuditReport, target: Opened, source: Opened, source_sites: l
             results.append((k, None, None, comp))
             continue
         x_s, y_s = s_vals[s_chain.input], s_vals[s_chain.output]
-        x_t, y_t = (
-            _to_source(t_vals[t_chain.input], relation),
-            _to_source(t_vals[t_chain.output], relation),
-        )
+        rel = site_relation.get(id(s_chain), relation)
+        x_t, y_t = _to_source(t_vals[t_chain.input], rel), _to_source(t_vals[t_chain.output], rel)
         if pending:
             tol = tolerance(target.graph, x_s)
             resolve(_match_channels(x_s, x_t, _channel_axis(m, x_s), tol) is not None)
@@ -310,11 +341,18 @@ def _match_channels(ref: np.ndarray, got: np.ndarray, axis: int, tol: float) -> 
 
 def _does(m: Movement, x: np.ndarray, y: np.ndarray) -> tuple[str, str] | None:
     """The (order, layout) of ``m``'s kind and factor that turns ``x`` into ``y``
-    exactly, if one does."""
+    exactly, if one does; in the other layout, also where its output is then only
+    reshaped to ``y``'s sizes (a converter that read the data in the wrong layout and
+    made the sizes fit again)."""
     for o in ("CRD", "DCR"):
         for lay in ("channels_first", "channels_last"):
             cand = _candidate(m, o, lay, x.shape)
-            if cand is not None and cand.shape == y.shape and _same(_apply(cand, x), y):
+            if cand is None or cand.size != y.size:
+                continue
+            got = _apply(cand, x)
+            if cand.shape == y.shape and _same(got, y):
+                return o, lay
+            if lay != m.layout and _same(got.reshape(y.shape), y):
                 return o, lay
     return None
 
