@@ -158,7 +158,7 @@ class _Recorder:
                     if from_data:
                         self.data.add(name)
                     self._bind(t, name)
-                    self._value(name, t)
+                    self._value(name, t).constant = not from_data
                     names.append(name)
                     if self.wanted is not None and name in self.wanted:
                         self.seen[name] = t.detach().cpu().numpy().copy()
