@@ -183,13 +183,16 @@ def _trace_jax(model: Any, args: list[np.ndarray]) -> Traced:
     tv, ntv = list(model.trainable_variables), list(model.non_trainable_variables)
     names = [v.path for v in (*tv, *ntv)]
 
+    # (stateless_call hands its keywords to call() as they are)
+    kw = {"training": False} if getattr(model, "_call_has_training_arg", True) else {}
+
     def forward(params: Any, *xs: Any) -> Any:
-        return model.stateless_call(params[0], params[1], _call_arg(xs), training=False)[0]
+        return model.stateless_call(params[0], params[1], _call_arg(xs), **kw)[0]
 
     def current() -> Any:
         return ([v.value for v in tv], [v.value for v in ntv])
 
-    forward.__qualname__ = type(model).__name__
+    forward.__name__ = forward.__qualname__ = type(model).__name__
     t = jaxpr.trace_function(
         forward,
         tuple(args),
@@ -212,8 +215,15 @@ def _trace_torch(model: Any, args: list[np.ndarray]) -> Traced:
 
     def record(xs: list[Any], wanted: set[str] | None) -> Any:
         rec = reader._Recorder(params, xs, wanted)
-        with torch.no_grad(), rec:
-            out = model(_call_arg(xs), training=False)
+        # a call() that updates a statistic or a counter in place: put back after
+        saved = [(v.value, v.value.detach().clone()) for v in model.non_trainable_variables]
+        try:
+            with torch.no_grad(), rec:
+                out = model(_call_arg(xs), training=False)
+        finally:
+            with torch.no_grad():
+                for t, a in saved:
+                    t.copy_(a)
         from torch.utils._pytree import tree_flatten
 
         outs, _ = tree_flatten(out)

@@ -502,6 +502,8 @@ def _check_run_all(t, x, want):
         ("transpose", (2, 2), "SAME", (1, 1)),
         ("transpose", (2, 3), "VALID", (1, 1)),
         ("transpose", (3, 3), "SAME", (1, 1)),
+        ("conv3d", (1, 2, 2), "SAME", (1, 1, 1)),
+        ("transpose3d", (2, 2, 1), "VALID", (1, 1, 1)),
     ],
 )
 def test_tf_convolutions_with_zero_one_kernels_are_candidates_with_the_ops_semantics(
@@ -511,7 +513,10 @@ def test_tf_convolutions_with_zero_one_kernels_are_candidates_with_the_ops_seman
 
     rng = np.random.default_rng(3)
     x = rng.random((2, 7, 8, 4)).astype("float32")
-    if kind == "depthwise":
+    if kind.endswith("3d"):
+        x = rng.random((2, 3, 5, 6, 4)).astype("float32")
+        w = (rng.random((2, 3, 2, 4, 4)) < 0.4).astype("float32")
+    elif kind == "depthwise":
         w = (rng.random((3, 2, 4, 2)) < 0.4).astype("float32")
     elif kind == "transpose":
         w = (rng.random((3, 4, 5, 4)) < 0.4).astype("float32")  # (*k, out, in)
@@ -519,6 +524,12 @@ def test_tf_convolutions_with_zero_one_kernels_are_candidates_with_the_ops_seman
         w = (rng.random((3, 2, 4, 6)) < 0.4).astype("float32")
 
     def op(t, w=w):
+        if kind == "conv3d":
+            return tf.nn.conv3d(t, w, (1, *stride, 1), padding)
+        if kind == "transpose3d":
+            n, D, H, W, _ = t.shape
+            out = (n, (D - 1) * stride[0] + 2, (H - 1) * stride[1] + 3, W + 1, 4)
+            return tf.nn.conv3d_transpose(t, w, out, (1, *stride, 1), padding)
         if kind == "depthwise":
             return tf.nn.depthwise_conv2d(t, w, (1, *stride, 1), padding, dilations=dilation)
         if kind == "transpose":
@@ -572,6 +583,36 @@ def test_batch_norm_in_training_mode_is_read_in_inference_and_left_alone():
     _assert_same_state(before, model)
     got = t.run([x], t.graph.outputs)[t.graph.outputs[0]]
     np.testing.assert_allclose(got, _np(model(x, training=False)), rtol=1e-6, atol=1e-6)
+
+
+def test_a_call_that_updates_a_variable_leaves_it_as_it_was():
+    class Counting(keras.layers.Layer):
+        def build(self, shape):
+            self.calls = self.add_weight(
+                shape=(), initializer="zeros", trainable=False, name="calls"
+            )
+
+        def call(self, x):
+            self.calls.assign(self.calls + 1.0)
+            return keras.ops.depth_to_space(x, 2) + 0.0 * self.calls
+
+    inp = keras.Input((4, 5, 12))
+    model = keras.Model(inp, Counting()(inp))
+    x = _x((1, 4, 5, 12))
+    before = _state(model)
+    graph, run, _ = reader.read_model(model, x)
+    run([x], graph.outputs)
+    run([x * 2], graph.outputs)
+    _assert_same_state(before, model)
+    assert _sites(graph) == [("shuffle", (2, 2), "DCR")]
+
+
+def test_a_bare_layer_is_read():
+    layer = PixelShuffle(2, order="CRD", lowering="reshape")
+    x = _x((1, 3, 4, 12))
+    t = reader.trace(layer, x)
+    assert _sites(t.graph) == [("shuffle", (2, 2), "CRD")]
+    np.testing.assert_array_equal(t.run([x], t.graph.outputs)[t.graph.outputs[0]], _np(layer(x)))
 
 
 def test_audit_reads_a_keras_model():
