@@ -233,8 +233,8 @@ class Traced:
             )
         env = dict(self.fixed)
         env.update(zip(self.param_names, self._params()))
-        for name, x, (_, shape, _dtype) in zip(self.input_names, feeds, self.inputs):
-            x = np.asarray(x) if not hasattr(x, "shape") else x
+        for name, x, (_, shape, dtype) in zip(self.input_names, feeds, self.inputs):
+            x = np.asarray(x, dtype=dtype) if not hasattr(x, "shape") or x.dtype != dtype else x
             if tuple(x.shape) != tuple(shape):
                 raise ValueError(f"{name} was traced at shape {tuple(shape)}, got {tuple(x.shape)}")
             env[name] = x

@@ -398,7 +398,8 @@ def _trace_tf(model: Any, args: list[np.ndarray]) -> Traced:
             pruned[tuple(wanted)] = fn
         saved = [(v, v.numpy()) for v in model.variables] if writes else []
         try:
-            res = fn(*(tf.constant(f) for f in feeds), *(captured[n] for n in fed))
+            xs = [tf.constant(f, dtype=p.dtype) for f, p in zip(feeds, placeholders)]
+            res = fn(*xs, *(captured[n] for n in fed))
         finally:
             for v, a in saved:
                 v.assign(a)

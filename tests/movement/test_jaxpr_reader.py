@@ -428,3 +428,13 @@ def test_a_function_that_does_not_trace_is_one_value_error():
     assert "\n" not in str(info.value)
     with pytest.raises(TypeError, match="Flax NNX module"):
         reader.trace(lambda x: x, _x((2, 2)))
+
+
+def test_audit_reads_a_flax_module():
+    from subpixel.audit import audit
+
+    module = EDSRish((3, 3), "DCR", rngs=nnx.Rngs(0))
+    report = audit(module, example=_x((1, 4, 5, 3)))
+    assert [(s.kind, s.factor, s.order, s.layout) for s in report.sites] == [
+        ("shuffle", (3, 3), "DCR", "channels_last")
+    ]
