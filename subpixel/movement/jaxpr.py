@@ -30,7 +30,7 @@ import numpy as np
 from . import steps
 from .graph import Graph, Node, Value
 
-__all__ = ["Traced", "read_function", "read_module", "trace", "trace_function"]
+__all__ = ["Traced", "read_function", "read_model", "read_module", "trace", "trace_function"]
 
 # primitives whose nested jaxpr takes the eqn's inputs one for one: inlined
 _INLINE = {
@@ -40,7 +40,7 @@ _INLINE = {
 _JAXPR_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 # primitives that only move the data of their first operand, given constant others
 _MOVES = {
-    *"reshape transpose squeeze expand_dims rev slice dynamic_slice gather split".split(),
+    *"reshape transpose squeeze expand_dims rev slice dynamic_slice gather".split(),
     *"copy copy_p device_put sharding_constraint broadcast_in_dim".split(),
 }
 # primitives whose every output element depends only on the same position of their
@@ -53,6 +53,9 @@ _ELEMENTWISE = {
     *"eq ne lt le gt ge and or not xor nextafter real imag conj complex copysign".split(),
     *"shift_left shift_right_logical shift_right_arithmetic population_count clz".split(),
 }
+# primitives that move every one of their inputs to several outputs or from several
+# inputs (Node.many)
+_MANY = {"split", "concatenate"}
 _CONVS = {"conv_general_dilated"}
 # a one-hot kernel larger than this is not looked at
 _MAX_KERNEL = 2**20
@@ -363,7 +366,7 @@ def _graph(
     return graph
 
 
-def _indices(op: _Op, others: list[Any], shape: tuple[int, ...], which: int = 0) -> np.ndarray:
+def _indices(op: _Op, others: list[Any], shape: tuple[int, ...]) -> np.ndarray:
     """A moving primitive bound to the flat indices of an operand of ``shape`` (other
     inputs as traced): where each output element comes from.  A gather that fills
     positions out of range fills them with -1 here."""
@@ -373,19 +376,37 @@ def _indices(op: _Op, others: list[Any], shape: tuple[int, ...], which: int = 0)
     if "fill_value" in params:
         params["fill_value"] = -1
     idx = jnp.asarray(np.arange(math.prod(shape), dtype=np.int32).reshape(shape))
-    out = op.prim.bind(idx, *others, **params)
-    if op.prim.multiple_results:
-        out = out[which]
-    return np.asarray(out, dtype=np.int64)
+    return np.asarray(op.prim.bind(idx, *others, **params), dtype=np.int64)
 
 
-def _index_step(op: _Op, others: list[Any], which: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+def _many_step(op: _Op) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """A primitive that moves all its inputs (``split``, ``concatenate``): bound to
+    their indices (numbered one after the other), the inputs' elements taken at each
+    output."""
+    import jax.numpy as jnp
+
+    def run(xs: list[np.ndarray]) -> list[np.ndarray]:
+        xs = [np.asarray(x) for x in xs]
+        start = np.cumsum([0] + [x.size for x in xs])
+        idx = [
+            jnp.asarray((start[k] + np.arange(x.size)).astype(np.int32).reshape(x.shape))
+            for k, x in enumerate(xs)
+        ]
+        out = op.prim.bind(*idx, **op.params)
+        outs = out if op.prim.multiple_results else [out]
+        flat = np.concatenate([x.reshape(-1) for x in xs])
+        return [flat[np.asarray(o, dtype=np.int64)] for o in outs]
+
+    return run
+
+
+def _index_step(op: _Op, others: list[Any]) -> Callable[[np.ndarray], np.ndarray]:
     """A moving primitive's semantics: the operand's elements taken at
     :func:`_indices` (the framework is its own oracle, for any dtype)."""
 
     def run(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
-        return x.reshape(-1)[_indices(op, others, x.shape, which)]
+        return x.reshape(-1)[_indices(op, others, x.shape)]
 
     return run
 
@@ -403,12 +424,16 @@ def _selects(op: _Op, others: list[Any], shape: tuple[int, ...]) -> bool:
 
 
 def _nodes(op: _Op, known: dict[str, Any], data: set[str], avals: dict[str, Any]) -> list[Node]:
-    """The graph nodes of one primitive: one per output for ``split``."""
+    """The graph node of one primitive."""
     name = op.prim.name
     data_at = next((i for i, n in enumerate(op.inputs) if n in data), 0)
     node_name = op.outputs[0] if op.outputs else f"{name}_op"
     if name in _ELEMENTWISE:
         return [Node(node_name, name, op.inputs, op.outputs, "elementwise", None, data_at)]
+    if name in _MANY and op.inputs:  # every input moved: (many, step)
+        many = tuple(range(len(op.inputs)))
+        joint: Any = _many_step(op)  # (a step of lists: Node.many)
+        return [Node(node_name, name, op.inputs, op.outputs, "move", joint, 0, many=many)]
     if name in _MOVES and op.inputs and data_at == 0:
         others = op.inputs[1:]
         if all(n in known for n in others):
@@ -420,11 +445,6 @@ def _nodes(op: _Op, known: dict[str, Any], data: set[str], avals: dict[str, Any]
                 return [Node(node_name, name, op.inputs, op.outputs, "compute", None, 0)]
             if name == "device_put" and len(op.inputs) != 1:
                 return [Node(node_name, name, op.inputs, op.outputs, "compute", None, 0)]
-            if name == "split":
-                return [
-                    Node(out, name, op.inputs, [out], "move", _index_step(op, values, j), 0)
-                    for j, out in enumerate(op.outputs)
-                ]
             step = _index_step(op, values)
             if name == "gather" and not _selects(op, values, shape):
                 return [Node(node_name, name, op.inputs, op.outputs, "compute", None, 0)]
@@ -503,6 +523,9 @@ def read_module(
     """(graph, run, inputs) of a Flax NNX module traced on ``example``."""
     t = trace(module, example)
     return t.graph, t.run, t.inputs
+
+
+read_model = read_module  # the name every reader's (model, example) entry point has
 
 
 def read_function(

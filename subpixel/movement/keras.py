@@ -44,8 +44,16 @@ Runner = Callable[[list[np.ndarray], Sequence[str]], dict[str, np.ndarray]]
 # their semantics is the op itself on an index array
 _MOVES = {
     *"Reshape Squeeze ExpandDims Transpose GatherV2 StridedSlice Slice ReverseV2".split(),
-    *"BroadcastTo SplitV Split Unpack Identity Snapshot StopGradient PreventGradient".split(),
-    *"EnsureShape CheckNumerics CheckNumericsV2 IdentityN".split(),
+    *"BroadcastTo Identity Snapshot StopGradient PreventGradient EnsureShape".split(),
+    *"CheckNumerics CheckNumericsV2 IdentityN".split(),
+}
+# ops that move several tensors (Node.many): the inputs they move, by input count
+_MANY: dict[str, Callable[[int], tuple[int, ...]]] = {
+    "Split": lambda n: (1,),  # Split(split_dim, value)
+    "SplitV": lambda n: (0,),
+    "Unpack": lambda n: (0,),
+    "ConcatV2": lambda n: tuple(range(n - 1)),  # ConcatV2(values..., axis)
+    "Pack": lambda n: tuple(range(n)),
 }
 _SHAPES = {"Shape", "ShapeN", "Size", "Rank"}
 _ELEMENTWISE = {
@@ -411,7 +419,7 @@ def _trace_tf(model: Any, args: list[np.ndarray]) -> Traced:
     # trace left open, from one run on the example
     needed = []
     for op in ops:
-        if op.type in _MOVES or op.type in _CONVS:
+        if op.type in _MOVES or op.type in _CONVS or op.type in _MANY:
             needed += [_tname(t) for t in op.inputs if _tname(t) not in data | known.keys()]
     needed += [n for n, v in graph.values.items() if v.probe_shape is None]
     needed = [
@@ -457,35 +465,50 @@ def _has_tensor(g: Any, name: str) -> bool:
     return True
 
 
-def _raw_step(
-    op: Any, at: int, args: list[Any], which: int = 0
-) -> Callable[[np.ndarray], np.ndarray]:
-    """An op's semantics on its input ``at``: the op itself executed eagerly (its own
-    attributes, the other inputs as traced) on the indices of that input, the input's
-    elements taken at the result (output ``which``)."""
+def _raw_many(
+    op: Any, many: tuple[int, ...], args: list[Any]
+) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """An op's semantics on its inputs ``many``: the op itself executed eagerly (its own
+    attributes, the other inputs as traced) on the indices of those inputs (numbered
+    one after the other), the inputs' elements taken at each output."""
     import tensorflow as tf
     from tensorflow.python.eager import context, execute
 
     od = op.op_def
-    index_type = od.input_arg[at].type_attr
+    arg_of = []  # the op's argument of each (flattened) input
+    for a in od.input_arg:
+        n = int(op.get_attr(a.number_attr)) if a.number_attr else 1
+        arg_of += [a] * n
+    index_types = {arg_of[i].type_attr for i in many}
     attrs: list[Any] = []
     for a in od.attr:
-        v = tf.int64 if a.name == index_type else op.get_attr(a.name)
+        v = tf.int64 if a.name in index_types else op.get_attr(a.name)
         attrs += [a.name, v.as_datatype_enum if isinstance(v, tf.DType) else v]
     n_out = len(op.outputs)
 
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        idx = np.arange(x.size, dtype=np.int64).reshape(x.shape)
-        ins = [tf.constant(idx if j == at else a) for j, a in enumerate(args)]
-        out = execute.execute(op.type, n_out, ins, tuple(attrs), context.context())
-        return x.reshape(-1)[np.asarray(out[which])]
+    def run(xs: list[np.ndarray]) -> list[np.ndarray]:
+        xs = [np.asarray(x) for x in xs]
+        start = np.cumsum([0] + [x.size for x in xs])
+        ins = list(args)
+        for k, i in enumerate(many):
+            ins[i] = start[k] + np.arange(xs[k].size, dtype=np.int64).reshape(xs[k].shape)
+        outs = execute.execute(
+            op.type, n_out, [tf.constant(a) for a in ins], tuple(attrs), context.context()
+        )
+        flat = np.concatenate([x.reshape(-1) for x in xs])
+        return [flat[np.asarray(o)] for o in outs]
 
     return run
 
 
+def _raw_step(op: Any, at: int, args: list[Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """An op's semantics on its input ``at`` (:func:`_raw_many` of that one input)."""
+    step = _raw_many(op, (at,), args)
+    return lambda x: step([x])[0]
+
+
 def _nodes(op: Any, known: dict[str, Any], data: set[str], graph: Graph) -> list[Node]:
-    """The graph nodes of one TensorFlow op (one per output for splits)."""
+    """The graph nodes of one TensorFlow op (one per output for ``IdentityN``)."""
     ins = [_tname(t) for t in op.inputs]
     outs = [_tname(t) for t in op.outputs]
     kind = op.type
@@ -515,9 +538,15 @@ def _nodes(op: Any, known: dict[str, Any], data: set[str], graph: Graph) -> list
             Node(f"{op.name}:{j}" if j else op.name, kind, [i], [o], "move", steps.copy(), 0)
             for j, (i, o) in enumerate(zip(ins, outs))
         ]
+    if kind in _MANY and ins:  # several tensors in or out
+        many = _MANY[kind](len(ins))
+        if any(ins[j] in data or ins[j] not in known for j in range(len(ins)) if j not in many):
+            return node("compute")
+        joint: Any = _raw_many(op, many, [known.get(n) for n in ins])  # (Node.many)
+        return [Node(op.name, kind, ins, outs, "move", joint, many[0], many=many)]
     if kind not in _MOVES or not ins:
         return node("compute")
-    at = 1 if kind == "Split" else 0  # Split(split_dim, value)
+    at = 0
     others = [j for j in range(len(ins)) if j != at]
     if ins[at] not in data and any(n in data for n in ins):
         return node("compute")
@@ -533,11 +562,6 @@ def _nodes(op: Any, known: dict[str, Any], data: set[str], graph: Graph) -> list
     if kind.startswith("CheckNumerics"):
         return node("move", steps.copy(), 0)
     args = [known.get(n) for n in ins]
-    if kind in ("Split", "SplitV", "Unpack"):
-        return [
-            Node(o if j else op.name, kind, ins, [o], "move", _raw_step(op, at, args, j), at)
-            for j, o in enumerate(outs)
-        ]
     return node("move", _raw_step(op, at, args), at)
 
 

@@ -82,7 +82,7 @@ def _check_run(traced, xs, want, exact=False):
     chains = [c for c in find_chains(g) if c.movement is not None]
     movers = [n for n in g.nodes if n.kind in ("move", "maybe") and n.step is not None]
     names = {*g.outputs, *(v for c in chains for v in (c.input, c.output))}
-    names |= {v for n in movers for v in (n.data_input, n.outputs[0])}
+    names |= {v for n in movers for v in (*n.data_inputs, *n.outputs)}
     got = traced.run(list(xs), sorted(names))
     for name, w in zip(g.outputs, want):
         if exact:
@@ -95,12 +95,7 @@ def _check_run(traced, xs, want, exact=False):
             fn = shuffle_gather if m.kind == "shuffle" else unshuffle_gather
             expect = fn(got[c.input], m.factor, layout=m.layout, order=m.order)
             np.testing.assert_array_equal(got[c.output], expect)
-    for n in movers:
-        y = n.step(got[n.data_input])
-        if n.kind == "move":
-            np.testing.assert_array_equal(y, got[n.outputs[0]], err_msg=n.name)
-        else:
-            np.testing.assert_allclose(y, got[n.outputs[0]], rtol=1e-5, atol=1e-5, err_msg=n.name)
+    _check_steps(movers, got)
 
 
 def _d2s(x, r, order):
@@ -438,3 +433,30 @@ def test_audit_reads_a_flax_module():
     assert [(s.kind, s.factor, s.order, s.layout) for s in report.sites] == [
         ("shuffle", (3, 3), "DCR", "channels_last")
     ]
+
+
+def _check_steps(movers, got):
+    """Each movement node's step moves the run's values as the model did (a node of
+    several tensors: all of them)."""
+    for n in movers:
+        if n.many is not None:
+            ys = n.step([got[i] for i in n.data_inputs])
+        else:
+            ys = [n.step(got[n.data_input])]
+        for y, out in zip(ys, n.outputs):
+            if n.kind == "move":
+                np.testing.assert_array_equal(y, got[out], err_msg=n.name)
+            else:
+                np.testing.assert_allclose(y, got[out], rtol=1e-5, atol=1e-5, err_msg=n.name)
+
+
+def test_a_split_and_join_is_one_movement():
+    def fn(x):
+        a, b, c = jnp.split(x * 2.0, 3, axis=-1)
+        return jnp.concatenate([c, a, b], axis=-1) + 1.0
+
+    x = _x((1, 4, 5, 6))
+    t = reader.trace_function(fn, x)
+    assert [n.many for n in t.graph.nodes if n.many is not None] == [(0,), (0, 1, 2)]
+    assert _non_sites(t.graph) == ["channel_permutation"]
+    _check_run(t, [x], [fn(x)], exact=True)
