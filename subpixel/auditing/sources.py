@@ -51,8 +51,8 @@ def _shapes_for(graph_inputs: list[str], shapes: Any) -> Mapping[str, Sequence[i
 
 
 def open_model(model: Any, *, shapes: Any = None, example: Any = None) -> Opened:
-    """Open ``model``: a path to an ``.onnx`` or ``.tflite`` file, or a PyTorch module
-    (with ``example``, an input it runs on)."""
+    """Open ``model``: a path to an ``.onnx`` or ``.tflite`` file, or a PyTorch module,
+    Keras model or Flax NNX module (with ``example``, an input it runs on)."""
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         kind = _suffix(path)
@@ -69,7 +69,8 @@ def open_model(model: Any, *, shapes: Any = None, example: Any = None) -> Opened
     if reader is None:
         kind = type(model)
         raise TypeError(
-            "`model` must be a path to an .onnx or .tflite file or a PyTorch module. "
+            "`model` must be a path to an .onnx or .tflite file, or a PyTorch module, Keras "
+            "model or Flax NNX module. "
             f"Received: model of type {kind.__module__}.{kind.__qualname__}"
         )
     if example is None:

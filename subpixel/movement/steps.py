@@ -22,6 +22,7 @@ from .graph import Step
 __all__ = [
     "concatenate",
     "conv",
+    "conv_general",
     "conv_transpose",
     "copy",
     "depth_to_space",
@@ -228,3 +229,42 @@ def stack(axis: int) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
 
 def unstack(axis: int) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
     return lambda xs: [np.take(xs[0], i, axis=axis) for i in range(xs[0].shape[axis])]
+
+
+def conv_general(
+    weight: np.ndarray,
+    stride: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int],
+    rhs_dilation: Sequence[int],
+    groups: int,
+) -> Step:
+    """XLA's convolution (``lax.conv_general_dilated``) on channels-first data, weight
+    ``(O, I // groups, *k)``, in float64: the input dilated by ``lhs_dilation`` (zeros
+    between its elements: how transposed convolutions are written), padded by
+    ``pads`` (a negative pad crops), then a strided, dilated cross-correlation."""
+    d = len(stride)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if any(int(f) != 1 for f in lhs_dilation):
+            N, C, *S = x.shape
+            sizes = [(s - 1) * int(f) + 1 if s else 0 for s, f in zip(S, lhs_dilation)]
+            up = np.zeros((N, C, *sizes))
+            every = (slice(None), slice(None), *(slice(None, None, int(f)) for f in lhs_dilation))
+            up[every] = x
+            x = up
+        grow = [(max(int(lo), 0), max(int(hi), 0)) for lo, hi in pads]
+        x = np.pad(x, [(0, 0), (0, 0), *grow])
+        crop = (
+            slice(None),
+            slice(None),
+            *(
+                slice(max(-int(lo), 0), x.shape[2 + a] - max(-int(hi), 0))
+                for a, (lo, hi) in enumerate(pads)
+            ),
+        )
+        x = x[crop]
+        return conv(weight, None, stride, [(0, 0)] * d, rhs_dilation, groups)(x)
+
+    return run

@@ -44,6 +44,9 @@ ELEMENTWISE_OPS = {
     *"erf sin cos floor ceil round trunc sign _to_copy to type_as prelu _prelu_kernel".split(),
     *"lerp addcmul addcdiv threshold gt lt ge le eq ne logical_not bitwise_not".split(),
 }
+# ATen ops that move several tensors (Node.many): a list in, or a list out
+_MANY_IN = {"cat", "concat", "concatenate", "stack"}
+_MANY_OUT = {"split", "split_with_sizes", "unbind", "chunk", "tensor_split", "unsafe_split"}
 CONV_OPS = {
     *"conv1d conv2d conv3d convolution _convolution conv_transpose1d".split(),
     *"conv_transpose2d conv_transpose3d".split(),
@@ -162,11 +165,21 @@ class _Recorder:
                     if from_data:
                         self.data.add(name)
                     self._bind(t, name)
-                    self._value(name, t)
+                    self._value(name, t).constant = not from_data
                     names.append(name)
                     if self.wanted is not None and name in self.wanted:
                         self.seen[name] = t.detach().cpu().numpy().copy()
                 if self.wanted is None:
+                    many = _many(func, args, kwargs)
+                    if many is not None:  # (a step of lists: Node.many)
+                        joint: Any = many[0]
+                        at = many[1][0]
+                        self.graph.add(
+                            Node(
+                                names[0], str(func), inputs, names, "move", joint, at, many=many[1]
+                            )
+                        )
+                        return out
                     kind, step = _step(func, args, kwargs, self.data, self.name_of)
                     self.graph.add(
                         Node(
@@ -275,6 +288,42 @@ def _step(
             return func(t, *rest, **kw).numpy()
 
     return ("maybe" if maybe else "move"), step
+
+
+def _many(
+    func: Any, args: Any, kwargs: Any
+) -> tuple[Callable[[list[np.ndarray]], list[np.ndarray]], tuple[int, ...]] | None:
+    """(semantics, moved inputs) of an op that joins tensors (``cat``, ``stack``) or
+    cuts one (``split``, ``unbind``, ``chunk``): the op itself run on index tensors
+    (numbered one after the other), its other arguments as they were."""
+    import torch
+
+    base = base_name(func)
+    if (base not in _MANY_IN and base not in _MANY_OUT) or not args:
+        return None
+    many_in = base in _MANY_IN
+    moved = list(args[0]) if many_in and isinstance(args[0], (list, tuple)) else [args[0]]
+    if not moved or not all(isinstance(t, torch.Tensor) for t in moved):
+        return None
+    for a in (*args[1:], *kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            return None  # sizes or indices as tensors
+    rest = args[1:]
+
+    def step(xs: list[np.ndarray]) -> list[np.ndarray]:
+        xs = [np.asarray(x) for x in xs]
+        start = np.cumsum([0] + [x.size for x in xs])
+        ts = [
+            torch.from_numpy((start[i] + np.arange(x.size, dtype=np.int64)).reshape(x.shape))
+            for i, x in enumerate(xs)
+        ]
+        with torch.no_grad():
+            out = func(ts, *rest, **kwargs) if many_in else func(ts[0], *rest, **kwargs)
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        flat = np.concatenate([x.reshape(-1) for x in xs])
+        return [flat[o.numpy()] for o in outs]
+
+    return step, tuple(range(len(moved)))
 
 
 def read_module(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -278,7 +279,14 @@ def positions(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str
             continue
         out = node.outputs[0] if node.outputs else ""
         shape = graph.values[out].probe_shape if out else None
-        if (
+        if node.kind == "move" and node.many is not None and node.step is not None:
+            if all(i in P for i in node.data_inputs):  # a split, concatenation, stack
+                joint: Any = node.step  # (a step of lists)
+                for o, y in zip(node.outputs, joint([P[i] for i in node.data_inputs])):
+                    P[o] = np.asarray(y).astype(np.int64)
+                release(node)
+                continue
+        elif (
             node.kind in ("move", "maybe")
             and node.step is not None
             and node.data_input in P

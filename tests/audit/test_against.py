@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from audit.test_audit_files import _Net, export
 from torch import nn
 
+from audit.test_audit_files import _Net, export
 from subpixel import audit, weights
 from subpixel.layers import torch as tl
 

@@ -12,8 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from audit.test_audit_files import _Net, export
 from torch import nn
+
+from audit.test_audit_files import _Net, export
 
 
 def subpixel(*args):
