@@ -19,7 +19,7 @@ import numpy as np
 
 from .._core.spec import Layout
 
-__all__ = ["Graph", "Node", "NodeKind", "Quant", "Step", "Value"]
+__all__ = ["ExampleError", "Graph", "Node", "NodeKind", "Quant", "Step", "Value", "error_line"]
 
 # what a node does to data, as far as its reader can tell:
 # "move": it only moves data (reshape, transpose, depth-to-space, a gather of
@@ -142,3 +142,22 @@ class Graph:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+
+def error_line(e: BaseException) -> str:
+    """An error's message in one line: its first, or its last where the first only
+    introduces a traceback (TensorFlow's "in user code:")."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [""]
+    if lines[0].startswith("Exception encountered when calling") and len(lines) > 1:
+        lines = lines[1:]  # Keras's wrapper line; the error follows
+    line = lines[-1] if lines[0].endswith(":") else lines[0]
+    return line.removeprefix(f"{type(e).__name__}: ")[:300]
+
+
+class ExampleError(ValueError):
+    """A model that does not run (or trace) on the example it was given; ``reason`` is
+    the framework's error in one line."""
+
+    def __init__(self, what: str, error: BaseException, verb: str = "run") -> None:
+        self.reason = f"{type(error).__name__}: {error_line(error)}"
+        super().__init__(f"{what} does not {verb} on `example` ({self.reason})")

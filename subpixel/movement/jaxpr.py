@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import steps
-from .graph import Graph, Node, Value
+from .graph import ExampleError, Graph, Node, Value
 
 __all__ = ["Traced", "read_function", "read_model", "read_module", "trace", "trace_function"]
 
@@ -84,16 +84,6 @@ def _path(path: Sequence[Any]) -> str:
     if len(parts) > 1 and parts[-1] == "value" and hasattr(path[-1], "name"):
         parts.pop()
     return "/".join(parts)
-
-
-def _line(e: BaseException) -> str:
-    """An error's message in one line: its first, or its last where the first only
-    introduces a traceback (TensorFlow's "in user code:")."""
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [""]
-    if lines[0].startswith("Exception encountered when calling") and len(lines) > 1:
-        lines = lines[1:]  # Keras's wrapper line; the error follows
-    line = lines[-1] if lines[0].endswith(":") else lines[0]
-    return line.removeprefix(f"{type(e).__name__}: ")[:300]
 
 
 def _as_args(example: Any) -> tuple[Any, ...]:
@@ -293,9 +283,7 @@ def trace_function(
     try:
         closed = jax.make_jaxpr(call)(leaves, *args)
     except Exception as e:
-        raise ValueError(
-            f"{what} does not trace on `example` ({type(e).__name__}: {_line(e)})"
-        ) from None
+        raise ExampleError(what, e, "trace") from None
     jaxpr = closed.jaxpr
     input_names = [f"input_{i}" for i in range(len(jaxpr.invars) - len(leaves))]
     # parameters keep their paths; a clash with another name gets a suffix
@@ -439,10 +427,6 @@ def _nodes(op: _Op, known: dict[str, Any], data: set[str], avals: dict[str, Any]
         if all(n in known for n in others):
             values = [known[n] for n in others]
             shape = _shape(avals[op.inputs[0]])
-            if name == "broadcast_in_dim" and math.prod(_shape(avals[op.outputs[0]])) != math.prod(
-                shape
-            ):
-                return [Node(node_name, name, op.inputs, op.outputs, "compute", None, 0)]
             if name == "device_put" and len(op.inputs) != 1:
                 return [Node(node_name, name, op.inputs, op.outputs, "compute", None, 0)]
             step = _index_step(op, values)

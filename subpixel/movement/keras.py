@@ -25,7 +25,6 @@ The graph's layout is ``channels_last`` unless the model's layers that have a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ import numpy as np
 
 from .._core.spec import Layout
 from . import steps
-from .graph import Graph, Node, Value
+from .graph import ExampleError, Graph, Node, Value, error_line
 
 __all__ = ["Traced", "layout_of", "read_model", "trace"]
 
@@ -45,7 +44,7 @@ Runner = Callable[[list[np.ndarray], Sequence[str]], dict[str, np.ndarray]]
 _MOVES = {
     *"Reshape Squeeze ExpandDims Transpose GatherV2 StridedSlice Slice ReverseV2".split(),
     *"BroadcastTo Identity Snapshot StopGradient PreventGradient EnsureShape".split(),
-    *"CheckNumerics CheckNumericsV2 IdentityN".split(),
+    *"CheckNumerics CheckNumericsV2 IdentityN Tile ResizeNearestNeighbor".split(),
 }
 # ops that move several tensors (Node.many): the inputs they move, by input count
 _MANY: dict[str, Callable[[int], tuple[int, ...]]] = {
@@ -95,16 +94,6 @@ class Traced:
         ]
 
 
-def _line(e: BaseException) -> str:
-    """An error's message in one line: its first, or its last where the first only
-    introduces a traceback (TensorFlow's "in user code:")."""
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [""]
-    if lines[0].startswith("Exception encountered when calling") and len(lines) > 1:
-        lines = lines[1:]  # Keras's wrapper line; the error follows
-    line = lines[-1] if lines[0].endswith(":") else lines[0]
-    return line.removeprefix(f"{type(e).__name__}: ")[:300]
-
-
 def _as_args(example: Any) -> list[np.ndarray]:
     args = list(example) if isinstance(example, (tuple, list)) else [example]
     out = []
@@ -146,9 +135,7 @@ def _ensure_built(model: Any, args: list[np.ndarray]) -> None:
     try:
         model(_call_arg(args), training=False)
     except Exception as e:
-        raise ValueError(
-            f"{type(model).__name__} does not run on `example` ({type(e).__name__}: {_line(e)})"
-        ) from None
+        raise ExampleError(type(model).__name__, e) from None
 
 
 def trace(model: Any, example: Any) -> Traced:
@@ -222,7 +209,7 @@ def _trace_torch(model: Any, args: list[np.ndarray]) -> Traced:
     inputs = [torch.from_numpy(np.ascontiguousarray(a)) for a in args]
 
     def record(xs: list[Any], wanted: set[str] | None) -> Any:
-        rec = reader._Recorder(params, xs, wanted)
+        rec = reader.Recorder(params, xs, wanted)
         # a call() that updates a statistic or a counter in place: put back after
         saved = [(v.value, v.value.detach().clone()) for v in model.non_trainable_variables]
         try:
@@ -241,9 +228,7 @@ def _trace_torch(model: Any, args: list[np.ndarray]) -> Traced:
     try:
         rec = record(inputs, None)
     except Exception as e:
-        raise ValueError(
-            f"{type(model).__name__} does not run on `example` ({type(e).__name__}: {_line(e)})"
-        ) from None
+        raise ExampleError(type(model).__name__, e) from None
     graph = rec.graph
     graph.source, graph.layout = "keras", layout_of(model)
 
@@ -321,9 +306,7 @@ def _trace_tf(model: Any, args: list[np.ndarray]) -> Traced:
     try:
         concrete = tf.function(call, input_signature=specs).get_concrete_function()
     except Exception as e:
-        raise ValueError(
-            f"{what} does not trace on `example` ({type(e).__name__}: {_line(e)})"
-        ) from None
+        raise ExampleError(what, e, "trace") from None
     g = concrete.graph
     # captured tensors by the name of the placeholder that stands for them
     captured = {internal.name: external for external, internal in g.captures}
@@ -335,7 +318,7 @@ def _trace_tf(model: Any, args: list[np.ndarray]) -> Traced:
             g, pruner = _inlined(concrete)
         except Exception as e:
             raise ValueError(
-                f"{what} calls functions that could not be inlined ({type(e).__name__}: {_line(e)})"
+                f"{what} calls functions that could not be inlined ({type(e).__name__}: {error_line(e)})"
             ) from None
         fed = [n for n in captured if _has_tensor(g, n)]
     else:
@@ -431,9 +414,7 @@ def _trace_tf(model: Any, args: list[np.ndarray]) -> Traced:
         try:
             got = fetch(needed, args)
         except Exception as e:
-            raise ValueError(
-                f"{what} does not run on `example` ({type(e).__name__}: {_line(e)})"
-            ) from None
+            raise ExampleError(what, e) from None
         for n, a in got.items():
             graph.values[n].probe_shape = tuple(a.shape)
             if graph.values[n].constant:
@@ -552,11 +533,6 @@ def _nodes(op: Any, known: dict[str, Any], data: set[str], graph: Graph) -> list
         return node("compute")
     if any(ins[j] not in known for j in others):
         return node("compute")
-    shape_in = graph.values[ins[at]].probe_shape
-    if kind == "BroadcastTo":
-        out_shape = graph.values[outs[0]].probe_shape
-        if shape_in is None or out_shape is None or math.prod(shape_in) != math.prod(out_shape):
-            return node("compute")
     if kind in ("Identity", "Snapshot", "StopGradient", "PreventGradient", "EnsureShape"):
         return node("move", steps.copy(), 0)
     if kind.startswith("CheckNumerics"):

@@ -21,10 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from .graph import Graph, Node, Value
+from .graph import ExampleError, Graph, Node, Value
 
 __all__ = ["Traced", "evaluating", "read_module", "run", "trace"]
 
+# nearest-neighbour resampling picks elements: run in float64 (no integer kernels)
+_NEAREST = {
+    f"{prefix}{d}d" for prefix in ("upsample_nearest", "_upsample_nearest_exact") for d in (1, 2, 3)
+}
 # ATen ops that only move the data of their first argument (given their other,
 # constant, arguments): their semantics is the op itself
 MOVE_OPS = {
@@ -33,6 +37,9 @@ MOVE_OPS = {
     *"contiguous clone alias detach index_select select slice narrow movedim swapaxes".split(),
     *"lift_fresh_copy dropout feature_dropout alpha_dropout feature_alpha_dropout".split(),
     *"view_copy permute_copy _reshape_alias alias_copy".split(),
+    # (these repeat elements: a chain through them is a selection, never a site)
+    *"repeat repeat_interleave expand expand_as tile".split(),
+    *_NEAREST,
 }
 # ATen ops whose every output element depends only on the same position of their
 # (broadcast) inputs
@@ -91,7 +98,7 @@ def _as_args(example: Any) -> tuple[Any, ...]:
     return tuple(a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a)) for a in args)
 
 
-class _Recorder:
+class Recorder:
     """A ``TorchDispatchMode`` (made on first use: torch is imported lazily) noting
     each op with its inputs and outputs by name; tensors are told apart by identity
     (weak references: a tensor that dies frees its name)."""
@@ -99,7 +106,7 @@ class _Recorder:
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         from torch.utils._python_dispatch import TorchDispatchMode
 
-        class Recorder(TorchDispatchMode):
+        class _Mode(TorchDispatchMode):
             def __init__(
                 self, params: dict[int, str], inputs: list[Any], wanted: set[str] | None
             ) -> None:
@@ -194,7 +201,7 @@ class _Recorder:
                     )  # type: ignore[arg-type]
                 return out
 
-        return Recorder(*args, **kwargs)
+        return _Mode(*args, **kwargs)
 
 
 def _params(model: Any) -> dict[int, str]:
@@ -208,7 +215,7 @@ def _params(model: Any) -> dict[int, str]:
 
 
 def _run(model: Any, args: tuple[Any, ...], wanted: set[str] | None) -> Any:
-    rec = _Recorder(_params(model), list(args), wanted)
+    rec = Recorder(_params(model), list(args), wanted)
     with evaluating(model), rec:
         out = model(*args)
     import torch
@@ -227,10 +234,7 @@ def trace(model: Any, example: Any) -> Traced:
     try:
         rec = _run(model, args, None)
     except Exception as e:
-        line = (str(e).strip().splitlines() or [""])[0][:300]
-        raise ValueError(
-            f"{type(model).__name__} does not run on `example` ({type(e).__name__}: {line})"
-        ) from None
+        raise ExampleError(type(model).__name__, e) from None
     return Traced(rec.graph, rec.constants)
 
 
@@ -282,10 +286,11 @@ def _step(
 
     def step(x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(np.require(x, requirements=["C", "W"]))
-        if maybe:
+        if maybe or base in _NEAREST:
             t = t.double()
         with torch.no_grad():
-            return func(t, *rest, **kw).numpy()
+            y = func(t, *rest, **kw).numpy()
+        return y.astype(x.dtype) if base in _NEAREST else y
 
     return ("maybe" if maybe else "move"), step
 

@@ -14,12 +14,14 @@ beyond the tolerance raise one ``ValueError`` and leave the target as it was.
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..movement.graph import ExampleError, error_line
 from . import frames as frames_module
 from .frames import FramesError, Placed
 from .records import PortReport, ReadError, Record, check_settings, convert_pair, framework_of
@@ -65,25 +67,77 @@ def port_weights(
             f"{len(tgt_records)}: they are not the same architecture ({first})"
         )
     _check_kinds(src_records, tgt_records)
-    x, made = _example(example, source, target, src_mod, tgt_mod)
+    xs, made = _example(example, source, target, src_mod, tgt_mod, src_records)
+    mismatch = _definition_mismatch(src_records, tgt_records)
     layouts = (src_mod.layout(source), tgt_mod.layout(target))
-    x_t = _example_for(x, layouts)
-    src_graph, src_run = _trace(src_mod, source, x, "source", made)
-    tgt_graph, tgt_run = _trace(tgt_mod, target, x_t, "target", made)
+    for k, x in enumerate(xs):  # (made ones: the first the source runs on)
+        try:
+            last = k == len(xs) - 1  # (a made input it does not run on: the layers differ?)
+            src_graph, src_run = _trace(
+                src_mod, source, x, "source", made, mismatch if made and last else None
+            )
+            break
+        except ValueError as e:
+            if k == len(xs) - 1:
+                if len(xs) == 1 or not made or str(e).startswith("the architectures"):
+                    raise
+                shapes = ", ".join(str(a.shape) for a in xs)
+                raise ValueError(
+                    f"`example` is needed: no input made from the source model's layers "
+                    f"(shapes {shapes}) runs through it"
+                ) from None
     src_placed = _place(src_graph, src_records, "source")
+    if not frames_module.reads_images(src_graph, src_placed, [r.kind for r in src_records]):
+        layouts = (layouts[0], layouts[0])  # features last in every framework
+    x_t = _example_for(x, layouts)
+    tgt_graph, tgt_run = _trace(tgt_mod, target, x_t, "target", made, mismatch)
     tgt_placed = _place(tgt_graph, tgt_records, "target")
-    pairs = _pairs(src_records, tgt_records, src_placed, tgt_placed)
+    kinds = [r.kind for r in src_records]
+    src_pos = frames_module.positions(src_graph, src_placed, kinds)
+    tgt_pos = frames_module.positions(tgt_graph, tgt_placed, [r.kind for r in tgt_records])
+    ctx = _Context(
+        source, target, src_mod, tgt_mod, src_records, tgt_records, src_placed, tgt_placed,
+        src_pos, tgt_pos, src_run, tgt_run, x, x_t, layouts, made, atol,
+    )  # fmt: skip
+    first: ValueError | None = None
+    for pairs in _pairings(ctx):
+        try:
+            return _port(ctx, pairs)
+        except ValueError as e:  # the target is as it was: the next pairing, if any
+            first = first or e
+    assert first is not None
+    raise first
+
+
+class _Context:
+    """What every pairing tried is ported and checked with."""
+
+    def __init__(self, *values: Any) -> None:
+        (
+            self.source, self.target, self.src_mod, self.tgt_mod, self.src_records,
+            self.tgt_records, self.src_placed, self.tgt_placed, self.src_pos, self.tgt_pos,
+            self.src_run, self.tgt_run, self.x, self.x_t, self.layouts, self.made, self.atol,
+        ) = values  # fmt: skip
+
+
+def _port(c: _Context, pairs: list[tuple[int, int]]) -> PortReport:
+    """Port with one pairing of the layers: settings, reorders, conversions, the
+    write, the check on the example; ``ValueError`` with the target restored."""
+    src_records, tgt_records = c.src_records, c.tgt_records
     for s, t in pairs:  # settings that are not parameters, before any reorder
         check_settings(src_records[s], tgt_records[t])
         _check_pads(
-            src_records[s], tgt_records[t], src_placed[s], tgt_placed[t], src_graph, tgt_graph
+            src_records[s],
+            tgt_records[t],
+            c.src_placed[s],
+            c.tgt_placed[t],
+            c.src_pos.graph,
+            c.tgt_pos.graph,
         )
     kinds = [r.kind for r in src_records]
     names = [r.label for r in src_records]
-    src_pos = frames_module.positions(src_graph, src_placed, kinds)
-    tgt_pos = frames_module.positions(tgt_graph, tgt_placed, [r.kind for r in tgt_records])
     try:
-        frames = frames_module.solve(src_pos, tgt_pos, pairs, kinds, names, tgt_placed)
+        frames = frames_module.solve(c.src_pos, c.tgt_pos, pairs, kinds, names, c.tgt_placed)
     except FramesError as e:
         raise ValueError(f"cannot port: {e}") from None
     converted = []
@@ -111,33 +165,33 @@ def port_weights(
             report.reorders[f"{src_records[s].label} -> {tgt_records[t].label}"] = (
                 " and ".join(what) + " reordered"
             )
-    saved = tgt_mod.snapshot(target)
+    saved = c.tgt_mod.snapshot(c.target)
     try:
-        tgt_mod.write(target, [tgt_records[t] for _, t in pairs], converted)
+        c.tgt_mod.write(c.target, [tgt_records[t] for _, t in pairs], converted)
         _verify(
             report,
-            x,
-            x_t,
-            layouts,
-            made,
-            atol,
-            src_mod,
-            tgt_mod,
-            source,
-            target,
+            c.x,
+            c.x_t,
+            c.layouts,
+            c.made,
+            c.atol,
+            c.src_mod,
+            c.tgt_mod,
+            c.source,
+            c.target,
             pairs,
             src_records,
             tgt_records,
-            src_placed,
-            tgt_placed,
-            src_pos,
-            tgt_pos,
+            c.src_placed,
+            c.tgt_placed,
+            c.src_pos,
+            c.tgt_pos,
             frames,
-            src_run,
-            tgt_run,
+            c.src_run,
+            c.tgt_run,
         )
     except BaseException:
-        tgt_mod.restore(target, saved)
+        c.tgt_mod.restore(c.target, saved)
         raise
     return report
 
@@ -150,37 +204,101 @@ def _read(module: Any, model: Any, which: str, *, target: bool) -> list[Record]:
 
 
 def _example(
-    example: Any, source: Any, target: Any, src_mod: Any, tgt_mod: Any
-) -> tuple[Any, bool]:
-    """The example (NumPy), and whether it was made here."""
+    example: Any,
+    source: Any,
+    target: Any,
+    src_mod: Any,
+    tgt_mod: Any,
+    src_records: list[Record],
+) -> tuple[list[np.ndarray], bool]:
+    """The example (NumPy), or the examples to try, and whether they were made here:
+    from an input shape a model declares, else from the source's layers: the port is
+    checked on the one the source runs on all the same."""
     if example is not None:
-        return _to_numpy(example), False
+        return [_to_numpy(example)], False
+    rng = np.random.default_rng(0)
     for mod, model, layouts in (
         (src_mod, source, None),
         (tgt_mod, target, (tgt_mod.layout(target), src_mod.layout(source))),
     ):
-        shape = getattr(mod, "input_shape", lambda m: None)(model)
-        if shape is not None:
-            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-            return (_example_for(x, layouts) if layouts else x), True
-    raise ValueError(
-        "`example` is needed: an input for `source` (neither model declares its input "
-        "shape), so that both can be traced and the port checked"
-    )
+        declared = getattr(mod, "input_shape", lambda m: None)(model)
+        if declared is not None:
+            shape, dtype = declared
+            if np.dtype(dtype).kind in "iu":  # token ids: within every embedding's table
+                tables = [
+                    r.params["weight"].shape[0]
+                    for r in src_records
+                    if r.kind == "embedding" and r.params.get("weight") is not None
+                ]
+                x = rng.integers(0, min(tables, default=2), size=shape).astype(dtype)
+            else:
+                x = rng.standard_normal(shape).astype(np.float32)
+            if layouts is None or x.ndim < 3:
+                return [x], True
+            return [_example_for(x, layouts), x], True  # (an image, or a sequence)
+    made = _made_examples(src_records, rng)
+    if not made:
+        raise ValueError(
+            "`example` is needed: an input for `source` (its input shape cannot be told from "
+            "its layers), so that both models can be traced and the port checked"
+        )
+    return made, True
 
 
-def _trace(module: Any, model: Any, x: Any, which: str, made: bool) -> tuple[Any, Any]:
+def _made_examples(records: list[Record], rng: np.random.Generator) -> list[np.ndarray]:
+    """Inputs each layer that reads an image, features or token ids could take (its
+    input channels or features, 32 pixels a side), in definition order, no shape
+    twice: the first the source runs on is the example."""
+    made: dict[tuple[Any, ...], np.ndarray] = {}
+    for r in records:
+        w = r.params.get("weight")
+        if r.kind not in ("conv", "conv_transpose", "dense", "embedding") or w is None:
+            continue
+        if r.kind == "embedding":
+            x: np.ndarray = rng.integers(0, w.shape[0], size=(2, 8))
+        elif r.kind == "dense":
+            x = rng.standard_normal((2, w.shape[1])).astype(np.float32)
+        else:
+            channels = w.shape[1] * max(r.groups, 1) if r.kind == "conv" else w.shape[0]
+            d = r.spatial_dims or (w.ndim - 2)
+            last = r.layout != "channels_first"
+            shape = (2, *(32,) * d, channels) if last else (2, channels, *(32,) * d)
+            x = rng.standard_normal(shape).astype(np.float32)
+        made.setdefault((x.dtype.kind, *x.shape), x)
+    return list(made.values())
+
+
+def _trace(
+    module: Any, model: Any, x: Any, which: str, made: bool, mismatch: ValueError | None
+) -> tuple[Any, Any]:
     try:
         return module.trace(model, x)
     except Exception as e:
-        line = (str(e).strip().splitlines() or [""])[0][:300]
+        if mismatch is not None:  # the layers differ: that says more than the run
+            raise mismatch from None
+        line = e.reason if isinstance(e, ExampleError) else error_line(e)
         a = np.asarray(x)
-        what = "the example made from its input shape" if made else "`example`"
+        if made:
+            raise ValueError(
+                f"`example` is needed: an input made from the {which} model's layers (shape "
+                f"{a.shape}) does not run through it ({line})"
+            ) from None
         raise ValueError(
-            f"{what} does not run through the {which} model ({line}). "
+            f"`example` does not run through the {which} model ({line}). "
             f"Received: example of shape {a.shape} and dtype {a.dtype}"
             + (" (moved to the target's layout)" if which == "target" else "")
         ) from None
+
+
+def _definition_mismatch(src: list[Record], tgt: list[Record]) -> ValueError | None:
+    """The first pair, in definition order, that cannot be converted (None if all can):
+    reported where a model does not even run on the other's input."""
+    for a, b in zip(src, tgt):
+        try:
+            convert_pair(a, b)
+        except ValueError as e:
+            return e
+    return None
 
 
 def _place(graph: Any, records: list[Record], which: str) -> list[Placed | None]:
@@ -190,6 +308,12 @@ def _place(graph: Any, records: list[Record], which: str) -> list[Placed | None]
         [r.layout for r in records],
         [r.kind for r in records],
         [_param_axes(r, graph) for r in records],
+        [
+            (r.paths["weight"], r.kernel_out_axis)
+            if r.kernel_out_axis is not None and "weight" in r.paths
+            else None
+            for r in records
+        ],
     )
     return placed
 
@@ -200,38 +324,76 @@ def _param_axes(r: Record, graph: Any) -> tuple[int, ...] | None:
     return None
 
 
-def _pairs(
-    src: list[Record],
-    tgt: list[Record],
-    src_placed: list[Placed | None],
-    tgt_placed: list[Placed | None],
-) -> list[tuple[int, int]]:
-    """Layers paired in the order they run (a layer that does not run on the example,
-    after those that do, in definition order); ``ValueError`` naming the first pair
-    whose kinds differ."""
+_MAX_PAIRINGS = 8
 
-    def order(placed: list[Placed | None]) -> list[int]:
-        ran = sorted((p.first, p.index) for p in placed if p is not None)
-        rest = [i for i, p in enumerate(placed) if p is None]
-        return [i for _, i in ran] + rest
 
-    s_order, t_order = order(src_placed), order(tgt_placed)
-    missing = [src[i].label for i, p in enumerate(src_placed) if p is None]
-    missing_t = [tgt[i].label for i, p in enumerate(tgt_placed) if p is None]
+def _pairings(c: _Context) -> list[list[tuple[int, int]]]:
+    """The pairings to try, best first: layers pair level by level (how many layers
+    their input came through), within a level by their parameters' shapes, then in
+    the order they run; where several layers of a level could swap places (same
+    shapes), the other ways follow (up to 8 in all), and the target's outputs on the
+    example decide.  ``ValueError`` if a layer does not run on the example, or if no
+    pairing has the same kinds of layers."""
+    src, tgt = c.src_records, c.tgt_records
+    missing = [src[i].label for i, p in enumerate(c.src_placed) if p is None]
+    missing_t = [tgt[i].label for i, p in enumerate(c.tgt_placed) if p is None]
     if missing or missing_t:
         which, names = ("source", missing) if missing else ("target", missing_t)
         raise ValueError(
             f"the {which}'s layer {names[0]} does not run on the example, so where its "
             "channels go cannot be traced: pass an example that reaches every layer"
         )
-    pairs = list(zip(s_order, t_order))
-    for s, t in pairs:
-        if src[s].kind != tgt[t].kind:
-            raise ValueError(
-                f"the architectures differ: {src[s].describe()} vs {tgt[t].describe()} "
-                "(layers paired in the order they run)"
-            )
-    return pairs
+    s_groups = _grouped(c.src_pos.graph, c.src_placed, src)
+    t_groups = _grouped(c.tgt_pos.graph, c.tgt_placed, tgt)
+    ran = list(zip(_run_order(c.src_placed), _run_order(c.tgt_placed)))
+    found: list[list[tuple[int, int]]] = []
+    if [len(g) for g in s_groups] == [len(g) for g in t_groups] and all(
+        sorted(k for k, _ in a) == sorted(k for k, _ in b) for a, b in zip(s_groups, t_groups)
+    ):
+        # per (level, shapes): the source's layers and the target's, in run order
+        buckets: list[tuple[list[int], list[int]]] = []
+        for a, b in zip(s_groups, t_groups):
+            for key in dict.fromkeys(k for k, _ in a):
+                buckets.append(([i for k, i in a if k == key], [i for k, i in b if k == key]))
+        ways: list[list[tuple[int, int]]] = [[]]
+        for s_ids, t_ids in buckets:
+            orders = [t_ids]
+            if len(t_ids) > 1:
+                orders += [list(p) for p in itertools.permutations(t_ids)][1:]
+            ways = [w + list(zip(s_ids, o)) for w in ways for o in orders][:_MAX_PAIRINGS]
+        at = {s: k for k, (s, _) in enumerate(ran)}
+        found = [sorted(w, key=lambda st: at[st[0]]) for w in ways]
+    if ran not in found:
+        found.insert(1 if found else 0, ran)
+    fitting = [p for p in found if all(src[s].kind == tgt[t].kind for s, t in p)]
+    if not fitting:
+        s, t = next((s, t) for s, t in ran if src[s].kind != tgt[t].kind)
+        raise ValueError(
+            f"the architectures differ: {src[s].describe()} vs {tgt[t].describe()} "
+            "(layers paired in the order they run)"
+        )
+    return fitting[:_MAX_PAIRINGS]
+
+
+def _run_order(placed: list[Placed | None]) -> list[int]:
+    return [i for _, i in sorted((p.first, p.index) for p in placed if p is not None)]
+
+
+def _grouped(
+    graph: Any, placed: list[Placed | None], records: list[Record]
+) -> list[list[tuple[Any, int]]]:
+    """The layers level by level, each as (its kind and parameters' shapes, index),
+    in run order within a level."""
+    level = frames_module.levels(graph, placed)
+    groups: dict[int, list[tuple[Any, int]]] = {}
+    for i in _run_order(placed):
+        r = records[i]
+        key = (
+            r.kind,
+            tuple((k, None if v is None else v.shape) for k, v in sorted(r.params.items())),
+        )
+        groups.setdefault(level.get(i, 0), []).append((key, i))
+    return [groups[k] for k in sorted(groups)]
 
 
 def _check_kinds(a: list[Record], b: list[Record]) -> None:
@@ -408,13 +570,21 @@ def _verify(
     ]
     s_names = [p.output for p in src_placed if p is not None]
     t_names = [p.output for p in tgt_placed if p is not None]
+    by_layout = frames_module.output_relation(mapper, src_pos, tgt_pos)
     for k, xi in enumerate(inputs):
         xt = x_t if k == 0 else _example_for(xi, layouts)
         s_vals = src_run([xi], [*s_names, *src_pos.graph.outputs[:1]])
         t_vals = tgt_run([xt], [*t_names, *tgt_pos.graph.outputs[:1]])
         y_s = s_vals[src_pos.graph.outputs[0]]
         y_t = t_vals[tgt_pos.graph.outputs[0]]
-        if y_s.ndim >= 3 and layouts[0] != layouts[1]:
+        if (
+            by_layout is not None
+            and by_layout.size == y_s.size == y_t.size
+            and src_pos.points
+            and y_s.shape == _output_shape(src_pos)
+        ):
+            y_t = y_t.ravel()[by_layout].reshape(y_s.shape)
+        elif y_s.ndim >= 3 and layouts[0] != layouts[1]:
             y_t = (
                 np.moveaxis(y_t, -1, 1)
                 if layouts[0] == "channels_first"
@@ -457,6 +627,11 @@ def _verify(
                 f"the ported target's output differs from the source's by {out_diff:.3g} "
                 f"(tolerance {tol:.3g}) on {on}: {where}; the target was left as it was"
             )
+
+
+def _output_shape(pos: Any) -> tuple[int, ...] | None:
+    point = next((p for p in pos.points if p.kind == "output" and p.key == 0), None)
+    return None if point is None else tuple(point.positions.shape)
 
 
 def _random_like(a: np.ndarray) -> np.ndarray:

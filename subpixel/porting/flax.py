@@ -118,13 +118,20 @@ _ATTRS = {
 def read(model: Any, *, target: bool = False) -> list[Record]:
     """The parameterised layers of ``model`` in attribute order."""
     records = []
+    # each variable's path as a trace names it (NNX's own walk: a variable two modules
+    # share has the path it is first reached by)
+    path_of = {
+        id(node): "/".join(str(k) for k in path)
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Variable)
+    }
     for name, m in _modules(model):
         r = _record(name, m)
         if r is not None:
-            prefix = name.replace(".", "/")
             for key, attr in _ATTRS[r.kind].items():
-                if r.params.get(key) is not None and getattr(m, attr, None) is not None:
-                    r.paths[key] = f"{prefix}/{attr}" if prefix else attr
+                var = getattr(m, attr, None)
+                if r.params.get(key) is not None and var is not None and id(var) in path_of:
+                    r.paths[key] = path_of[id(var)]
             r.layout = "channels_last" if r.kind != "conv" or not r.layout else r.layout
             if r.kind == "conv" and not isinstance(m, flax_layers.SubPixelConv):
                 r.groups = int(r.settings.get("groups", 1))  # type: ignore[arg-type]
@@ -135,6 +142,8 @@ def read(model: Any, *, target: bool = False) -> list[Record]:
         else:
             own = [k for k, v in vars(m).items() if isinstance(v, nnx.Param)]
             check_known(name or "the model", type(m).__name__, own)
+    for r in records:  # Flax kernels hold their output channels last: (*k, I, O)
+        r.kernel_out_axis = {"conv": -1, "conv_transpose": -1, "dense": -1}.get(r.kind)
     return records
 
 
@@ -165,7 +174,7 @@ def _conv_settings(m: Any, d: int) -> dict[str, Any]:
     }
 
 
-def input_shape(model: Any) -> tuple[int, ...] | None:
+def input_shape(model: Any) -> tuple[tuple[int, ...], str] | None:
     return None
 
 

@@ -58,6 +58,13 @@ class Placed:
     channel_axis: int = 1  # of its input and output (native axes), where it has one
     # the axes its parameters span in its input (native), for per-channel layers
     param_axes: tuple[int, ...] = (1,)
+    # where the trace reads its kernel through a gather of its channels (subpixel's
+    # Keras layer folds a CRD order into a DCR op so): the layer's channel each of the
+    # op's output channels holds
+    out_map: np.ndarray | None = None
+    # the channel axis of its output where it differs from its input's (features last:
+    # an embedding of ids, a dense layer whose region reshapes its output back)
+    out_axis: int | None = None
 
 
 def _constant_params(graph: Graph, data: set[str]) -> dict[str, set[str]]:
@@ -78,6 +85,82 @@ def _constant_params(graph: Graph, data: set[str]) -> dict[str, set[str]]:
     return params
 
 
+def _kernel_channels(
+    graph: Graph, region: list[Node], path: str, out_axis: int
+) -> np.ndarray | None:
+    """Where a layer's kernel (the parameter at ``path``, its output channels on
+    ``out_axis``) reaches its op through data movement (a gather of its channels),
+    the kernel channel each of the op's output channels holds: the movement probed on
+    an index array.  None where the kernel reaches the op as it is, or otherwise."""
+    value = next((v for v in graph.values.values() if v.param == path), None)
+    if value is None or value.probe_shape is None:
+        return None
+    readers = graph.consumers()
+    inside = {id(n) for n in region}
+    chain: list[Node] = []
+    current = value.name
+    while True:
+        users = readers.get(current, [])
+        if any(id(u) in inside for u in users):
+            break
+        moving = [
+            u
+            for u in users
+            if u.kind == "move"
+            and u.step is not None
+            and u.many is None
+            and u.data_input == current
+        ]
+        if len(moving) != 1:
+            return None
+        chain.append(moving[0])
+        current = moving[0].outputs[0]
+    if not chain:
+        return None
+    shape = value.probe_shape
+    index: np.ndarray = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    try:
+        for node in chain:
+            assert node.step is not None
+            index = np.asarray(node.step(index))
+    except Exception:
+        return None
+    if index.shape != tuple(shape):
+        return None
+    axis = out_axis % len(shape)
+    channel = np.unravel_index(index, shape)[axis]
+    per = np.moveaxis(channel, axis, 0).reshape(shape[axis], -1)
+    if not np.all(per == per[:, :1]):
+        return None
+    out = per[:, 0]
+    return None if np.array_equal(out, np.arange(len(out))) else out
+
+
+def _with_padding(region: list[Node], graph: Graph, data: set[str]) -> list[Node]:
+    """A layer whose input is padded by an op of its own (subpixel's Keras layer pads
+    explicitly, a convolution with reflect padding in PyTorch) reads the unpadded data:
+    the padding is part of it (its mode and sizes are settings, compared apart)."""
+    producers = graph.producers()
+    readers = graph.consumers()
+    first = region[0]
+    for value in [i for i in first.inputs if i in data]:
+        pad = producers.get(value)
+        if (
+            pad is not None
+            and "pad" in base_op(pad.op).lower()
+            and pad.kind == "compute"
+            and all(r is first for r in readers.get(value, []))
+        ):
+            return [pad, *region]
+    return region
+
+
+def base_op(op: str) -> str:
+    """``aten.constant_pad_nd.default`` -> ``constant_pad_nd``; ``Pad`` -> ``Pad``."""
+    parts = op.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "aten" else parts[0]
+
+
 def _grown(region: list[Node], graph: Graph, data: set[str]) -> list[Node]:
     """A layer's nodes, grown until they give one output: a layer that computes in
     parts (one convolution per output phase, say) ends where its parts join."""
@@ -93,17 +176,52 @@ def _grown(region: list[Node], graph: Graph, data: set[str]) -> list[Node]:
         ]
 
     start = graph.nodes.index(region[0])
+    entry = set(_external(region, data))
     for node in graph.nodes[start:]:
         if len(open_outputs()) <= 1:
             break
         if id(node) in inside:
             continue
-        values = {o for n in region for o in n.outputs}
+        values = {o for n in region for o in n.outputs} | (entry if len(entry) == 1 else set())
         ins = [i for i in node.inputs if i in data]
         if ins and all(i in values for i in ins):
             region.append(node)
             inside.add(id(node))
     region.sort(key=lambda n: graph.nodes.index(n))
+    return region
+
+
+def _external(region: list[Node], data: set[str]) -> list[str]:
+    """The data values a region reads that it does not compute."""
+    inside = {o for n in region for o in n.outputs}
+    return list(dict.fromkeys(x for n in region for x in n.inputs if x in data and x not in inside))
+
+
+def _entered(region: list[Node], graph: Graph, data: set[str], others: set[int]) -> list[Node]:
+    """A layer whose parameters are read after statistics of its input (a layer norm
+    written as ops: its mean and variance first) reads that one input: the ops
+    computing the statistics, read by the layer only, are part of it.  Unchanged
+    where they do not lead back to one value."""
+    if len(_external(region, data)) <= 1:
+        return region
+    producers, readers = graph.producers(), graph.consumers()
+    order = {id(n): k for k, n in enumerate(graph.nodes)}
+    grown = list(region)
+    for _ in range(64):
+        ext = _external(grown, data)
+        if len(ext) == 1:
+            return sorted(grown, key=lambda n: order[id(n)])
+        last = max(ext, key=lambda v: order.get(id(producers[v]), -1) if v in producers else -1)
+        node = producers.get(last)
+        inside = {id(n) for n in grown}
+        if (
+            node is None
+            or id(node) in others
+            or node.kind == "shape"
+            or any(id(r) not in inside for o in node.outputs for r in readers.get(o, []))
+        ):
+            return region
+        grown.append(node)
     return region
 
 
@@ -115,12 +233,33 @@ def data_values(graph: Graph) -> set[str]:
     return data
 
 
+def levels(graph: Graph, placed: Sequence[Placed | None]) -> dict[int, int]:
+    """For each placed layer, how many layers its input has come through at most (0:
+    it reads the model's input directly): where two models run independent layers
+    in another order, this still matches them level by level."""
+    out_of = {p.output: p for p in placed if p is not None}
+    level: dict[str, int] = {}
+    found: dict[int, int] = {}
+    for node in graph.nodes:
+        here = max((level.get(i, 0) for i in node.inputs if i), default=0)
+        for o in node.outputs:
+            p = out_of.get(o)
+            if p is not None and p.index not in found:
+                at = level.get(p.input, 0) if p.input is not None else here
+                found[p.index] = at
+                level[o] = at + 1
+            else:
+                level[o] = max(level.get(o, 0), here)
+    return found
+
+
 def place(
     graph: Graph,
     records: Sequence[tuple[str, Sequence[str]]],
     layouts: Sequence[str],
     kinds: Sequence[str],
     param_axes: Sequence[tuple[int, ...] | None] | None = None,
+    kernels: Sequence[tuple[str, int] | None] | None = None,
 ) -> list[Placed | None]:
     """Each record (``(name, parameter paths)``) placed in ``graph`` (None for one
     whose parameters no op of the run reads)."""
@@ -145,12 +284,16 @@ def place(
             for i in [i for i, c in count.items() if c == best][:1]:
                 nodes_of.setdefault(i, []).append((k, node))
     out: list[Placed | None] = []
+    order = {id(n): k for k, n in enumerate(graph.nodes)}
     for i, (_name, _) in enumerate(records):
         found = nodes_of.get(i)
         if not found:
             out.append(None)
             continue
         region = _grown([n for _, n in found], graph, data)
+        others = {id(n) for j, f in nodes_of.items() if j != i for _, n in f}
+        region = _grown(_entered(region, graph, data, others), graph, data)
+        region = _with_padding(region, graph, data)
         inside = {o for n in region for o in n.outputs}
         ins = [x for n in region for x in n.inputs if x in data and x not in inside]
         last = region[-1].outputs[0]
@@ -165,9 +308,16 @@ def place(
         if kinds[i] == "dense":
             axis = max(rank - 1, 1)
         axes = param_axes[i] if param_axes is not None and param_axes[i] is not None else (axis,)
-        out.append(
-            Placed(i, kinds[i], region, ins[0] if ins else None, last, found[0][0], axis, axes)
-        )
+        first = min(found[0][0], *(order[id(n)] for n in region))
+        placed = Placed(i, kinds[i], region, ins[0] if ins else None, last, first, axis, axes)
+        out_rank = len(graph.values[last].probe_shape or ())
+        if kinds[i] in ("dense", "embedding") or (layout != "channels_first" and out_rank >= 3):
+            placed.out_axis = max(out_rank - 1, 1) if out_rank >= 2 else None
+        elif out_rank >= 2:
+            placed.out_axis = 1
+        if kernels is not None and kernels[i] is not None:
+            placed.out_map = _kernel_channels(graph, region, *kernels[i])  # type: ignore[misc]
+        out.append(placed)
     return out
 
 
@@ -184,7 +334,8 @@ class _Origin:
 class Point:
     """Where positions are compared: ``kind`` "layer" (a producing layer's input: its
     input channels may be permuted), "per_channel" (a per-channel layer's input: its
-    parameters may be permuted), "rigid" (an opaque op's input, exactly as is up to
+    parameters may be permuted), "ids" (an embedding's token ids: in the same order
+    in both models), "rigid" (an opaque op's input, exactly as is up to
     layout) or "output" (a model output, in the standard layout)."""
 
     kind: str
@@ -227,14 +378,45 @@ def _channel_axis(shape: tuple[int, ...], layout: str) -> int:
     return 1 if layout == "channels_first" or len(shape) < 3 else len(shape) - 1
 
 
+def _live_nodes(graph: Graph) -> set[int]:
+    """The nodes whose outputs reach the graph's outputs."""
+    producers = graph.producers()
+    live: set[int] = set()
+    stack = list(graph.outputs)
+    seen: set[str] = set()
+    while stack:
+        v = stack.pop()
+        if v in seen or v not in producers:
+            continue
+        seen.add(v)
+        node = producers[v]
+        live.add(id(node))
+        stack.extend(i for i in node.inputs if i)
+    return live
+
+
+def reads_images(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str]) -> bool:
+    """Whether the model's input is an image (its channel axis where the framework's
+    layout says) rather than features or a sequence of them (last in every
+    framework): the layers that read it, through moves only (a flatten), tell."""
+    near = set(graph.inputs)
+    for node in graph.nodes:
+        if node.kind == "move" and node.many is None and node.data_input in near:
+            near.update(node.outputs)
+    readers = [p for p in placed if p is not None and p.input in near]
+    return not readers or any(kinds[p.index] not in ("dense", "embedding") for p in readers)
+
+
 def positions(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str]) -> Positions:
     """Propagate positions through ``graph`` (see the module's docstring)."""
     pos = Positions(graph)
     data = data_values(graph)
     P: dict[str, np.ndarray] = {}
+    images = reads_images(graph, placed, kinds)
     for i, name in enumerate(graph.inputs):
         shape = graph.values[name].probe_shape or ()
-        P[name] = pos.origin("input", i, shape, _channel_axis(shape, graph.layout))
+        axis = _channel_axis(shape, graph.layout) if images else max(len(shape) - 1, 0)
+        P[name] = pos.origin("input", i, shape, axis)
     region_of: dict[int, Placed] = {}
     for p in placed:
         if p is not None:
@@ -255,7 +437,12 @@ def positions(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str
                 if uses[i] == 0 and i not in graph.outputs:
                     P.pop(i, None)
 
+    live = _live_nodes(graph)
+    entering: dict[int, np.ndarray] = {}  # the positions each layer read
     for node in graph.nodes:
+        if id(node) not in live:  # (a value only tested by control flow: x.mean() > 100)
+            release(node)
+            continue
         ins = [i for i in node.inputs if i in data and i in P]
         if not any(i in data for i in node.inputs if i):
             release(node)
@@ -265,15 +452,23 @@ def positions(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str
             if p.index not in done and p.input is not None and p.input in P:
                 done.add(p.index)
                 kind = "per_channel" if kinds[p.index] in PER_CHANNEL else "layer"
+                if kinds[p.index] == "embedding":
+                    kind = "ids"  # token ids: no channels, the same order in both
                 axes = p.param_axes if kind == "per_channel" else (p.channel_axis,)
                 pos.points.append(Point(kind, p.index, p.input, P[p.input], axes))
+                entering[p.index] = P[p.input]  # (a layer of several ops reads it first)
             if p.output in node.outputs:
                 shape = graph.values[p.output].probe_shape or ()
-                if kinds[p.index] in PER_CHANNEL and p.input in P and P[p.input].shape == shape:
-                    P[p.output] = P[p.input]
+                seen = entering.get(p.index)
+                if kinds[p.index] in PER_CHANNEL and seen is not None and seen.shape == shape:
+                    P[p.output] = seen
                 else:
                     pos.layer_origin[p.index] = len(pos.origins)
-                    P[p.output] = pos.origin("layer", p.index, shape, p.channel_axis)
+                    axis = p.out_axis if p.out_axis is not None else p.channel_axis
+                    P[p.output] = pos.origin("layer", p.index, shape, axis)
+                    if p.out_map is not None and len(shape) > axis:
+                        # its op's channel j holds the layer's channel out_map[j]
+                        P[p.output] = np.take(P[p.output], p.out_map, axis=axis)
                 pos.kept[p.output] = P[p.output]
             release(node)
             continue
@@ -345,11 +540,45 @@ class Frames:
     param_perm: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def _canonical_perm(ndim: int, axis: int) -> tuple[int, ...]:
-    """Native axes -> (batch, channel, rest...) with ``axis`` as the channel axis."""
-    if ndim < 2:
-        return tuple(range(ndim))
-    return (0, axis, *(a for a in range(1, ndim) if a != axis))
+def _split_axes(shape: tuple[int, ...], axis: int | None) -> tuple[int | None, tuple[int, ...]]:
+    """(the channel axis, the other axes) of a tensor of ``shape`` (no channel axis
+    below two dimensions)."""
+    if len(shape) < 2 or axis is None:
+        return None, tuple(range(len(shape)))
+    axis %= len(shape)
+    return axis, tuple(a for a in range(len(shape)) if a != axis)
+
+
+def _to_cr(
+    flat: np.ndarray, shape: tuple[int, ...], axis: int | None
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Flat positions as (channel, rest, channels, rest size): an element is its channel
+    and its index over the other axes in their order (batch, then rows, columns, ...
+    or steps), so a channels-first tensor, its channels-last copy and a flattened
+    (N*L, C) view of either hold the same elements at the same (channel, rest)."""
+    c_axis, rest = _split_axes(shape, axis)
+    coords = np.unravel_index(flat, shape) if shape else ()
+    c = coords[c_axis] if c_axis is not None else np.zeros_like(flat)
+    rest_shape = tuple(shape[a] for a in rest)
+    r = (
+        np.ravel_multi_index(tuple(coords[a] for a in rest), rest_shape)
+        if rest
+        else np.zeros_like(flat)
+    )
+    return c, r, (shape[c_axis] if c_axis is not None else 1), math.prod(rest_shape)
+
+
+def _from_cr(c: np.ndarray, r: np.ndarray, shape: tuple[int, ...], axis: int | None) -> np.ndarray:
+    """The inverse of :func:`_to_cr`: flat positions in ``shape``."""
+    c_axis, rest = _split_axes(shape, axis)
+    if not shape:
+        return np.zeros_like(r)
+    native: list[np.ndarray] = [np.zeros_like(r)] * len(shape)
+    for a, v in zip(rest, np.unravel_index(r, tuple(shape[a] for a in rest))):
+        native[a] = v
+    if c_axis is not None:
+        native[c_axis] = c
+    return np.ravel_multi_index(tuple(native), shape)
 
 
 class _Mapper:
@@ -374,10 +603,6 @@ class _Mapper:
                 return k
         return None
 
-    def _canon(self, shape: tuple[int, ...], axis: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        perm = _canonical_perm(len(shape), axis)
-        return perm, tuple(shape[a] for a in perm)
-
     def map(self, ids: np.ndarray) -> np.ndarray:
         """``ids`` (source) as target ids; -1 where no counterpart exists."""
         flat = ids.ravel()
@@ -390,24 +615,19 @@ class _Mapper:
             if t_index is None:
                 continue
             t = self.tgt.origins[t_index]
-            sp, s_canon = self._canon(o.shape, o.channel_axis)
-            tp, t_canon = self._canon(t.shape, t.channel_axis)
-            squeeze_s = [a for a, n in enumerate(s_canon) if n != 1]
-            squeeze_t = [a for a, n in enumerate(t_canon) if n != 1]
-            if [s_canon[a] for a in squeeze_s] != [t_canon[a] for a in squeeze_t]:
+            c, r, n_c, n_r = _to_cr(flat[sel] - o.base, o.shape, o.channel_axis)
+            if (n_c, n_r) != _sizes(t.shape, t.channel_axis):
                 continue  # not the same tensor in another layout
-            coords = np.unravel_index(flat[sel] - o.base, o.shape)
-            canon = [coords[a] for a in sp]
-            kept = [canon[a] for a in squeeze_s]
-            if o.kind == "layer" and o.key in self.out_perm and 1 in squeeze_s:
-                c = squeeze_s.index(1)
-                kept[c] = self.out_perm[o.key][kept[c]]
-            t_coords: list[np.ndarray | int] = [0] * len(t_canon)
-            for a, v in zip(squeeze_t, kept):
-                t_coords[a] = v
-            native = [t_coords[tp.index(a)] for a in range(len(t.shape))]
-            out[sel] = t.base + np.ravel_multi_index(tuple(np.broadcast_arrays(*native)), t.shape)
+            if o.kind == "layer" and o.key in self.out_perm and len(o.shape) >= 2:
+                c = self.out_perm[o.key][c]
+            out[sel] = t.base + _from_cr(c, r, t.shape, t.channel_axis)
         return out.reshape(ids.shape)
+
+
+def _sizes(shape: tuple[int, ...], axis: int | None) -> tuple[int, int]:
+    c_axis, _ = _split_axes(shape, axis)
+    n_c = shape[c_axis] if c_axis is not None else 1
+    return n_c, math.prod(shape) // max(n_c, 1)
 
 
 def _relation(mapped: np.ndarray, tgt: np.ndarray) -> np.ndarray | None:
@@ -463,6 +683,8 @@ def _along(
     ``t_axes`` (target), in their order, and maps those by one bijection: that
     bijection, as the target's flat index over ``t_axes`` of each source flat index
     over ``axes`` (each list of axes in the order the parameters are stored)."""
+    axes = tuple(a % len(src_shape) for a in axes)
+    t_axes = tuple(a % len(tgt_shape) for a in t_axes)
     s_coords = np.unravel_index(np.arange(rel.size), src_shape)
     t_coords = np.unravel_index(rel, tgt_shape)
     s_rest = [a for a in range(len(src_shape)) if a not in axes and src_shape[a] != 1]
@@ -509,23 +731,14 @@ def _derive_out_perm(mapper: _Mapper, point: Point, t_point: Point) -> dict[int,
         t_local = want[sel] - t.base
         if np.any(t_local < 0) or np.any(t_local >= math.prod(t.shape)):
             return None
-        s_coords = np.unravel_index(s_local, o.shape)
-        t_coords = np.unravel_index(t_local, t.shape)
-        sp = _canonical_perm(len(o.shape), o.channel_axis)
-        tp = _canonical_perm(len(t.shape), t.channel_axis)
-        s_kept = [i for i, a in enumerate(sp) if o.shape[a] != 1 or i == 1]
-        t_kept = [i for i, a in enumerate(tp) if t.shape[a] != 1 or i == 1]
-        if len(s_kept) != len(t_kept):
+        s_c, s_r, n_c, n_r = _to_cr(s_local, o.shape, o.channel_axis)
+        t_c, t_r, *t_sizes = _to_cr(t_local, t.shape, t.channel_axis)
+        if (n_c, n_r) != tuple(t_sizes) or not np.array_equal(s_r, t_r):
             return None
-        perm = np.full(o.shape[o.channel_axis], -1, np.int64)
-        for si, ti in zip(s_kept, t_kept):
-            s_c, t_c = s_coords[sp[si]], t_coords[tp[ti]]
-            if si == 1:
-                perm[s_c] = t_c
-                if np.any(perm[s_c] != t_c):  # one source channel, two target ones
-                    return None
-            elif not np.array_equal(s_c, t_c):
-                return None
+        perm = np.full(n_c, -1, np.int64)
+        perm[s_c] = t_c
+        if np.any(perm[s_c] != t_c):  # one source channel, two target ones
+            return None
         if np.any(perm < 0):
             continue  # not every channel reaches this point: another point decides
         if len(np.unique(perm)) != len(perm):
@@ -544,25 +757,43 @@ def _relation_by_layout(
     """Source flat position -> target flat position of the same value, by the
     layouts: the channel axis (the graphs' own layout) moved where they differ, size-1
     axes dropped."""
+    s_axis: int | None
+    t_axis: int | None
     if point.kind in ("layer", "per_channel") and point.axes and t_point.axes:
         s_axis, t_axis = point.axes[0], t_point.axes[0]
-    else:
-        s_axis = _channel_axis(s_shape, mapper.src.graph.layout)
-        t_axis = _channel_axis(t_shape, mapper.tgt.graph.layout)
-    sp, tp = _canonical_perm(len(s_shape), s_axis), _canonical_perm(len(t_shape), t_axis)
-    s_canon, t_canon = [s_shape[a] for a in sp], [t_shape[a] for a in tp]
-    s_keep = [a for a, n in enumerate(s_canon) if n != 1]
-    t_keep = [a for a, n in enumerate(t_canon) if n != 1]
-    if [s_canon[a] for a in s_keep] != [t_canon[a] for a in t_keep]:
+    else:  # where the channels of what reaches it lie, else the graphs' layouts
+        s_axis = _observed_axis(point.positions, mapper.src)
+        t_axis = _observed_axis(t_point.positions, mapper.tgt)
+        if s_axis is None or t_axis is None:
+            s_axis = _channel_axis(s_shape, mapper.src.graph.layout)
+            t_axis = _channel_axis(t_shape, mapper.tgt.graph.layout)
+    c, r, n_c, n_r = _to_cr(np.arange(math.prod(s_shape)), s_shape, s_axis)
+    if (n_c, n_r) != _sizes(t_shape, t_axis):
         return None
-    coords = np.unravel_index(np.arange(math.prod(s_shape)), s_shape)
-    canon = [coords[a] for a in sp]
-    t_coords: list[np.ndarray | int] = [0] * len(t_canon)
-    for sa, ta in zip(s_keep, t_keep):
-        t_coords[ta] = canon[sa]
-    native = [t_coords[tp.index(a)] for a in range(len(t_shape))]
-    flat = np.ravel_multi_index(tuple(np.broadcast_arrays(*native)), t_shape)
-    return np.broadcast_to(flat, (math.prod(s_shape),)).ravel()
+    return _from_cr(c, r, t_shape, t_axis)
+
+
+def _observed_axis(ids: np.ndarray, pos: Positions) -> int | None:
+    """The one axis of ``ids`` along which the channel of the elements it holds
+    changes, if there is one (a sequence's features last, where its rank alone does
+    not tell them from a 1-D image's channels)."""
+    if ids.ndim < 2:
+        return None
+    flat = ids.ravel()
+    which = np.searchsorted(pos.bases, flat, side="right") - 1
+    c = np.zeros(flat.shape, np.int64)
+    for k in np.unique(which):
+        o = pos.origins[int(k)]
+        sel = which == k
+        c[sel] = _to_cr(flat[sel] - o.base, o.shape, o.channel_axis)[0]
+    c = c.reshape(ids.shape)
+    for a in range(ids.ndim):
+        if ids.shape[a] < 2:
+            continue
+        first = c[tuple(slice(None) if b == a else slice(0, 1) for b in range(ids.ndim))]
+        if np.array_equal(np.broadcast_to(first, c.shape), c) and np.ptp(first) > 0:
+            return a
+    return None
 
 
 def solve(
@@ -582,16 +813,26 @@ def solve(
     frames = Frames()
     for _round in range(len(kinds) + 2):
         changed = False
-        for point in src.points:
+        # a per-channel layer takes any order of its channels (its parameters follow):
+        # the points after it decide first, it decides only where none does
+        points = [p for p in src.points if p.kind != "per_channel"]
+        points += [p for p in src.points if p.kind == "per_channel"]
+        for point in points:
             key = (
                 point.kind,
-                pair.get(point.key, -1) if point.kind in ("layer", "per_channel") else point.key,
+                pair.get(point.key, -1)
+                if point.kind in ("layer", "per_channel", "ids")
+                else point.key,
                 point.slot,
             )
             t_point = t_points.get(key)
             if t_point is None:
                 raise FramesError(f"{_where(point, names)} has no counterpart in the target")
             mapped = mapper.map(point.positions)
+            if point.kind in ("rigid", "output") and _same_by_layout(
+                mapped, point, t_point, mapper
+            ):
+                continue  # (duplicated positions, as after a repeat, compared as they lie)
             rel = _relation(mapped, t_point.positions)
             ok = rel is not None and _fits(point, t_point, rel, mapper, t_axes_of, frames, pair)
             if ok:
@@ -633,6 +874,15 @@ def solve(
     return frames
 
 
+def _same_by_layout(mapped: np.ndarray, point: Point, t_point: Point, mapper: _Mapper) -> bool:
+    """Whether the target holds, at the position the layouts pair with each of the
+    source's, the counterpart of the source's element there."""
+    std = _relation_by_layout(
+        point.positions.shape, t_point.positions.shape, mapper, point, t_point
+    )
+    return std is not None and bool(np.array_equal(mapped.ravel(), t_point.positions.ravel()[std]))
+
+
 def _fits(
     point: Point,
     t_point: Point,
@@ -644,6 +894,8 @@ def _fits(
     record: bool = False,
 ) -> bool:
     s_shape, t_shape = point.positions.shape, t_point.positions.shape
+    if point.kind == "ids":  # the same ids in the same order, whatever size-1 axes
+        return rel.size == t_point.positions.size and bool(np.array_equal(rel, np.arange(rel.size)))
     if point.kind == "output":
         std = _relation_by_layout(s_shape, t_shape, mapper, point, t_point)
         return std is not None and np.array_equal(std, rel)
@@ -661,7 +913,7 @@ def _fits(
 
 
 def _where(point: Point, names: Sequence[str]) -> str:
-    if point.kind in ("layer", "per_channel"):
+    if point.kind in ("layer", "per_channel", "ids"):
         return names[point.key]
     if point.kind == "output":
         return f"the model's output {point.key}"
@@ -679,6 +931,20 @@ def mapper(
     m = _Mapper(src, tgt, dict(pairs), {i for i, k in enumerate(kinds) if k in PRODUCERS})
     m.out_perm = dict(frames.out_perm)
     return m
+
+
+def output_relation(m: _Mapper, src: Positions, tgt: Positions) -> np.ndarray | None:
+    """For each element of the source's first output (flat), the flat position of the
+    target's output that holds it by the layouts (the channel axis where what reaches
+    the output puts its channels, else where each framework's layout says); None
+    where the shapes do not pair."""
+    s_point = next((p for p in src.points if p.kind == "output" and p.key == 0), None)
+    t_point = next((p for p in tgt.points if p.kind == "output" and p.key == 0), None)
+    if s_point is None or t_point is None:
+        return None
+    return _relation_by_layout(
+        s_point.positions.shape, t_point.positions.shape, m, s_point, t_point
+    )
 
 
 def compare(

@@ -230,6 +230,8 @@ def read(model: Any, *, target: bool = False) -> list[Record]:
     for r in records:
         if r.kind in ("batch_norm", "layer_norm", "prelu", "embedding"):
             r.layout = data
+        # Keras kernels hold their output channels last ((*k, I, O); transposed: (*k, O, I))
+        r.kernel_out_axis = {"conv": -1, "conv_transpose": -2, "dense": -1}.get(r.kind)
         if (
             r.kind == "layer_norm"
             and data == "channels_last"
@@ -246,33 +248,43 @@ def read(model: Any, *, target: bool = False) -> list[Record]:
     return records
 
 
-def input_shape(model: Any) -> tuple[int, ...] | None:
-    """The model's input shape where it declares one (open sizes: batch 2, 32)."""
+def input_shape(model: Any) -> tuple[tuple[int, ...], str] | None:
+    """The model's input shape and dtype where it declares them (open sizes: batch 2,
+    32 elsewhere)."""
     try:
         shape = model.input_shape if not isinstance(model.input_shape, list) else None
+        dtype = str(model.inputs[0].dtype) if getattr(model, "inputs", None) else "float32"
     except (AttributeError, ValueError):
         return None
     if shape is None or not shape:
         return None
-    return tuple(
+    sizes = tuple(
         2 if i == 0 and d is None else 32 if d is None else int(d) for i, d in enumerate(shape)
     )
+    return sizes, dtype
 
 
-def _input(example: Any) -> np.ndarray:
-    """``example`` as NumPy: floats as float32 (Keras's default), integers as they are."""
+def _input(example: Any, model: Any = None) -> np.ndarray:
+    """``example`` as NumPy: floats in the model's float dtype (its first float
+    variable's, else Keras's default), integers as they are."""
     x = np.asarray(example)
-    return x.astype("float32") if x.dtype.kind not in "biu" else x
+    if x.dtype.kind in "biu":
+        return x
+    dtype = next(
+        (str(v.dtype) for v in getattr(model, "variables", []) if "float" in str(v.dtype)),
+        keras.config.floatx(),
+    )
+    return x.astype(dtype)
 
 
 def trace(model: Any, example: Any) -> tuple[Graph, Any]:
     """The graph of one call on ``example`` and a runner giving its named values."""
     from ..movement import keras as movement_keras
 
-    graph, run, _ = movement_keras.read_model(model, _input(example))
+    graph, run, _ = movement_keras.read_model(model, _input(example, model))
 
     def runner(feeds: Sequence[Any], names: Sequence[str]) -> dict[str, np.ndarray]:
-        return run([_input(f) for f in feeds], names)
+        return run([_input(f, model) for f in feeds], names)
 
     return graph, runner
 

@@ -75,6 +75,9 @@ class Record:
     # a per-channel layer's parameter axes in its input, channels first (a layer norm
     # over (C, H, W) of NHWC data: (3, 1, 2)); None: the layer's channel axis
     param_axes: tuple[int, ...] | None = None
+    # the axis of the output channels in the kernel variable as the trace reads it
+    # (Keras and Flax kernels: last; PyTorch's: 0); None: not a kernel of channels
+    kernel_out_axis: int | None = None
 
     @property
     def label(self) -> str:

@@ -179,6 +179,8 @@ def read(model: nn.Module, *, target: bool = False) -> list[Record]:
             else:
                 own = [k for k, v in m._parameters.items() if v is not None]
                 check_known(name or "the model", type(m).__name__, own)
+    for r in records:  # PyTorch kernels: (O, I, *k); transposed: (I, O, *k)
+        r.kernel_out_axis = {"conv": 0, "conv_transpose": 1, "dense": 0}.get(r.kind)
     return records
 
 

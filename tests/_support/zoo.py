@@ -390,13 +390,14 @@ class FlaxFlattenHead(nnx.Module):
 
 
 class FlaxShared(nnx.Module):
-    def __init__(self):
+    def __init__(self, twice=False):
         self.conv = nnx.Conv(4, 4, (3, 3), padding="SAME", rngs=nnx.Rngs(0))
         self.again = self.conv  # one module under two names
         self.act = nnx.PReLU()
+        self.twice = twice
 
     def __call__(self, x):
-        return self.act(self.again(self.conv(x)))
+        return self.act(self.again(self.conv(x)) if self.twice else self.again(x))
 
 
 class KerasSubclassed(keras.Model):
@@ -614,7 +615,11 @@ def tf_function(f):
 
 
 class KerasGated(keras.Model):
-    def __init__(self):
+    """`call` is a tf.function; built eagerly, or (``built=False``) by its first call,
+    inside the tf.function: Keras then bakes the initial values into the function,
+    which never reads the variables again (its weights do not change its output)."""
+
+    def __init__(self, built=True):
         super().__init__()
         self.stem = L.Conv2D(8, 3, padding="same", activation="relu")
         self.tail = L.Conv2D(8, 3, padding="same", activation="relu")
@@ -623,6 +628,10 @@ class KerasGated(keras.Model):
         self.b = L.Conv2D(8, 3, padding="same", activation="sigmoid")
         self.up = L.Conv2D(12, 3, padding="same")
         self.shuffle = keras_layers.PixelShuffle(2, order="DCR")
+        if built:
+            for layer, c in ((self.stem, 3), (self.tail, 8), (self.body, 8), (self.a, 8),
+                             (self.b, 8), (self.up, 8)):  # fmt: skip
+                layer.build((None, None, None, c))
 
     @tf_function
     def call(self, x):

@@ -628,7 +628,7 @@ def test_a_bare_layer_is_read():
 
 
 def test_audit_reads_a_keras_model():
-    from subpixel.audit import audit
+    from subpixel import audit
 
     inp = keras.Input((4, 5, 3))
     h = keras.layers.Conv2D(27, 3, padding="same")(inp)

@@ -108,13 +108,19 @@ def test_keras_depthwise_convolutions_are_grouped_convolutions():
 
 
 def test_a_flax_module_shared_by_two_attributes_is_one_layer():
-    """... and nnx.PReLU is ported."""
+    """... and nnx.PReLU is ported; run twice, the shared module is another model than
+    the source's (one convolution): the outputs tell, nothing is copied."""
     source = torch_model(lambda: nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.PReLU()))
     with torch.no_grad():
         source[1].weight.fill_(0.3)
     shared = FlaxShared()
     subpixel.port_weights(source, shared)
     assert float(shared.act.negative_slope[...]) == pytest.approx(0.3)
+    twice = FlaxShared(twice=True)
+    kernel = np.asarray(twice.conv.kernel[...]).copy()
+    with pytest.raises(ValueError, match=r"^the ported target's output differs .* left as it was"):
+        subpixel.port_weights(source, twice)
+    np.testing.assert_array_equal(np.asarray(twice.conv.kernel[...]), kernel)
 
 
 def _torch_shuffle():

@@ -1,5 +1,6 @@
 """Pairing in the order layers run: models whose code defines them in another order,
-orders only one model knows, and outputs that decide between two fitting orders."""
+independent layers that run in another order in each model (level by level, by
+their shapes, and the outputs decide between the ways that fit)."""
 
 from __future__ import annotations
 
@@ -46,28 +47,19 @@ def test_layers_pair_in_the_order_they_run():
     back = TorchRunsOutOfOrder()
     report = ported(rebuilt, back, example=nhwc(x))
     np.testing.assert_allclose(nhwc(run_torch(back, x)), want, atol=1e-5)
-    # without an example, the rebuilt module's order is all there is: a warning says so
-    # (here, PyTorch's definition order does not fit it either: refused)
-    with (
-        pytest.warns(UserWarning, match=r"rebuilt by nnx.split/merge.*pass `example=`"),
-        pytest.raises(ValueError, match=r"^the architectures differ at up -> head"),
-    ):
-        subpixel.port_weights(source, nnx.clone(FlaxRunsInOrder()))
-    # with an example that leaves a layer unused, the attribute order is all there is
+    # without an example, one is made from the first layer: the traces still tell the
+    # order the layers run in (no attribute order is trusted)
+    rebuilt = nnx.merge(*nnx.split(FlaxRunsInOrder()))
+    report = subpixel.port_weights(source, rebuilt)
+    assert report.pairs == [("head", "head"), ("mid_b", "mid_b"), ("mid_a", "mid_a"), ("up", "up")]
+    # a layer the example leaves unused: where its channels go cannot be traced
     spare = FlaxRunsInOrder()
     spare.spare = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
-    with (
-        pytest.warns(
-            UserWarning, match=r"rebuilt by .*: not every layer.s run on `example` could be"
-        ),
-        pytest.raises(ValueError, match=r"^the architectures differ: spare \(dense"),
-    ):
-        subpixel.port_weights(nnx.clone(spare), spare, example=nhwc(x))
-    # PyTorch's definition order does not fit the functional Keras model: one error
-    # without an example, the right pairs with one
+    with pytest.raises(ValueError, match=r"^the source's layer spare does not run on the example"):
+        subpixel.port_weights(spare, nnx.clone(spare), example=nhwc(x))
+    # the functional Keras model, with its declared input or the example
     functional = keras_runs_in_order()
-    with pytest.raises(ValueError, match=r"^the architectures differ at up -> "):
-        subpixel.port_weights(source, functional)
+    subpixel.port_weights(source, functional)
     report = ported(source, functional, example=x)
     # a subclassed Keras model created out of order, and back into PyTorch
     sub = KerasRunsOutOfOrder()
@@ -91,31 +83,34 @@ def test_orders_that_only_one_model_knows_or_that_differ_still_pair_right():
     ported(source, target, example=x)
     assert (int(target.calls[...]), int(target.noise.noise.count[...])) == state  # untouched
     np.testing.assert_allclose(np.asarray(target(jnp.asarray(nhwc(x)))), want, atol=1e-5)
-    # rebuilt, its layers' runs still not all noted: the sorted order, with a warning
-    # (here it does not fit: refused)
-    with (
-        pytest.warns(UserWarning, match=r"rebuilt by .*could be noted \(a layer in a tuple"),
-        pytest.raises(ValueError, match=r"^the architectures differ at stem -> a"),
-    ):
-        subpixel.port_weights(source, nnx.merge(*nnx.split(FlaxGated())), example=x)
-    # Keras: a `call` that is a tf.function traced before still has its layers' calls
-    # noted (run as Python for that run)
+    # rebuilt (attributes sorted): the trace still tells the order
+    rebuilt = nnx.merge(*nnx.split(FlaxGated()))
+    ported(source, rebuilt, example=x)
+    # Keras: a `call` that is a tf.function traced before is traced through
     keras_model = KerasGated()
     want = np.asarray(keras_model(nhwc(x)))
     back = TorchGated()
     ported(keras_model, back, example=nhwc(x))
     np.testing.assert_allclose(nhwc(run_torch(back, x)), want, atol=1e-5)
+    # built inside its tf.function, it never reads its weights: nothing to port
+    baked = KerasGated(built=False)
+    baked(nhwc(x))
+    with pytest.raises(ValueError, match=r"^the source's layer .* does not run on the example"):
+        subpixel.port_weights(baked, TorchGated(), example=nhwc(x))
+    with pytest.raises(ValueError, match=r"^the target's layer .* does not run on the example"):
+        subpixel.port_weights(source, baked, example=x)
 
 
 def test_outputs_decide_between_two_fitting_orders_even_with_nan_pixels():
     """Both orders fit (a and b run in another order in each model): the outputs
-    decide, comparing a NaN in both outputs as agreement (a missing pixel)."""
+    decide, comparing a NaN in both outputs as agreement (a missing pixel); the pairs
+    are reported in the source's run order."""
     x = np.random.default_rng(0).standard_normal((1, 3, 12, 12)).astype(np.float32)
     x[0, :, 0, 0] = np.nan
     source = torch_model(TorchGateFirst)
     target = FlaxGateLast()
     report = subpixel.port_weights(source, target, example=x)
-    assert report.pairs == [("stem", "stem"), ("a", "a"), ("b", "b"), ("up", "up")]
+    assert report.pairs == [("stem", "stem"), ("b", "b"), ("a", "a"), ("up", "up")]
     assert report.max_diff is not None and report.max_diff <= 1e-5, str(report)
     clean = np.nan_to_num(x)
     np.testing.assert_allclose(
