@@ -218,8 +218,11 @@ def _layer(site: Site, lowering: str) -> nn.Module:
 def rewrite(model: nn.Module, example: Any, lowering: str) -> nn.Module:
     """``model`` with every site written in ``lowering`` (see the module's docstring)."""
     gm, sites = find(model, example)
-    if all(s.module is not None for s in sites):
-        modules = dict(model.named_modules())
+    modules = dict(model.named_modules())
+    # a module swap where each site is the whole of a module the model holds (a
+    # program loaded by torch.export.load names the modules of the model it was
+    # exported from, which it no longer holds: its graph is rewritten instead)
+    if all(s.module is not None and s.module in modules for s in sites):
         for s in sites:
             parent, _, name = s.module.rpartition(".")  # type: ignore[union-attr]
             holder = modules[parent] if parent else model
