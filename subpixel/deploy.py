@@ -355,7 +355,8 @@ def torch_to_tflite(module: Any, example: Any, path: str | os.PathLike) -> None:
     import torch
 
     try:
-        import litert_torch
+        with _quiet():  # its import prints what torchao's optional kernels lack
+            import litert_torch
     except ImportError as exc:
         raise ImportError(
             "a LiteRT export from PyTorch needs litert-torch (pip install litert-torch)",

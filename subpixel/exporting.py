@@ -112,7 +112,9 @@ def export_torch(
             raise
         except Exception as exc:  # the exporter's or converter's own error
             text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
-            raise _files.FileError(path, f"the exporter refused the model ({text})") from None
+            raise _files.FileError(
+                path, f"the exporter refused the model ({text}); another --lowering may pass"
+            ) from None
         ops = deploy.onnx_ops(tmp) if runtime == "onnx" else deploy.tflite_ops(tmp)
         exported = run_file(path, tmp, x)
         max_diff = check_outputs(path, exported, source, exact=True)
