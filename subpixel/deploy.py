@@ -185,8 +185,7 @@ def torch_to_onnx(
         kw["external_data"] = external
     path = os.fspath(path)
     stale = _external_files(path)
-    with contextlib.suppress(NotImplementedError):  # a torch.export program's module
-        module.eval()
+    module = _fixed_mode(module)
     with _files.staged(path) as tmp:
         with _quiet(), torch.no_grad():
             torch.onnx.export(
@@ -203,6 +202,32 @@ def torch_to_onnx(
     for name in stale - _external_files(path):
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(os.path.dirname(os.path.abspath(path)), name))
+
+
+def _fixed_mode(module: Any) -> Any:
+    """``module`` in eval mode; a ``torch.export`` program's module, whose mode was fixed
+    when it was exported and which refuses ``eval()``/``train()``, in a wrapper whose
+    mode switches (the exporters make them) do not reach it."""
+    import torch
+
+    try:
+        return module.eval()
+    except NotImplementedError:
+        pass
+
+    class Exported(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return self.inner(x)
+
+        def train(self, mode: bool = True) -> Any:
+            self.training = mode
+            return self
+
+    return Exported(module).eval()
 
 
 def _external_files(path: str) -> set[str]:
@@ -270,14 +295,35 @@ def run_onnx(path: str | os.PathLike, x: Any) -> Any:
 
 
 def tensor_ranks(model: str | os.PathLike | bytes, x: Any = None) -> list[int]:
-    """The rank of every tensor of an ONNX or LiteRT file (or LiteRT flatbuffer bytes)
-    whose rank is known: ONNX by shape inference, LiteRT from the interpreter (after its
-    input is resized to ``x``'s shape, when given)."""
+    import numpy as np
+
+    """The rank of every tensor of an ONNX or LiteRT file (or LiteRT flatbuffer bytes).
+    With an input ``x``: of every tensor of a run on ``x`` (ONNX Runtime with every
+    intermediate value made an output; the LiteRT interpreter, its input resized to
+    ``x``'s shape).  Without: ONNX by shape inference (a tensor whose rank it cannot
+    tell, such as a reshape to a computed shape, is left out), LiteRT as declared."""
     if isinstance(model, (bytes, bytearray)) or runtime_of(model) == "tflite":
         blob = _blob(model)
         return _run_tflite(blob, x)[1] if x is not None else _tflite_ranks(blob)
     import onnx
 
+    if x is not None:
+        import onnxruntime as ort
+
+        proto = onnx.load(os.fspath(model))
+        shown = {o.name for o in proto.graph.output}
+        for node in proto.graph.node:
+            for name in node.output:
+                if name and name not in shown:
+                    proto.graph.output.append(onnx.ValueInfoProto(name=name))
+                    shown.add(name)
+        try:
+            blob = proto.SerializeToString()
+        except ValueError:  # over protobuf's 2 GiB: shape inference instead
+            return tensor_ranks(model)
+        session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return [len(np.shape(v)) for v in [x, *session.run(None, {name: x})]]
     graph = onnx.shape_inference.infer_shapes(
         onnx.load(os.fspath(model), load_external_data=False), data_prop=True
     ).graph
@@ -362,8 +408,7 @@ def torch_to_tflite(module: Any, example: Any, path: str | os.PathLike) -> None:
             "a LiteRT export from PyTorch needs litert-torch (pip install litert-torch)",
             name="litert_torch",
         ) from exc
-    with contextlib.suppress(NotImplementedError):  # a torch.export program's module
-        module.eval()
+    module = _fixed_mode(module)
     with _quiet(), torch.no_grad():
         edge = litert_torch.convert(module, (example,))
 

@@ -118,7 +118,7 @@ def export_torch(
         ops = deploy.onnx_ops(tmp) if runtime == "onnx" else deploy.tflite_ops(tmp)
         exported = run_file(path, tmp, x)
         max_diff = check_outputs(path, exported, source, exact=True)
-        ranks = deploy.tensor_ranks(tmp, None if runtime == "onnx" else x)
+        ranks = deploy.tensor_ranks(tmp, x)
         files = written_files(path, tmp)
     return Exported(
         ops=set(ops),

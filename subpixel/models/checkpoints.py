@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .. import deploy
 from .._core import files as _files
 
 __all__ = ["CHECKPOINTS", "PROGRAMS", "LoadedModel", "load_checkpoint", "load_model"]
@@ -230,7 +231,7 @@ def _load_program(path: str, allow_pickle: bool) -> LoadedModel:
             "evaluates; pass --allow-pickle (allow_pickle=True) for a file you trust",
         )
     try:
-        with _tensors_only():
+        with _tensors_only(), deploy.quiet():  # torch logs a traceback where it fails
             ep = torch.export.load(path)
     except _Refused as exc:
         raise _files.FileError(path, f"refused: {exc}") from None

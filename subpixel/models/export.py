@@ -125,7 +125,9 @@ def export_espcn(
             exported = np.moveaxis(run_file(path, tmp, np.moveaxis(x, 1, -1)), -1, 1)
             route = "Keras -> TensorFlow's LiteRT converter"
         max_diff = check_outputs(path, exported, source, exact=not int8)
-        ranks = deploy.tensor_ranks(tmp)
+        ranks = deploy.tensor_ranks(
+            tmp, x if deploy.runtime_of(path) == "onnx" else np.moveaxis(x, 1, -1)
+        )
         files = written_files(path, tmp)
 
     def psnr(a: np.ndarray) -> float:
