@@ -187,15 +187,15 @@ def _tensors_only() -> Iterator[None]:
     original_obj = torch._C._pickle_load_obj
     original_pickle = _package.pickle
     with _LOADING:
-        torch.load = load  # type: ignore[assignment]
-        torch._C._pickle_load_obj = refuse
-        _package.pickle = _Pickle  # type: ignore[assignment]
+        setattr(torch, "load", load)  # noqa: B010 - patched for the load, restored below
+        setattr(torch._C, "_pickle_load_obj", refuse)  # noqa: B010
+        setattr(_package, "pickle", _Pickle)  # noqa: B010
         try:
             yield
         finally:
-            torch.load = original_load  # type: ignore[assignment]
-            torch._C._pickle_load_obj = original_obj
-            _package.pickle = original_pickle  # type: ignore[assignment]
+            setattr(torch, "load", original_load)  # noqa: B010
+            setattr(torch._C, "_pickle_load_obj", original_obj)  # noqa: B010
+            setattr(_package, "pickle", original_pickle)  # noqa: B010
 
 
 class _Refused(Exception):
@@ -253,7 +253,8 @@ def _load_program(path: str, allow_pickle: bool) -> LoadedModel:
             path, f"the program takes {len(specs)} inputs; expected one image tensor"
         )
     by_name = {n.name: n for n in ep.graph.nodes}
-    val = by_name[specs[0].arg.name].meta.get("val")  # type: ignore[union-attr]
+    arg: Any = specs[0].arg
+    val = by_name[arg.name].meta.get("val")
     if val is None or val.dim() != 4 or not val.dtype.is_floating_point:
         raise _files.FileError(
             path, "its input is not a float (N, C, H, W) image tensor; expected one"
