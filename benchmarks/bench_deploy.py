@@ -48,7 +48,7 @@ def onnx_rows(x: np.ndarray, repeat: int) -> list[list[str]]:
             module = model.to_torch(lowering, order)
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "m.onnx")
-                deploy.torch_to_onnx(module, example, path, dynamo=True, opset=17)
+                deploy.torch_to_onnx(module, example, path, dynamo=True)
                 graph = onnx.load(path)
                 inferred = onnx.shape_inference.infer_shapes(graph).graph
                 values = [*inferred.value_info, *inferred.input, *inferred.output]
@@ -81,10 +81,13 @@ def tflite_rows(x: np.ndarray, repeat: int) -> list[list[str]]:
     for lowering in LOWERINGS:
         for order in ("CRD", "DCR"):
             keras_model = model.to_keras(lowering, order)
-            blob = deploy.keras_to_tflite(keras_model)
-            y, ranks = deploy.run_tflite(blob, nhwc)
+            with tempfile.TemporaryDirectory() as folder:
+                lite = os.path.join(folder, "m.tflite")
+                deploy.keras_to_tflite(keras_model, lite)
+                blob = Path(lite).read_bytes()
+            y, ranks = deploy.run_litert(blob, nhwc), deploy.tensor_ranks(blob, nhwc)
             source = np.asarray(keras_model(nhwc))
-            it = deploy._interpreter(blob, delegates=True)
+            it = deploy.tflite_interpreter(blob, delegates=True)
             inp = it.get_input_details()[0]
             it.resize_tensor_input(inp["index"], list(nhwc.shape))
             it.allocate_tensors()

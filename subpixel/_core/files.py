@@ -9,7 +9,9 @@ strictly and lazily, and every write atomic.
   Arrays come back in native byte order; bfloat16 widens to float32 (exactly).
 * :func:`write_tensors` writes ``.safetensors`` or ``.npz``; :func:`atomic_write`
   writes any file to a temporary name in the target folder and renames it on
-  success, so a full disk, a kill or an error never leaves a partial file.
+  success, so a full disk, a kill or an error never leaves a partial file;
+  :func:`staged` does the same for a file written with companions (an ONNX graph and
+  its weights' data file), all under their final names in a private temporary folder.
 * Every problem with a file is a :class:`FileError`: ``"<path>: <reason>"``.
 """
 
@@ -25,7 +27,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ __all__ = [
     "TensorFile",
     "atomic_write",
     "open_tensors",
+    "staged",
     "write_state_dict",
     "write_tensors",
 ]
@@ -101,6 +104,43 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def staged(path: str | os.PathLike) -> Iterator[str]:
+    """Write ``path`` (and companion files whose names start with its name, such as
+    ``model.onnx.data``) where nothing sees them until they are complete.
+
+    Yields ``path``'s name inside a private temporary folder beside ``path``: write
+    (and check) the file there.  When the block ends normally, every file of the folder
+    is renamed into ``path``'s folder, the companions first and ``path`` last; when it
+    raises or is interrupted, the folder and all in it are removed.  A file that a
+    writer names after its own path (an exporter's weights sidecar) so gets its final
+    name.  OS errors become :class:`FileError` naming ``path``."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    try:
+        work = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise FileError(path, exc.strerror or str(exc)) from None
+    try:
+        yield os.path.join(work, name)
+        files = sorted(os.listdir(work), key=lambda f: f == name)  # `name` last
+        if name not in files:
+            raise FileError(path, "was not written")
+        strays = [f for f in files if not f.startswith(name)]
+        if strays:
+            raise FileError(path, f"the writer left other files: {', '.join(strays)}")
+        for f in files:
+            target = os.path.join(folder, f)
+            os.chmod(os.path.join(work, f), _mode_for(target))
+            os.replace(os.path.join(work, f), target)
+    except OSError as exc:
+        raise FileError(path, exc.strerror or str(exc)) from None
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def write_state_dict(path: str | os.PathLike, state: dict[str, Any]) -> None:

@@ -25,6 +25,13 @@ def namespace(x: Any) -> Any:
     return x.__array_namespace__()
 
 
+def _on(like: Any) -> dict[str, Any]:
+    """``device=`` of ``like`` for an array-creation call: new arrays live where the
+    data does (not on the library's default device)."""
+    device = getattr(like, "device", None)
+    return {} if device is None else {"device": device}
+
+
 class ArrayApiBackend(ArrayBackend[Any]):
     name = "array_api"
     mutable = False
@@ -48,7 +55,7 @@ class ArrayApiBackend(ArrayBackend[Any]):
             raise TypeError("the array API backend needs an array to take its namespace from")
         xp = namespace(like)
         a = np.asarray(a)
-        out = xp.asarray(np.ascontiguousarray(a.astype(a.dtype.newbyteorder("="))))
+        out = xp.asarray(np.ascontiguousarray(a.astype(a.dtype.newbyteorder("="))), **_on(like))
         return xp.astype(out, like.dtype) if out.dtype != like.dtype else out
 
     def to_numpy(self, x: Any) -> np.ndarray:
@@ -58,7 +65,7 @@ class ArrayApiBackend(ArrayBackend[Any]):
         return namespace(arrays[0]).concat(arrays, axis=axis)
 
     def zeros(self, shape: tuple, like: Any) -> Any:
-        return namespace(like).zeros(shape, dtype=like.dtype)
+        return namespace(like).zeros(shape, dtype=like.dtype, **_on(like))
 
     def tanh(self, x: Any) -> Any:
         return namespace(x).tanh(x)
@@ -91,7 +98,7 @@ class ArrayApiBackend(ArrayBackend[Any]):
                 elif n:
                     shape = list(x.shape)
                     shape[axis] = n
-                    parts.append(xp.zeros(tuple(shape), dtype=x.dtype))
+                    parts.append(xp.zeros(tuple(shape), dtype=x.dtype, **_on(x)))
             x = xp.concat(parts, axis=axis)
         lr = tuple(x.shape[2 + i] - k + 1 for i, k in enumerate(cplan.kernel))
         taps = []

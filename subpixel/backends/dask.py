@@ -78,12 +78,39 @@ def _block_op(op: str, factor: tuple[int, ...], d: int, layout: str, order: str)
     (NumPy's or CuPy's)."""
 
     def run(block: Any) -> Any:
-        inner = backend_for(block)
+        inner = _chunk_backend(block)
         shape = inner.shape(block)
         plan = _spec.make_plan(op, shape, factor, d, layout, order, cache=inner.cache_plans())
         return inner.rearrange(block, plan)
 
     return run
+
+
+# the chunk libraries Dask assembles results of (its concatenation dispatches on them)
+CHUNK_BACKENDS = ("numpy", "cupy")
+
+
+def _chunk_backend(block: Any) -> Any:
+    """The backend of one chunk; ``TypeError`` for a library Dask cannot assemble."""
+    backend = backend_for(block)
+    if backend.name not in CHUNK_BACKENDS:
+        kind = f"{type(block).__module__.split('.')[0]}.{type(block).__name__}"
+        raise TypeError(
+            f"a Dask array's chunks must be NumPy or CuPy arrays; this one holds {kind} "
+            "chunks, which Dask cannot assemble (make them NumPy first: "
+            "x.map_blocks(np.asarray))"
+        )
+    return backend
+
+
+def _known_chunks(x: Any, axes: Any, what: str) -> None:
+    """``ValueError`` where ``x``'s chunk sizes along ``axes`` are unknown (NaN)."""
+    for ax in axes:
+        if any(isinstance(c, float) and math.isnan(c) for c in x.chunks[ax]):
+            raise ValueError(
+                f"{what} needs the chunk sizes of axis {ax} of this Dask array, which are "
+                "unknown (NaN, as after boolean indexing): call x.compute_chunk_sizes() first"
+            )
 
 
 class DaskBackend(ArrayBackend[da.Array]):
@@ -136,6 +163,9 @@ class DaskBackend(ArrayBackend[da.Array]):
         cax = _channel_axis(ndim, plan.layout, d)
         saxes = _spatial_axes(ndim, plan.layout, d)
         R = math.prod(plan.factor)
+        _chunk_backend(x._meta)
+        if plan.op == "unshuffle":  # its chunks are rechecked to hold whole blocks
+            _known_chunks(x, saxes, "unshuffle")
         chunks = dict(enumerate(x.chunks))
         # channels: whole multiples of R for a CRD shuffle, one chunk where DCR interleaves
         if plan.op == "shuffle" and plan.order == "CRD":
@@ -168,6 +198,11 @@ class DaskBackend(ArrayBackend[da.Array]):
         ndim = x.ndim
         cax = _channel_axis(ndim, cplan.layout, d)
         saxes = _spatial_axes(ndim, cplan.layout, d)
+        _chunk_backend(x._meta)
+        # overlapping chunks and the padding are built from the chunks' sizes
+        _known_chunks(x, range(ndim), "sub_pixel_conv")
+        # each chunk's library checked before Dask's own padding and overlap touch it
+        x = x.map_blocks(_checked_chunk, dtype=x.dtype, meta=x._meta)
         pads = [(0, 0)] * ndim
         for ax, p in zip(saxes, cplan.padding):
             pads[ax] = p
@@ -203,11 +238,16 @@ class DaskBackend(ArrayBackend[da.Array]):
         )
 
 
+def _checked_chunk(block: Any) -> Any:
+    _chunk_backend(block)
+    return block
+
+
 def _conv_block(
     block: Any, w_host: np.ndarray, b_host: np.ndarray | None, *, d: int, layout: str, order: str
 ) -> Any:
     """One chunk (with the ``kernel - 1`` pixels after it) of the LR convolution."""
-    backend = backend_for(block)
+    backend = _chunk_backend(block)
     w = backend.from_numpy(w_host, like=block)
     b = None if b_host is None else backend.from_numpy(b_host, like=block)
     b_shape = None if b_host is None else b_host.shape

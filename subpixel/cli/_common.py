@@ -4,7 +4,11 @@ never lose data, backends checked before any work, positive-number arguments."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +88,31 @@ def usable_backend(name: str, *, requested: bool = True) -> Any:
 
 def add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+
+@contextlib.contextmanager
+def interrupts_reported() -> Iterator[None]:
+    """Ctrl-C (SIGINT) inside the block is an interruption, whatever a library made of
+    the ``KeyboardInterrupt`` it raised (PyTorch's exporter, interrupted in one of its
+    lazy imports, raises ``AttributeError`` instead): the command then reports
+    "interrupted" (exit 130), and the block's temporary files are gone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hit: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        hit.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    except BaseException:
+        if hit:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if hit:
+        raise KeyboardInterrupt

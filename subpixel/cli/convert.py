@@ -270,7 +270,39 @@ def _write(layer: SubPixelConv, dst: str, args: argparse.Namespace) -> None:
         model = keras.Sequential(
             [keras.Input((None,) * layer.spatial_dims + (layer.in_channels,)), k]
         )
-        _files.atomic_write(dst, model.save_weights)
+        blob = _weights_h5(model)
+
+        def write(tmp: str) -> None:
+            if blob is None:
+                model.save_weights(tmp)
+                return
+            with open(tmp, "wb") as f:
+                f.write(blob)
+
+        _files.atomic_write(dst, write)
+
+
+def _weights_h5(model: Any) -> bytes | None:
+    """The ``.weights.h5`` file of a Keras model, built in memory (Keras's own writer,
+    on an ``io.BytesIO``), so that the disk is written by plain file I/O: HDF5 writing
+    to a full disk leaves file handles that crash the interpreter when collected.
+    ``None`` where this Keras lacks the writer (then Keras writes the file itself)."""
+    import io
+
+    try:
+        from keras.src.saving import saving_lib
+
+        buffer = io.BytesIO()
+        store = saving_lib.H5IOStore(buffer, mode="w")
+    except (ImportError, AttributeError, TypeError):
+        return None
+    try:
+        saving_lib._save_state(
+            model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
+        )
+    finally:
+        store.close()
+    return buffer.getvalue()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -65,6 +65,13 @@ def _conv(x: Any, plan: _spec.Plan) -> Any:
     return fn(x, kernel, strides=plan.factor, padding="valid", data_format=plan.layout)
 
 
+def _one_batch_axis(x: Any, nbatch: int, fn: Any) -> Any:
+    """``fn`` of ``x`` with its ``nbatch`` leading batch axes (none, or several) made one."""
+    shape = tuple(keras.ops.shape(x))
+    y = fn(keras.ops.reshape(x, (-1, *shape[nbatch:])))
+    return keras.ops.reshape(y, (*shape[:nbatch], *tuple(keras.ops.shape(y))[1:]))
+
+
 def rearrange(
     x: Any,
     op: str,
@@ -83,6 +90,12 @@ def rearrange(
     if lowering in ("auto", "native") and not tracing:
         return getattr(ops, op)(x, factor, **kw)
     plan = _plan(x, op, factor, spatial_dims, layout, order)
+    if plan.batch_ndim != 1 and lowering in ("conv", "native"):
+        # the ops take one batch axis: the batch axes become one around them
+        def one(t: Any) -> Any:
+            return rearrange(t, op, factor, spatial_dims, order, layout, lowering, folded=folded)
+
+        return _one_batch_axis(x, plan.batch_ndim, one)
     native = layout == "channels_last" and plan.batch_ndim == 1
     if lowering == "native" or (
         lowering == "auto" and native and _lowering.has_native_op(plan.factor)

@@ -99,7 +99,8 @@ def _flat(x: torch.Tensor, plan: _spec.Plan) -> torch.Tensor:
 def _conv(x: torch.Tensor, plan: _spec.Plan) -> torch.Tensor:
     d = plan.spatial_dims
     nbatch = plan.batch_ndim
-    channels = (plan.out_shape if plan.op == "shuffle" else plan.in_shape)[nbatch]
+    # the kernel is a constant: its channel count is fixed (a dynamic one is specialised)
+    channels = int((plan.out_shape if plan.op == "shuffle" else plan.in_shape)[nbatch])
     kernel, groups = _lowering.one_hot_kernel(channels, plan.factor, plan.order)
     weight = torch.as_tensor(kernel, dtype=x.dtype, device=x.device)
     flat = x.reshape(-1, *x.shape[nbatch:]) if nbatch != 1 else x
@@ -108,6 +109,13 @@ def _conv(x: torch.Tensor, plan: _spec.Plan) -> torch.Tensor:
     else:
         y = _CONV[d](flat, weight, stride=plan.factor, groups=groups)
     return y.reshape(plan.out_shape) if nbatch != 1 else y
+
+
+def _one_batch_axis(x: torch.Tensor, nbatch: int, fn: Any) -> torch.Tensor:
+    """``fn`` of ``x`` with its ``nbatch`` leading batch axes (none, or several) made one."""
+    lead = x.shape[:nbatch]
+    y = fn(x.reshape(-1, *x.shape[nbatch:]))
+    return y.reshape(*lead, *y.shape[1:])
 
 
 def rearrange(
@@ -125,6 +133,11 @@ def rearrange(
     if lowering == "auto" and not exporting:
         return getattr(ops, op)(x, factor, **kw)
     plan = _spec.make_plan(op, tuple(x.shape), factor, spatial_dims, layout, order, cache=False)
+    if plan.batch_ndim != 1 and (lowering == "conv" or (lowering == "native" and exporting)):
+        # the ops take one batch axis: the batch axes become one around them
+        return _one_batch_axis(
+            x, plan.batch_ndim, lambda t: rearrange(t, op, factor, spatial_dims, order, lowering)
+        )
     native = layout == "channels_first" and plan.batch_ndim == 1
     if lowering == "native" or (
         lowering == "auto" and native and _lowering.has_native_op(plan.factor)
@@ -132,11 +145,6 @@ def rearrange(
         _lowering.check_native("native", plan.factor)
         if not exporting:
             return getattr(ops, op)(x, factor, **kw)
-        if plan.batch_ndim != 1:
-            raise ValueError(
-                "`lowering='native'` exports 4-D inputs (N, C, H, W). "
-                f"Received: x.shape={tuple(x.shape)}"
-            )
         return _onnx_node(x, plan)
     if lowering == "flat":
         return _flat(x, plan)

@@ -1,7 +1,15 @@
-"""The bundled ESPCN exported to a runtime and checked there: what ``subpixel export``
-does.  ``.onnx`` from PyTorch, ``.tflite`` from Keras (TensorFlow); the exported file
-runs on the demo's input (the bundled sample made low-resolution) and is compared with
-the source framework and with the original sample."""
+"""A model exported to a runtime and checked there: what ``subpixel export`` does.
+
+The bundled ESPCN: ``.onnx`` from PyTorch, ``.tflite`` from Keras (TensorFlow); the
+exported file runs on the demo's input (the bundled sample made low-resolution) and is
+compared with the source framework and with the original sample.
+
+Any PyTorch model goes through :func:`subpixel.exporting.export_torch` (its shuffles
+rewritten first), with the checks here.
+
+Every file is checked where it is written, under a temporary name, and appears under
+its own name only once it runs and agrees with its source (float32: within
+:data:`FLOAT_TOLERANCE` of the output's scale); otherwise nothing is written."""
 
 from __future__ import annotations
 
@@ -16,7 +24,20 @@ from .._core.lowering import Lowering
 from .espcn import ESPCN, SAMPLE
 from .upscale import low_resolution
 
-__all__ = ["Exported", "export_espcn", "sample_luma"]
+__all__ = [
+    "FLOAT_TOLERANCE",
+    "Exported",
+    "check_outputs",
+    "export_espcn",
+    "run_file",
+    "sample_luma",
+    "written_files",
+]
+
+# a float32 export differs from its source by rounding only: relative to the output's
+# largest magnitude (at least 1), far above the ~1e-6 rounding of the networks here
+# and far below a misplaced shuffle (differences of the size of the signal)
+FLOAT_TOLERANCE = 1e-3
 
 
 def sample_luma(scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,14 +52,23 @@ def sample_luma(scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Exported:
-    """What :func:`export_espcn` wrote and measured: the ops the file holds, the
-    largest difference from the source framework on the sample, and the Y-PSNR (dB)
-    of the exported file's and the source framework's outputs against the original."""
+    """What an export wrote and measured: the ops the file holds, the largest
+    difference from the source framework on the check input, and (the bundled ESPCN)
+    the Y-PSNR (dB) of the exported file's and the source framework's outputs against
+    the original sample; ``max_rank``: the highest rank of a tensor in the file;
+    ``input_shape``: the check input's; ``files``: the files written (an ONNX graph
+    with a weights data file is two); ``route``: the exporter or converter;
+    ``scale``: the output's size over the input's."""
 
     ops: set[str]
     max_diff: float
-    psnr_exported: float
-    psnr_source: float
+    psnr_exported: float | None = None
+    psnr_source: float | None = None
+    max_rank: int | None = None
+    input_shape: tuple[int, ...] = ()
+    files: tuple[str, ...] = ()
+    route: str = ""
+    scale: int | None = None
 
 
 def export_espcn(
@@ -47,55 +77,117 @@ def export_espcn(
     *,
     lowering: Lowering = "auto",
     int8: bool = False,
-    opset: int = 17,
+    opset: int | None = None,
     dynamo: bool = True,
 ) -> Exported:
     """Export the bundled ESPCN of ``scale`` to ``path`` (``.onnx``: PyTorch's exporter,
     ``dynamo`` or TorchScript, ``opset``; ``.tflite``: Keras with TensorFlow, ``int8``:
     full-integer quantization calibrated on the sample), run it in its runtime and
-    measure it (:class:`Exported`)."""
+    measure it (:class:`Exported`).  The file appears only once it runs and (float)
+    agrees with the source; else ``ValueError`` and nothing is written."""
     model = ESPCN.pretrained(scale)
     hr_y, lr_y = sample_luma(scale)
     x = lr_y[None, None]
-    if deploy.runtime_of(path) == "onnx":
-        import torch
+    with _files.staged(path) as tmp:
+        if deploy.runtime_of(path) == "onnx":
+            import torch
 
-        module = model.to_torch(lowering)
-        example = torch.from_numpy(x)
-        deploy.torch_to_onnx(module, example, path, dynamo=dynamo, opset=opset)
-        with torch.no_grad():
-            source = module(example).numpy()
-        ops = deploy.onnx_ops(path)
-        exported = deploy.run_onnx(path, x)
-    else:
-        keras_model = model.to_keras(lowering)
-        representative = None
-        if int8:  # calibrate on LR patches of the sample
-            rng = np.random.default_rng(0)
-            h, w = lr_y.shape
-            representative = [
-                lr_y[a : a + 32, b : b + 32][None, :, :, None]
-                for a, b in zip(rng.integers(0, h - 32, 32), rng.integers(0, w - 32, 32))
-            ]
-        blob = deploy.keras_to_tflite(
-            keras_model, mode="int8" if int8 else "float32", representative=representative
+            module = model.to_torch(lowering)
+            example = torch.from_numpy(x)
+            deploy.torch_to_onnx(module, example, tmp, dynamo=dynamo, opset=opset)
+            with torch.no_grad():
+                source = module(example).numpy()
+            ops = deploy.onnx_ops(tmp)
+            exported = run_file(path, tmp, x)
+            route = (
+                "PyTorch -> torch.onnx (dynamo)"
+                if dynamo
+                else "PyTorch -> torch.onnx (TorchScript)"
+            )
+        else:
+            keras_model = model.to_keras(lowering)
+            representative = None
+            if int8:  # calibrate on LR patches of the sample
+                rng = np.random.default_rng(0)
+                h, w = lr_y.shape
+                representative = [
+                    lr_y[a : a + 32, b : b + 32][None, :, :, None]
+                    for a, b in zip(rng.integers(0, h - 32, 32), rng.integers(0, w - 32, 32))
+                ]
+            deploy.keras_to_tflite(
+                keras_model,
+                tmp,
+                mode="int8" if int8 else "float32",
+                representative=representative,
+            )
+            source = np.moveaxis(np.asarray(keras_model(np.moveaxis(x, 1, -1))), -1, 1)
+            ops = deploy.tflite_ops(tmp)
+            exported = np.moveaxis(run_file(path, tmp, np.moveaxis(x, 1, -1)), -1, 1)
+            route = "Keras -> TensorFlow's LiteRT converter"
+        max_diff = check_outputs(path, exported, source, exact=not int8)
+        ranks = deploy.tensor_ranks(
+            tmp, x if deploy.runtime_of(path) == "onnx" else np.moveaxis(x, 1, -1)
         )
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                f.write(blob)
-
-        _files.atomic_write(path, write)
-        source = np.moveaxis(np.asarray(keras_model(np.moveaxis(x, 1, -1))), -1, 1)
-        ops = deploy.tflite_ops(blob)
-        exported = np.moveaxis(deploy.run_tflite(blob, np.moveaxis(x, 1, -1))[0], -1, 1)
+        files = written_files(path, tmp)
 
     def psnr(a: np.ndarray) -> float:
         return image.psnr(np.clip(a[0, 0], 0, 1) * 255, hr_y * 255, shave=scale)
 
     return Exported(
         ops=set(ops),
-        max_diff=float(np.abs(exported - source).max()),
+        max_diff=max_diff,
         psnr_exported=psnr(exported),
         psnr_source=psnr(source),
+        max_rank=max(ranks, default=None),
+        input_shape=tuple(x.shape),
+        files=files,
+        route=route,
+        scale=scale,
     )
+
+
+def run_file(path: str | os.PathLike, tmp: str, x: np.ndarray) -> np.ndarray:
+    """The exported file at ``tmp`` run on ``x``; the runtime's refusal, one line."""
+    try:
+        if deploy.runtime_of(path) == "onnx":
+            return np.asarray(deploy.run_onnx(tmp, x))
+        return np.asarray(deploy.run_litert(tmp, x))
+    except ImportError:
+        raise
+    except Exception as exc:  # the runtime's own error: the file it was given does not run
+        text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
+        raise _files.FileError(
+            path, f"the exported file does not run in its runtime ({text}); not written"
+        ) from None
+
+
+def check_outputs(
+    path: str | os.PathLike, exported: np.ndarray, source: np.ndarray, exact: bool
+) -> float:
+    """The largest difference between the runtime's and the source's outputs;
+    ``FileError`` where they differ in shape, or (``exact``: float32) by more than
+    :data:`FLOAT_TOLERANCE` of the output's scale, or are not finite."""
+    if exported.shape != source.shape:
+        raise _files.FileError(
+            path,
+            f"the exported file gives an output of shape {exported.shape} where the source "
+            f"gives {source.shape}; not written",
+        )
+    if not np.isfinite(source).all():
+        raise _files.FileError(path, "the source model's output is not finite; not written")
+    diff = float(np.abs(exported.astype(np.float64) - source).max()) if source.size else 0.0
+    tol = FLOAT_TOLERANCE * max(1.0, float(np.abs(source).max(initial=0)))
+    if not np.isfinite(diff) or (exact and diff > tol):
+        raise _files.FileError(
+            path,
+            f"the exported file differs from its source by {diff:.3g} (tolerance {tol:.3g} in "
+            "float32); not written",
+        )
+    return diff
+
+
+def written_files(path: str | os.PathLike, tmp: str) -> tuple[str, ...]:
+    """The final names of what the private folder of ``tmp`` holds (``path`` first)."""
+    folder = os.path.dirname(os.fspath(path))
+    names = sorted(os.listdir(os.path.dirname(tmp)), key=lambda f: f != os.path.basename(tmp))
+    return tuple(os.path.join(folder, n) for n in names)

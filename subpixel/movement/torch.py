@@ -74,7 +74,8 @@ def evaluating(model: Any) -> Iterator[None]:
 
     modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
+        with contextlib.suppress(NotImplementedError):  # a torch.export program's module:
+            model.eval()  # its mode was fixed when it was exported
         with torch.no_grad():
             yield
     finally:

@@ -51,11 +51,12 @@ def export(model: nn.Module, example: Any) -> Any:
     (the example is repeated to a batch of 2 where it has 1, so that the batch is not
     fixed to 1), else static; ``ValueError`` naming the model where it cannot."""
     x = example if isinstance(example, torch.Tensor) else torch.as_tensor(np.asarray(example))
-    if x.dim() >= 3 and x.shape[0] == 1:
-        x = torch.cat([x, x])
+    inputs = [x]
+    if x.dim() >= 3 and x.shape[0] == 1:  # a program exported with batch 1 keeps it
+        inputs.insert(0, torch.cat([x, x]))
     dims = {0: torch.export.Dim.AUTO, **{a: torch.export.Dim.AUTO for a in range(2, x.dim())}}
     errors = []
-    for dynamic in ((dims,), None):
+    for x, dynamic in [(i, d) for i in inputs for d in ((dims,), None)]:
         try:
             with (
                 movement_torch.evaluating(model),
@@ -218,8 +219,11 @@ def _layer(site: Site, lowering: str) -> nn.Module:
 def rewrite(model: nn.Module, example: Any, lowering: str) -> nn.Module:
     """``model`` with every site written in ``lowering`` (see the module's docstring)."""
     gm, sites = find(model, example)
-    if all(s.module is not None for s in sites):
-        modules = dict(model.named_modules())
+    modules = dict(model.named_modules())
+    # a module swap where each site is the whole of a module the model holds (a
+    # program loaded by torch.export.load names the modules of the model it was
+    # exported from, which it no longer holds: its graph is rewritten instead)
+    if all(s.module is not None and s.module in modules for s in sites):
         for s in sites:
             parent, _, name = s.module.rpartition(".")  # type: ignore[union-attr]
             holder = modules[parent] if parent else model

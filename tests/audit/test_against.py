@@ -157,9 +157,7 @@ def test_an_nhwc_litert_file_against_its_nchw_onnx_source(tmp_path, mode, order_
 
     src = _source("CRD")
     s = export(src, tmp_path / "src.onnx", shape=(1, 3, 8, 12))
-    (tmp_path / "t.tflite").write_bytes(
-        deploy.keras_to_tflite(_keras_copy(src, order_fix), mode=mode)
-    )
+    deploy.keras_to_tflite(_keras_copy(src, order_fix), tmp_path / "t.tflite", mode=mode)
     report = audit(tmp_path / "t.tflite", against=s)
     (site,) = report.sites
     assert (site.order, site.layout) == ("DCR", "channels_last")

@@ -109,3 +109,53 @@ def test_on_a_local_cluster_of_two_processes():
     np.testing.assert_allclose(
         got_z, sub_pixel_conv_ref(a, w, None, 2, ((1, 1), (1, 1))), rtol=1e-4, atol=1e-4
     )
+
+
+def test_unknown_chunk_sizes_are_one_clear_error_or_work():
+    """Chunk sizes left unknown (NaN) by boolean indexing: a shuffle and an unshuffle
+    along known spatial chunks work; what needs the sizes says so in one line."""
+    a = np.random.default_rng(0).random((2, 8, 6, 6)).astype(np.float32)
+    x = da.from_array(a, chunks=(1, 4, 3, 3))
+    h = x[:, :, da.from_array(np.ones(6, bool), chunks=3)]  # unknown along H
+    n = x[da.from_array(np.ones(2, bool))]  # unknown along N
+    np.testing.assert_array_equal(subpixel.unshuffle(n, 2).compute(), reference("unshuffle", a, 2))
+    np.testing.assert_array_equal(subpixel.shuffle(n, 2).compute(), reference("shuffle", a, 2))
+    w = np.ones((12, 8, 3, 3), np.float32)
+    for call, name in (
+        (lambda: subpixel.unshuffle(h, 2), "unshuffle"),
+        (lambda: subpixel.sub_pixel_conv(n, w, factor=2), "sub_pixel_conv"),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"^{name} needs the chunk sizes of axis \d.*compute_chunk_sizes"
+        ):
+            call()
+
+
+def test_chunks_dask_cannot_assemble_are_one_clear_error():
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).random((2, 8, 6, 6)).astype(np.float32)
+    x = da.from_array(a, chunks=(1, 4, 3, 3)).map_blocks(torch.from_numpy, meta=a[:0, :0, :0, :0])
+    w = np.ones((12, 8, 3, 3), np.float32)
+    for call in (
+        lambda: subpixel.shuffle(x, 2).compute(),
+        lambda: subpixel.sub_pixel_conv(x, w, factor=2).compute(),
+    ):
+        with pytest.raises(
+            TypeError, match=r"chunks must be NumPy or CuPy arrays; this one holds torch\.Tensor"
+        ):
+            call()
+
+
+def test_array_api_arrays_on_another_device():
+    xp = pytest.importorskip("array_api_strict")
+    device = xp.Device("device1")
+    rng = np.random.default_rng(0)
+    a, w = rng.random((1, 4, 5, 5), np.float32), rng.random((8, 4, 3, 3), np.float32)
+    y = subpixel.sub_pixel_conv(
+        xp.asarray(a, device=device), xp.asarray(w, device=device), factor=2, padding="same"
+    )
+    assert y.device == device
+    back = np.asarray(xp.asarray(y, device=xp.Device("CPU_DEVICE")))
+    np.testing.assert_allclose(
+        back, subpixel.sub_pixel_conv(a, w, factor=2, padding="same"), atol=1e-5
+    )

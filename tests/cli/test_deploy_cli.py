@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
 import pytest
 
 from subpixel import cli, image
@@ -71,3 +72,77 @@ def test_export_and_model_errors_are_one_line(tmp_path, capsys):
     code = cli.main(["upscale", "sample", str(tmp_path / "o.png"), "--model", str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(bad) in err[0], err
+
+
+def _torch_onnx():
+    if "torch" not in requested_backends():
+        pytest.skip("torch not requested")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+
+
+def test_an_exported_onnx_file_travels_alone(tmp_path, capsys):
+    """The file holds its weights: no sidecar named after a temporary file, none added
+    by a re-export, and a copy elsewhere runs."""
+    _torch_onnx()
+    path = tmp_path / "m.onnx"
+    main(capsys, "export", path, "--scale", "2")
+    main(capsys, "export", path, "--scale", "2", "--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "m.onnx").write_bytes(path.read_bytes())
+    main(capsys, "upscale", "sample", tmp_path / "x2.png", "--model", elsewhere / "m.onnx")
+
+
+def test_opsets_that_cannot_hold_the_shuffle_are_one_line(tmp_path, capsys):
+    _torch_onnx()
+    for args in (
+        ["--opset", "7"],
+        ["--opset", "9", "--exporter", "torchscript"],
+        ["--opset", "99", "--exporter", "torchscript"],
+        ["--opset", "99"],
+        ["--opset", "-3"],
+    ):
+        line = commands.one_line(capsys, "export", tmp_path / "q.onnx", *args)
+        assert "--opset" in line and "opsets 11 to" in line, line
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_file_that_does_not_run_or_differs_is_not_written(tmp_path, capsys, monkeypatch):
+    _torch_onnx()
+    from subpixel import deploy
+
+    def broken(path, x):
+        raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : simulated")
+
+    monkeypatch.setattr(deploy, "run_onnx", broken)
+    line = commands.one_line(capsys, "export", tmp_path / "m.onnx")
+    assert "does not run in its runtime" in line and "not written" in line
+    monkeypatch.setattr(deploy, "run_onnx", lambda path, x: np.zeros((1, 1, 300, 444), np.float32))
+    line = commands.one_line(capsys, "export", tmp_path / "m.onnx")
+    assert "differs from its source" in line
+    assert not list(tmp_path.iterdir())  # neither the file nor a temporary one
+
+
+def test_ctrl_c_during_an_export_is_an_interruption(tmp_path, capsys, monkeypatch):
+    """An interrupt that the exporter turns into another exception (PyTorch's dynamo,
+    interrupted in a lazy import, raises AttributeError) is still "interrupted"."""
+    _torch_onnx()
+    import signal
+
+    from subpixel import deploy
+
+    real = deploy.torch_to_onnx
+
+    def interrupted(module, example, path, **kw):
+        real(module, example, path, **kw)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            raise AttributeError("module 'torch._dynamo' has no attribute 'exc'") from None
+
+    monkeypatch.setattr(deploy, "torch_to_onnx", interrupted)
+    code, _, err = commands.main(capsys, "export", tmp_path / "m.onnx")
+    assert code == 130 and err.strip() == "subpixel: interrupted", err
+    assert not list(tmp_path.iterdir())

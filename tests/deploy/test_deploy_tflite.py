@@ -6,6 +6,7 @@ lowering; float32, float16 and full-integer int8.  Runs in the ``deploy`` enviro
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -42,12 +43,21 @@ def model_of(make, order, lowering, shape):
     return keras.Model(inputs, make(order, lowering)(inputs))
 
 
+def tflite(model, **kw) -> bytes:
+    """``model`` written as a LiteRT file, and its bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "m.tflite")
+        deploy.keras_to_tflite(model, path, **kw)
+        with open(path, "rb") as f:
+            return f.read()
+
+
 @pytest.mark.parametrize("order", ["CRD", "DCR"])
 @pytest.mark.parametrize("lowering", LOWERINGS)
 @pytest.mark.parametrize("name,make,shape,is_conv", LAYERS, ids=[c[0] for c in LAYERS])
 def test_float32_every_layer_order_lowering(name, make, shape, is_conv, lowering, order):
     model = model_of(make, order, lowering, shape)
-    blob = deploy.keras_to_tflite(model)
+    blob = tflite(model)
     ops = deploy.tflite_ops(blob)
     assert "FLEX" not in " ".join(ops)
     if lowering == "native" or (lowering == "auto"):
@@ -59,7 +69,7 @@ def test_float32_every_layer_order_lowering(name, make, shape, is_conv, lowering
         assert "TRANSPOSE" not in ops and ops & {"TRANSPOSE_CONV", "CONV_2D"}, ops
     for size in ((1, *shape), (2, 2 * shape[0], 2 * shape[1], shape[2])):
         a = np.random.default_rng(1).standard_normal(size).astype(np.float32)
-        got, ranks = deploy.run_tflite(blob, a)
+        got, ranks = deploy.run_litert(blob, a), deploy.tensor_ranks(blob, a)
         expected = np.asarray(model(a))
         if lowering in ("native", "flat", "conv", "auto"):
             assert max(ranks) <= 4, ranks
@@ -74,9 +84,9 @@ def test_float32_every_layer_order_lowering(name, make, shape, is_conv, lowering
 def test_float16_weights(lowering, order):
     _, make, shape, _ = LAYERS[3]
     model = model_of(make, order, lowering, shape)
-    blob = deploy.keras_to_tflite(model, mode="float16")
+    blob = tflite(model, mode="float16")
     a = np.random.default_rng(2).standard_normal((1, *shape)).astype(np.float32)
-    got, _ = deploy.run_tflite(blob, a)
+    got = deploy.run_litert(blob, a)
     np.testing.assert_allclose(got, np.asarray(model(a)), rtol=1e-2, atol=1e-2)  # fp16 kernels
 
 
@@ -87,11 +97,11 @@ def test_int8_full_integer(name, make, shape, is_conv, lowering, order):
     model = model_of(make, order, lowering, shape)
     rng = np.random.default_rng(3)
     samples = [rng.uniform(-1, 1, (1, *shape)).astype(np.float32) for _ in range(16)]
-    blob = deploy.keras_to_tflite(model, mode="int8", representative=samples)
+    blob = tflite(model, mode="int8", representative=samples)
     ops = deploy.tflite_ops(blob)
     assert "FLEX" not in " ".join(ops)
     a = samples[0]
-    got, _ = deploy.run_tflite(blob, a)
+    got = deploy.run_litert(blob, a)
     expected = np.asarray(model(a))
     # a shuffle only moves quantized values; a convolution adds one rounding of its output
     scale = float(np.abs(expected).max()) / 127
