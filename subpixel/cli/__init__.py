@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ValueError) as exc:  # ValueError: the library's contract messages
         return _error(str(exc))
     except OSError as exc:  # unreadable input, unwritable output, a full disk
-        return _error(f"{exc.filename or ''}: {exc.strerror or exc}")
+        return _error(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc))
     except MemoryError:
         return _error("out of memory (is the input much larger than intended?)")
     except KeyboardInterrupt:
