@@ -87,7 +87,7 @@ class ESPCN:
             if self.params.get(key, np.empty(0)).shape != shape:
                 raise ValueError(f"ESPCN x{scale}: `{key}` must have shape {shape}")
         self._on: dict[tuple, dict[str, Any]] = {}
-        self.name = f"the bundled ESPCN x{self.scale}"
+        self.name = f"ESPCN x{self.scale}"
 
     @classmethod
     def pretrained(cls, scale: int) -> ESPCN:

@@ -339,19 +339,22 @@ class RuntimeModel:
             raise _files.FileError(
                 self.path, f"takes batches of exactly {shape[0]} {_shape_text(shape)}; expected 1"
             )
-        found = [
-            (layout, c)
-            for layout in layouts
-            for c in (3, 1)
-            if shape[_channel_axis(layout)] in (None, c)
-        ]
-        if not found:
-            raise _files.FileError(
-                self.path,
-                f"takes input {_shape_text(shape)}: neither (N, C, H, W) nor (N, H, W, C) with "
-                "C = 1 (luminance) or 3 (RGB)",
-            )
-        return found
+        # a channel count is declared where a spatial size rarely is: a fixed dimension
+        # at one of the two places, the other free, says the layout
+        fixed_at = [layout for layout in layouts if shape[_channel_axis(layout)] is not None]
+        if len(fixed_at) == 2:  # both fixed (a fixed-size model): the one that is 1 or 3
+            fixed_at = [lay for lay in fixed_at if shape[_channel_axis(lay)] in (1, 3)] or fixed_at
+        if len(fixed_at) >= 1:
+            layout = fixed_at[0]
+            c = shape[_channel_axis(layout)]
+            if c not in (1, 3):
+                raise _files.FileError(
+                    self.path,
+                    f"takes input {_shape_text(shape)}: {c} channels ({layout}); expected "
+                    "C = 1 (luminance) or 3 (RGB)",
+                )
+            return [(layout, int(c))]
+        return [(layout, c) for layout in layouts for c in (3, 1)]
 
     def _decide(self, runner: Any) -> tuple[str, int, tuple[int | None, int | None], int]:
         """The layout, channels, fixed size and scale: the first ``(layout, channels)``
