@@ -2,7 +2,7 @@
 
 subpixel info     installed backends, their versions and devices
 subpixel check    every installed backend against the NumPy reference (default)
-subpixel upscale  super-resolve an image with the bundled ESPCN
+subpixel upscale  super-resolve an image with the bundled ESPCN or a model file
 subpixel bench    shuffle throughput against a plain copy and the native ops
 subpixel convert  port sub-pixel conv weights between files, frameworks and orders
 subpixel export   the bundled ESPCN as ONNX or LiteRT/TFLite, checked in its runtime
