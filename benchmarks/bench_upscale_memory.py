@@ -55,12 +55,17 @@ def photo(height: int, width: int, kind: str) -> np.ndarray:
     return img
 
 
-def run(source: Path, args: list[str]) -> tuple[int, float, str]:
-    """``(exit status, peak RSS in bytes, stderr)`` of ``python -m subpixel ARGS``."""
+def run(source: Path, args: list[str], folder: str) -> tuple[int, float, str]:
+    """``(exit status, peak RSS in bytes, stderr)`` of ``python -m subpixel ARGS`` with
+    ``source`` on the path, run in ``folder`` (``-m`` puts the working folder first)."""
     env = dict(os.environ, PYTHONPATH=str(source))
     command = [sys.executable, "-m", "subpixel", *args]
     proc = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, *command], capture_output=True, text=True, env=env
+        [sys.executable, "-c", _WRAPPER, *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
     )
     code, kib = proc.stdout.split()
     return int(code), int(kib) * 1024.0, proc.stderr
@@ -92,6 +97,7 @@ def main() -> None:
                     code, rss, err = run(
                         args.source,
                         ["upscale", str(src), str(out), "--scale", str(scale), "--force", *extra],
+                        folder,
                     )
                     seconds = time.perf_counter() - start
                     if code != 0:
