@@ -127,28 +127,46 @@ def _influence(model: Model, base: np.ndarray, out0: np.ndarray, scale: int) -> 
     return int(radius), reached
 
 
-def _period(
-    model: Model, base: np.ndarray, out0: np.ndarray, scale: int, radius: int
-) -> int | None:
+def _period(model: Model, base: np.ndarray, out0: np.ndarray, scale: int, radius: int) -> int | str:
     """The smallest shift of :data:`PERIODS` under which the model is equivariant on
-    the probe, or None."""
+    the probe; else why not: ``"room"`` (the probe is too small to compare the larger
+    shifts), ``"sizes"`` (no shifted size ran), ``"differs"``."""
     size = base.shape[-1]
     tolerance = 1e-4 * (1.0 + float(np.abs(out0).max()))  # float32 rounding of two shapes
+    ran = False
     for p in PERIODS:
         lo, hi = p + radius, size - radius  # LR rows whose context is inside both inputs
         if hi - lo < 4:
-            return None
+            return "room"
         try:
             shifted = model(np.ascontiguousarray(base[..., p:, p:]))
         except ProbeError:
             continue  # this size is not one the model takes (e.g. odd, before an unshuffle)
         if shifted.shape[-2:] != ((size - p) * scale, (size - p) * scale):
             continue
+        ran = True
         a = out0[..., lo * scale : hi * scale, lo * scale : hi * scale]
         b = shifted[..., (lo - p) * scale : (hi - p) * scale, (lo - p) * scale : (hi - p) * scale]
         if float(np.abs(a - b).max()) <= tolerance:
             return p
-    return None
+    return "differs" if ran else "sizes"
+
+
+def _base(
+    model: Model, rng: np.random.Generator, channels: int, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random probe of about ``size`` pixels the model takes (``size``, or the next
+    multiple of 32 or 64, for networks that halve their input several times) and its
+    output."""
+    error: ProbeError | None = None
+    for n in dict.fromkeys((size, _round_up(size, 32), _round_up(size, 64))):
+        base = rng.random((1, channels, n, n), dtype=np.float32)
+        try:
+            return base, model(base)
+        except ProbeError as exc:
+            error = error or exc
+    assert error is not None
+    raise error
 
 
 def measure(model: Model, channels: int, scale: int, *, seed: int = 0) -> Field:
@@ -156,21 +174,40 @@ def measure(model: Model, channels: int, scale: int, *, seed: int = 0) -> Field:
     h * scale, w * scale)``; it raises :class:`ProbeError` for a size it does not take)
     for its receptive field and period (see the module's docstring)."""
     rng = np.random.default_rng(seed)
+    reason = "far"
     for size in PROBE_SIZES:
-        base = rng.random((1, channels, size, size), dtype=np.float32)
-        out0 = model(base)
+        try:
+            base, out0 = _base(model, rng, channels, size)
+        except ProbeError as exc:
+            return Field(None, None, f"it does not run on a {size}x{size} probe ({exc})")
         radius, reached = _influence(model, base, out0, scale)
         if reached:
             continue
         period = _period(model, base, out0, scale, radius)
-        if period is None:
+        if isinstance(period, int):
+            return Field(radius, period)
+        if period == "room":  # a larger probe compares the larger shifts
+            reason = "room"
+            continue
+        if period == "sizes":
             return Field(
                 radius,
                 None,
-                "its output is not the same when the image is shifted by 1, 2, 4, 8 or 16 "
-                "pixels (it depends on where a pixel is, not only on its neighbours)",
+                "it did not run on the image cropped by 1, 2, 4, 8 or 16 pixels, so blocks "
+                "cannot start where the grid needs them",
             )
-        return Field(radius, period)
+        return Field(
+            radius,
+            None,
+            "its output is not the same when the image is shifted by 1, 2, 4, 8 or 16 "
+            "pixels (it depends on where a pixel is, not only on its neighbours)",
+        )
+    if reason == "room":
+        return Field(
+            None,
+            None,
+            f"its period could not be measured on probes of up to {PROBE_SIZES[-1]} pixels",
+        )
     far = PROBE_SIZES[-1] // 2 - 4
     return Field(
         None,
