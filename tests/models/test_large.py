@@ -235,3 +235,20 @@ sys.exit(main(sys.argv[1:]))
     done = run(*args)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "o.zarr", "ready"]
+
+
+@pytest.mark.exact
+def test_zarr_in_image_file_out(tmp_path, sample):
+    """A Zarr store upscaled into a PNG: the chunks are pasted into the output image as
+    they are made (never the whole HR array at once), the in-memory pixels."""
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr"), shape=sample.shape, chunks=(100, 100, 3), dtype="uint8"
+    )
+    z[:] = sample
+    proc = run(
+        "upscale", tmp_path / "in.zarr", tmp_path / "out.png", "--scale", "2", "--tile", "128"
+    )
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(
+        image.read_image(tmp_path / "out.png"), upscale_image(sample, ESPCN.pretrained(2))
+    )
