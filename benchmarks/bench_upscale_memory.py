@@ -25,10 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _timing import machine_line, table  # noqa: E402
-
 from subpixel import image  # noqa: E402
 from subpixel.models.espcn import SAMPLE  # noqa: E402
+
+from _timing import machine_line, table  # noqa: E402
 
 _WRAPPER = """
 import resource, subprocess, sys
