@@ -26,6 +26,7 @@ import numpy as np
 from ._core import files as _files
 
 __all__ = [
+    "Canvas",
     "check_writable",
     "psnr",
     "read_image",
@@ -158,8 +159,12 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
     path = os.fspath(path)
     img = np.ascontiguousarray(img)
     check_writable(path, img)
-    mode, fmt = _mode(img, path), _format(path)
-    picture = _picture(img, mode)
+    _save(path, _picture(img, _mode(img, path)))
+
+
+def _save(path: str, picture: Any) -> None:
+    """A Pillow image written to ``path`` in the format of its extension, atomically."""
+    fmt = _format(path)
 
     def save(tmp: str) -> None:
         try:
@@ -168,6 +173,49 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
             raise _files.FileError(path, str(exc)) from None
 
     _files.atomic_write(path, save)
+
+
+class Canvas:
+    """An image of ``height`` x ``width`` with ``channels`` (1 to 4) samples of ``dtype``
+    (as :func:`read_image` returns them), filled region by region and written once:
+    held as one Pillow image, the only full-size copy (Pillow encodes it where it
+    lies; a NumPy array given to :func:`write_image` is copied into one first).
+    ``path``: where it will be written (its format is checked now, before any work)."""
+
+    def __init__(
+        self, height: int, width: int, channels: int, dtype: Any, path: str | os.PathLike
+    ) -> None:
+        self.path = os.fspath(path)
+        like = np.zeros((1, 1) if channels == 1 else (1, 1, channels), dtype)
+        check_writable(self.path, like)
+        self._mode = _mode(like, self.path)
+        self._flat = channels == 1
+        self.shape = (height, width) if channels == 1 else (height, width, channels)
+        self.dtype = np.dtype(dtype)
+        self._picture = _pil().new(self._mode, (width, height))
+
+    def paste(self, rows: tuple[int, int], cols: tuple[int, int], pixels: np.ndarray) -> None:
+        """Put ``pixels`` (this canvas's dtype; ``(h, w)`` or ``(h, w, C)``) at rows
+        ``rows[0]:rows[1]`` and columns ``cols[0]:cols[1]``."""
+        pixels = np.asarray(pixels)
+        if self._flat and pixels.ndim == 3:
+            pixels = pixels[..., 0]
+        expected = (rows[1] - rows[0], cols[1] - cols[0], *self.shape[2:])
+        if pixels.shape != expected or pixels.dtype != self.dtype:
+            raise ValueError(
+                f"`pixels` must be {self.dtype} of shape {expected}. Received: {pixels.dtype} "
+                f"of shape {pixels.shape}"
+            )
+        self._picture.paste(_picture(pixels, self._mode), (cols[0], rows[0]))
+
+    def array(self) -> np.ndarray:
+        """The image as a NumPy array (a copy)."""
+        a = np.asarray(self._picture)
+        return a.astype(self.dtype).reshape(self.shape)
+
+    def write(self) -> None:
+        """Write the image to ``path`` atomically (see :func:`write_image`)."""
+        _save(self.path, self._picture)
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,9 @@ strictly and lazily, and every write atomic.
   success, so a full disk, a kill or an error never leaves a partial file;
   :func:`staged` does the same for a file written with companions (an ONNX graph and
   its weights' data file), all under their final names in a private temporary folder.
+  A temporary file is named ``.NAME.PID.XXXXXXXX.tmpSUFFIX``; what a killed process
+  (``kill -9``) left so is removed by the next write of the same ``NAME``
+  (:func:`sweep_stale`).
 * Every problem with a file is a :class:`FileError`: ``"<path>: <reason>"``.
 """
 
@@ -22,9 +25,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import stat
 import struct
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -37,6 +42,8 @@ __all__ = [
     "atomic_write",
     "open_tensors",
     "staged",
+    "sweep_stale",
+    "temporary_prefix",
     "write_state_dict",
     "write_tensors",
 ]
@@ -81,17 +88,74 @@ def kind_of(path: str | os.PathLike) -> str:
 # ---------------------------------------------------------------------------
 
 
+_STARTED = time.time()  # this module's import: no earlier than the process's start
+
+
+def temporary_prefix(name: str) -> str:
+    """The start of the name of a temporary file or store written for ``name`` in its
+    folder (``tempfile`` adds 8 random characters and the suffix)."""
+    return f".{name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists (another user's) or cannot be asked: leave its files
+        return True
+    return True
+
+
+def sweep_stale(path: str | os.PathLike, suffix: str) -> list[str]:
+    """Remove what interrupted writes of ``path`` left in its folder, and return their
+    names: only entries named as this module names temporaries for ``path``
+    (``.NAME.PID.XXXXXXXX.tmpSUFFIX``, and ``.old`` after it: a replaced store being
+    removed), whose process ``PID`` is gone, and last modified before this process
+    started.  Nothing else is touched; errors are ignored (the write goes on)."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    pattern = re.compile(
+        re.escape(f".{name}.") + r"(\d+)\.[a-z0-9_]{8}" + re.escape(f".tmp{suffix}") + r"(\.old)?"
+    )
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= _STARTED:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(entry.name)
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(temporary_path)``, then rename the temporary file to ``path``.
 
     The temporary file is in ``path``'s folder and keeps its suffixes (writers that
     insist on an extension accept it); it is removed if ``write`` fails or is
-    interrupted.  OS errors become :class:`FileError` naming ``path``."""
+    interrupted, and by the next write of ``path`` if the process was killed
+    (:func:`sweep_stale`).  OS errors become :class:`FileError` naming ``path``."""
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     suffix = "".join(Path(name).suffixes)
+    sweep_stale(path, suffix)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{suffix}", dir=folder)
+        fd, tmp = tempfile.mkstemp(
+            prefix=temporary_prefix(name), suffix=f".tmp{suffix}", dir=folder
+        )
     except OSError as exc:
         raise FileError(path, exc.strerror or str(exc)) from None
     os.close(fd)

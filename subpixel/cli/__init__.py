@@ -2,7 +2,7 @@
 
 subpixel info     installed backends, their versions and devices
 subpixel check    every installed backend against the NumPy reference (default)
-subpixel upscale  super-resolve an image with the bundled ESPCN
+subpixel upscale  super-resolve an image with the bundled ESPCN or a model file
 subpixel bench    shuffle throughput against a plain copy and the native ops
 subpixel convert  port sub-pixel conv weights between files, frameworks and orders
 subpixel export   the bundled ESPCN as ONNX or LiteRT/TFLite, checked in its runtime
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ValueError) as exc:  # ValueError: the library's contract messages
         return _error(str(exc))
     except OSError as exc:  # unreadable input, unwritable output, a full disk
-        return _error(f"{exc.filename or ''}: {exc.strerror or exc}")
+        return _error(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc))
     except MemoryError:
         return _error("out of memory (is the input much larger than intended?)")
     except KeyboardInterrupt:

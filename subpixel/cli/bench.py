@@ -72,7 +72,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--plot",
         default=None,
         metavar="FILE.png",
-        help="bar chart of the ratios (needs matplotlib)",
+        help="bar chart of the ratios, a .png file (needs matplotlib)",
     )
     add_force(p)
     p.set_defaults(run=run)
@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
             f"--shape: C={shape[1]} must be divisible by 4 (factor 2 in two dimensions)"
         )
     if args.plot:
+        if not args.plot.lower().endswith(".png"):
+            raise UserError(f"--plot {args.plot}: the chart is a PNG image; name it .png")
         plot_path = output_file(args.plot, inputs=[], force=args.force)
         try:
             import matplotlib

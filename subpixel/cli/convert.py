@@ -89,7 +89,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prefix",
         default="",
-        help="key prefix of a .pt output, e.g. 'conv4.' to load into a model's conv4",
+        help="key prefix of a .pt/.pth output, e.g. 'conv4.' to load into a model's conv4 "
+        "(other outputs hold subpixel's one-layer format, whose keys are fixed: refused there)",
     )
     add_force(p)
     p.set_defaults(run=run)
@@ -102,9 +103,14 @@ def _one_or_tuple(values: list | None) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def _check_destination(dst: str) -> None:
+def _check_destination(dst: str, prefix: str) -> None:
     if not dst.lower().endswith(OUTPUTS):
         raise UserError(f"{dst}: unknown output format (use {', '.join(OUTPUTS)})")
+    if prefix and not dst.lower().endswith((".pt", ".pth")):
+        raise UserError(
+            f"--prefix {prefix!r}: applies to .pt/.pth outputs (PyTorch state-dict keys); {dst} "
+            "holds subpixel's one-layer format, whose keys are fixed"
+        )
     if dst.lower().endswith((".pt", ".pth")):
         _needs("torch", dst)
     if dst.lower().endswith(".weights.h5"):
@@ -311,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
 
     src = input_file(args.src)
     dst = output_file(args.dst, inputs=[src], force=args.force)
-    _check_destination(str(dst))
+    _check_destination(str(dst), args.prefix)
     with _files.open_tensors(src, allow_pickle=args.allow_pickle) as f:
         try:
             layer = _from_metadata(f, args) if CONFIG_KEY in f.metadata else _from_arrays(f, args)

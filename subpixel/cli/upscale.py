@@ -1,4 +1,5 @@
-"""``subpixel upscale``: super-resolve an image with the bundled ESPCN."""
+"""``subpixel upscale``: super-resolve an image with the bundled ESPCN, or with a model
+from a file (ONNX, LiteRT, a ``torch.export`` program, a checkpoint)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from ._common import UserError, add_force, input_file, output_file, positive_int
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("upscale", help="super-resolve an image with the bundled ESPCN")
+    p = sub.add_parser(
+        "upscale", help="super-resolve an image with the bundled ESPCN or a model file"
+    )
     p.add_argument(
         "input",
         metavar="IN",
@@ -21,15 +24,21 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "output", metavar="OUT", help="the upscaled image; its extension sets the format"
     )
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=3)
+    p.add_argument(
+        "--scale",
+        type=int,
+        choices=(2, 3, 4),
+        default=None,
+        help="the bundled model's scale (default 3); with --model, the model's own scale, checked",
+    )
     p.add_argument("--backend", default="numpy", choices=LIBRARY_BACKENDS)
     p.add_argument(
         "--tile",
         type=positive_int,
         default=None,
         metavar="N",
-        help="send N x N LR pixels to the backend at a time (rounded up to 128-pixel blocks); "
-        "the output is bit-identical to the untiled one",
+        help="work on N x N LR pixels at a time (rounded up to whole blocks of the model's "
+        "grid, 128 pixels or more); the output is bit-identical to the untiled one",
     )
     p.add_argument(
         "--reference", default=None, help="an HR image of the output's size to report PSNR against"
@@ -44,25 +53,45 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--model",
         default=None,
         metavar="FILE",
-        help="run an exported model.onnx or model.tflite (`subpixel export`) instead of the "
-        "bundled one; its scale is read from the file",
+        help="run a model file instead of the bundled one: .onnx (ONNX Runtime), .tflite "
+        "(LiteRT), .pt2 (a torch.export program) or a .pth/.safetensors checkpoint (PyTorch), "
+        "RGB or luminance; its scale, channels and sizes are read from the file",
+    )
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="let --model load files that unpickle (.pt2 programs, .pth checkpoints), which "
+        "can run code from the file: only for files you trust",
     )
     add_force(p)
     p.set_defaults(run=run)
 
 
 def _model(args: argparse.Namespace):
-    """The bundled ESPCN at ``--scale``, or the exported file ``--model`` (its scale is
-    read from the file)."""
+    """The bundled ESPCN at ``--scale``, or the model file ``--model`` (its scale is
+    read from the file; a ``--scale`` that says otherwise is refused)."""
     if args.model is None:
         from ..models import ESPCN
 
-        return ESPCN.pretrained(args.scale)
+        if args.allow_pickle:
+            raise UserError("--allow-pickle applies to --model files")
+        return ESPCN.pretrained(args.scale or 3)
     if args.backend != "numpy":
         raise UserError("--model runs in its own runtime: --backend does not apply")
     from ..models.runtime import RuntimeModel
 
-    return RuntimeModel(input_file(args.model))
+    model = RuntimeModel(input_file(args.model), allow_pickle=args.allow_pickle)
+    if args.scale is not None and args.scale != model.scale:
+        raise UserError(
+            f"--scale {args.scale}: {args.model} is a x{model.scale} model (its scale is its own)"
+        )
+    return model
+
+
+def _what(args: argparse.Namespace, model) -> str:
+    if args.model is None:
+        return f"ESPCN x{model.scale} on {args.backend}"
+    return f"{args.model}: {model.describe()}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,10 +100,9 @@ def run(args: argparse.Namespace) -> int:
     from ..models.upscale import upscale_file
 
     usable_backend(args.backend)
-    model = _model(args)
     sample = args.input == "sample"
     if not sample and (is_zarr(args.input) or is_zarr(args.output)):
-        return _run_large(args, model)
+        return _run_large(args)
     if args.scheduler:
         raise UserError("--scheduler runs .zarr inputs and outputs (images larger than memory)")
     source = None if sample else input_file(args.input)
@@ -85,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     reference = None if args.reference is None else input_file(args.reference)
     inputs = [source or SAMPLE, args.reference, args.model]
     out_path = output_file(args.output, inputs=inputs, force=args.force)
+    model = _model(args)  # after the paths: opening a model file runs it
     progress = args.tile is not None and sys.stderr.isatty()
     done = upscale_file(
         source,
@@ -98,18 +127,18 @@ def run(args: argparse.Namespace) -> int:
     (h, w), (hr_h, hr_w) = done.lr_size, done.hr_size
     print(
         f"wrote {args.output}: {hr_w}x{hr_h} from {w}x{h} "
-        f"(ESPCN x{model.scale} on {args.backend if args.model is None else args.model}"
-        f"{f', tiles of {args.tile}' if args.tile else ''})"
+        f"({_what(args, model)}{f', tiles of {args.tile}' if args.tile else ''})"
     )
     if done.psnr is not None:
+        name = "ESPCN" if args.model is None else "model"
         print(
             f"PSNR (luminance, {model.scale}-pixel border ignored) against the original: "
-            f"ESPCN {done.psnr[0]:.2f} dB, bicubic {done.psnr[1]:.2f} dB"
+            f"{name} {done.psnr[0]:.2f} dB, bicubic {done.psnr[1]:.2f} dB"
         )
     return 0
 
 
-def _run_large(args: argparse.Namespace, model) -> int:
+def _run_large(args: argparse.Namespace) -> int:
     """Images larger than memory: read, upscale and write chunk by chunk with Dask."""
     import importlib.util
 
@@ -130,6 +159,7 @@ def _run_large(args: argparse.Namespace, model) -> int:
     out_path = output_file(
         args.output, inputs=[args.input, args.model], force=args.force, folder_ok=True
     )
+    model = _model(args)
     done = upscale_store(
         args.input,
         out_path,
@@ -143,7 +173,7 @@ def _run_large(args: argparse.Namespace, model) -> int:
     (h, w), (hr_h, hr_w) = done.lr_size, done.hr_size
     print(
         f"wrote {args.output}: {hr_w}x{hr_h} from {w}x{h} "
-        f"(ESPCN x{model.scale}, chunks of up to {done.chunk} LR pixels"
+        f"({_what(args, model)}, chunks of up to {done.chunk} LR pixels"
         f"{', on ' + args.scheduler if args.scheduler else ''})"
     )
     return 0

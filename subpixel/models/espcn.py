@@ -27,6 +27,7 @@ from .._core import spec as _spec
 from .._core.lowering import Lowering
 from .._core.spec import Order
 from ..backends import backend_for
+from . import field as _field
 
 if TYPE_CHECKING:
     import keras
@@ -61,7 +62,14 @@ def _conv(x: Any, weight: Any, bias: Any, padding: int) -> Any:
 class ESPCN:
     """The network; ``params`` maps conv{1,2,3}.{weight,bias} to NumPy arrays in
     PyTorch layout; ``metadata["input_mean"]`` is subtracted from the input and
-    added to the output (the training script centres luminance for tanh)."""
+    added to the output (the training script centres luminance for tanh).
+
+    A luminance model (``channels`` 1) whose blocks need :data:`RADIUS` pixels of
+    context by construction: ``grid`` is :data:`~subpixel.models.field.BLOCK` blocks
+    with that context (:mod:`.tiling`)."""
+
+    channels = 1
+    grid = _field.Grid(_field.BLOCK, RADIUS, 1)
 
     def __init__(
         self, params: dict[str, np.ndarray], scale: int, metadata: dict[str, str] | None = None
@@ -79,6 +87,7 @@ class ESPCN:
             if self.params.get(key, np.empty(0)).shape != shape:
                 raise ValueError(f"ESPCN x{scale}: `{key}` must have shape {shape}")
         self._on: dict[tuple, dict[str, Any]] = {}
+        self.name = f"ESPCN x{self.scale}"
 
     @classmethod
     def pretrained(cls, scale: int) -> ESPCN:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import image
 from .espcn import SAMPLE
-from .tiling import LumaModel, upscale_image
+from .tiling import ImageModel, upscale_regions
 
 __all__ = ["Upscaled", "low_resolution", "upscale_file"]
 
@@ -70,7 +70,7 @@ class Upscaled:
 def upscale_file(
     source: str | os.PathLike | None,
     destination: str | os.PathLike,
-    model: LumaModel,
+    model: ImageModel,
     *,
     reference: str | os.PathLike | None = None,
     backend: str = "numpy",
@@ -98,8 +98,15 @@ def upscale_file(
                     f"{reference}: is {target.shape[1]}x{target.shape[0]}, the output "
                     f"will be {expected[1]}x{expected[0]}: they must match"
                 )
-    image.check_writable(destination, lr)  # before the work: the format must take this image
-    out = upscale_image(lr, model, backend=backend, tile=tile, progress=progress)
-    image.write_image(destination, out)
-    psnr = None if target is None else luma_psnr(lr, out, target, r)
-    return Upscaled(lr.shape[:2], out.shape[:2], psnr)
+    h, w = lr.shape[:2]
+    channels = 1 if lr.ndim == 2 else lr.shape[2]
+    # before the work: the format must take this image, the model must run on it
+    canvas = image.Canvas(h * r, w * r, channels, lr.dtype, destination)
+    regions = upscale_regions(lr, model, backend=backend, tile=tile, progress=progress)
+    for rows, cols, pixels in regions:
+        canvas.paste(rows, cols, pixels)
+    canvas.write()
+    psnr = None
+    if target is not None:
+        psnr = luma_psnr(lr, canvas.array(), target, r)
+    return Upscaled((h, w), (h * r, w * r), psnr)

@@ -126,6 +126,14 @@ def test_bench_prints_ratios(tmp_path):
     one_line_error(run("bench", "--backend", "numpy", "--shape", "1", "6", "4", "4"))
 
 
+def test_bench_plot_is_a_png_or_refused(tmp_path):
+    """The chart is PNG bytes: a name that says otherwise is refused before the
+    benchmark runs, and nothing is written."""
+    line = one_line_error(run("bench", "--backend", "numpy", "--plot", tmp_path / "p.txt"))
+    assert "p.txt: the chart is a PNG image; name it .png" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_convert_round_trips_and_reorders(tmp_path):
     layer = SubPixelConv(4, 3, 3, 2, seed=0)
     layer.bias = np.arange(12, dtype=np.float32)
@@ -187,6 +195,17 @@ def test_convert_errors(tmp_path):
     objs = tmp_path / "objs.npz"
     np.savez(objs, w=np.array([{"x": 1}], dtype=object))
     one_line_error(run("convert", str(objs), str(tmp_path / "o.npz"), "--factor", "1"))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz", ".weights.h5"])
+def test_convert_prefix_applies_to_state_dicts_only(tmp_path, suffix):
+    """--prefix names PyTorch state-dict keys; subpixel's own formats have fixed keys:
+    refused there, not silently ignored, before anything is read or written."""
+    src = tmp_path / "head.safetensors"
+    SubPixelConv(4, 3, 3, 2, seed=0).save(src)
+    dst = tmp_path / f"o{suffix}"
+    line = one_line_error(run("convert", src, dst, "--prefix", "conv4."))
+    assert "--prefix 'conv4.': applies to .pt/.pth outputs" in line and not dst.exists()
 
 
 def test_convert_through_keras_weights_files(tmp_path):

@@ -54,7 +54,8 @@ def test_export_tflite_then_upscale_with_it(tmp_path, capsys, int8):
     else:
         assert diff < espcn_allowance(3)
     out = main(capsys, "upscale", "sample", tmp_path / "x3.png", "--model", path)
-    assert "ESPCN" in out and image.read_image(tmp_path / "x3.png").shape == (300, 444, 3)
+    assert "luminance model x3 in LiteRT" in out
+    assert image.read_image(tmp_path / "x3.png").shape == (300, 444, 3)
 
 
 def test_export_and_model_errors_are_one_line(tmp_path, capsys):

@@ -367,3 +367,78 @@ def test_keras_config_nested_too_deep_is_harmless(tmp_path):
         z.writestr("model.weights.h5", buffer.getvalue())
     with _files.open_tensors(tmp_path / "deep.keras") as f:
         assert f.layer_group("conv2d") == "layers/conv2d"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_are_swept_only_when_ours_dead_and_old(tmp_path):
+    """A write of ``o.png`` removes what a killed write of ``o.png`` left: hidden
+    entries named as atomic_write names them, whose process is gone and which are older
+    than this process.  A live writer's, a newer one, another target's, or a name of the
+    user's stay."""
+    import time
+
+    dead, old = _dead_pid(), time.time() - 3600
+    names = {
+        f".o.png.{dead}.abcd_123.tmp.png": True,  # a killed write of o.png
+        f".o.png.{dead}.zzzzzzzz.tmp.png.old": True,  # ... and a replaced one it was removing
+        f".o.png.{os.getpid()}.abcdefgh.tmp.png": False,  # a live writer (this process)
+        f".o.png.{os.getppid()}.abcdefgh.tmp.png": False,  # another live process
+        f".x.png.{dead}.abcdefgh.tmp.png": False,  # another target
+        f".o.png.{dead}.abcdefgh.tmp.jpg": False,  # another suffix
+        ".o.png.backup": False,  # the user's own
+        f".o.png.{dead}.ABCDEFGH.tmp.png": False,  # not a name tempfile makes
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"partial")
+        os.utime(tmp_path / name, (old, old))
+    newer = tmp_path / f".o.png.{dead}.newernew.tmp.png"  # modified after this process began
+    newer.write_bytes(b"?")
+    store = tmp_path / f".o.png.{dead}.store123.tmp.png"  # a folder (a Zarr store's kind)
+    (store / "c").mkdir(parents=True)
+    os.utime(store, (old, old))
+    _files.atomic_write(tmp_path / "o.png", lambda tmp: open(tmp, "wb").close())
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"o.png", newer.name} | {n for n, swept in names.items() if not swept}
+
+
+def test_a_kill_mid_write_is_swept_by_the_next_write(tmp_path):
+    """SIGKILL cannot be caught: the temporary file stays.  The next write of the same
+    file removes it (its writer is gone) and writes the complete file."""
+    import signal
+    import time
+
+    ready = tmp_path / "ready"
+    script = f"""
+import pathlib, time
+from subpixel._core import files
+def write(tmp):
+    open(tmp, "wb").write(b"partial")
+    pathlib.Path({str(ready)!r}).touch()
+    time.sleep(600)
+files.atomic_write({str(tmp_path / "w.npz")!r}, write)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120  # a bound on the wait, not a measurement
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".w.npz.")]
+    assert len(leftovers) == 1 and leftovers[0].startswith(f".w.npz.{proc.pid}.")
+    # the next run (a new process: the leftover is older than it)
+    code = "import numpy as np; from subpixel._core import files; " + (
+        f"files.write_tensors({str(tmp_path / 'w.npz')!r}, {{'a': np.ones(2)}})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ready", "w.npz"]
+    assert _files.read_all(tmp_path / "w.npz")[0]["a"].tolist() == [1.0, 1.0]

@@ -119,3 +119,136 @@ def test_the_task_graph_grows_linearly():
         sizes[n] = (len(graph), sum(pickled[:-1]))
     (tasks_small, bytes_small), (tasks_big, bytes_big) = sizes[1024], sizes[4096]
     assert bytes_big / tasks_big < 2 * bytes_small / tasks_small  # bytes per task stay flat
+
+
+@pytest.mark.exact
+@pytest.mark.parametrize("shape", [(1, 1), (3, 40), (260, 3), (20, 130), (131, 258), (4, 4)])
+def test_any_size_is_the_in_memory_upscale(shape):
+    """Images thinner than the halo (Dask's overlap refused them), and a last chunk
+    thinner than the halo (Dask rechunked it off the block grid: wrong pixels), give
+    the in-memory pixels."""
+    model = ESPCN.pretrained(2)
+    img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    got = upscale_lazy(img, model, chunk=128).compute()
+    np.testing.assert_array_equal(got, upscale_image(img, model))
+
+
+def test_tiny_zarr_and_png_agree(tmp_path):
+    img = np.full((3, 40, 3), 7, np.uint8)
+    z = zarr.create_array(str(tmp_path / "s.zarr"), shape=img.shape, dtype="uint8")
+    z[:] = img
+    image.write_image(tmp_path / "s.png", img)
+    for src, dst in (("s.png", "o.png"), ("s.zarr", "o.zarr")):
+        proc = run("upscale", tmp_path / src, tmp_path / dst)
+        assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "o.zarr"))[:], image.read_image(tmp_path / "o.png")
+    )
+
+
+def test_one_dtype_rule_for_both_paths(tmp_path):
+    """float16 is upscaled by both paths, alike; int16 is refused by both, alike."""
+    model = ESPCN.pretrained(2)
+    img = (np.random.default_rng(1).random((30, 20)) * 2).astype(np.float16)
+    lazy = upscale_lazy(img, model).compute()
+    assert lazy.dtype == np.float16
+    np.testing.assert_array_equal(lazy, upscale_image(img, model))
+    z = zarr.create_array(str(tmp_path / "h.zarr"), shape=img.shape, dtype="float16")
+    z[:] = img
+    proc = run("upscale", tmp_path / "h.zarr", tmp_path / "o.zarr", "--scale", "2")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"))[:], lazy)
+    wrong = np.zeros((5, 5), np.int16)
+    messages = set()
+    for call in (lambda: upscale_image(wrong, model), lambda: upscale_lazy(wrong, model)):
+        with pytest.raises(ValueError) as info:
+            call()
+        messages.add(str(info.value))
+    assert len(messages) == 1 and "uint8, uint16 or float" in messages.pop()
+
+
+def test_force_onto_a_file_or_a_folder(tmp_path, sample):
+    """--force replaces a regular file named x.zarr and leaves nothing hidden behind; a
+    folder that is not a Zarr store is never replaced, even with --force."""
+    src = tmp_path / "in.png"
+    image.write_image(src, sample[:40, :50])
+    (tmp_path / "x.zarr").write_bytes(b"a file, not a store")
+    proc = run("upscale", src, tmp_path / "x.zarr", "--scale", "2", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert zarr.open_array(str(tmp_path / "x.zarr")).shape == (80, 100, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "x.zarr"]
+    folder = tmp_path / "photos.zarr"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"precious")
+    proc = run("upscale", src, folder, "--force")
+    assert proc.returncode == 2 and "not a Zarr store; it is not replaced" in proc.stderr
+    assert (folder / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_an_unreachable_scheduler_is_named(tmp_path, sample):
+    pytest.importorskip("distributed")
+    z = zarr.create_array(str(tmp_path / "in.zarr"), shape=(8, 8, 3), dtype="uint8")
+    z[:] = sample[:8, :8]
+    address = "tcp://127.0.0.1:1"
+    proc = run("upscale", tmp_path / "in.zarr", tmp_path / "o.zarr", "--scheduler", address)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"subpixel: error: {address}: cannot reach a dask scheduler")
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_store_left_by_a_kill_is_swept(tmp_path, sample):
+    """kill -9 while the store is complete but not yet renamed: the temporary store
+    stays; the next run removes it and writes the output."""
+    import signal
+    import time
+
+    z = zarr.create_array(str(tmp_path / "in.zarr"), shape=(40, 50, 3), dtype="uint8")
+    z[:] = sample[:40, :50]
+    ready = tmp_path / "ready"
+    held = f"""
+import os, pathlib, sys, time
+rename = os.replace
+def held(a, b):
+    if str(a).endswith(".tmp.zarr"):
+        pathlib.Path({str(ready)!r}).touch()
+        time.sleep(600)
+    rename(a, b)
+os.replace = held
+from subpixel.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    args = ["upscale", str(tmp_path / "in.zarr"), str(tmp_path / "o.zarr"), "--scale", "2"]
+    proc = subprocess.Popen([sys.executable, "-c", held, *args])
+    try:
+        deadline = time.monotonic() + 300  # a bound on the wait, not a measurement
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".o.zarr.")]
+    assert len(hidden) == 1 and hidden[0].endswith(".tmp.zarr")
+    done = run(*args)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "o.zarr", "ready"]
+
+
+@pytest.mark.exact
+def test_zarr_in_image_file_out(tmp_path, sample):
+    """A Zarr store upscaled into a PNG: the chunks are pasted into the output image as
+    they are made (never the whole HR array at once), the in-memory pixels."""
+    z = zarr.create_array(
+        str(tmp_path / "in.zarr"), shape=sample.shape, chunks=(100, 100, 3), dtype="uint8"
+    )
+    z[:] = sample
+    proc = run(
+        "upscale", tmp_path / "in.zarr", tmp_path / "out.png", "--scale", "2", "--tile", "128"
+    )
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(
+        image.read_image(tmp_path / "out.png"), upscale_image(sample, ESPCN.pretrained(2))
+    )
