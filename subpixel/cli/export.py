@@ -26,7 +26,23 @@ def add(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="how the shuffle is written into the graph (docs/deploy.md)",
     )
-    p.add_argument("--int8", action="store_true", help="full-integer int8 quantization (.tflite)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="full-integer int8 quantization, float input and output (.tflite)",
+    )
+    p.add_argument(
+        "--int8-io",
+        choices=("int8", "uint8"),
+        help="full-integer int8 with TYPE input and output, for integer-only delegates "
+        "(implies --int8; the scale and zero point are printed)",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="calibrate --int8/--int8-io on the images in DIR (default: synthetic patches "
+        "spanning luminance 0..1)",
+    )
     p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (.onnx)")
     p.add_argument(
         "--exporter",
@@ -49,9 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
     runtime = deploy.runtime_of(args.output)
     out = output_file(args.output, inputs=[], force=args.force)
+    int8 = args.int8 or args.int8_io is not None
+    if args.calibration is not None and not int8:
+        raise UserError("--calibration is for --int8 and --int8-io exports")
     if runtime == "onnx":
-        if args.int8:
-            raise UserError("--int8 is for .tflite outputs (LiteRT's integer quantization)")
+        if int8:
+            flag = "--int8" if args.int8 else "--int8-io"
+            raise UserError(f"{flag} is for .tflite outputs (LiteRT's integer quantization)")
         _needs(
             "torch", "onnx", "onnxruntime", *(["onnxscript"] if args.exporter == "dynamo" else [])
         )
@@ -66,14 +86,22 @@ def run(args: argparse.Namespace) -> int:
         out,
         args.scale,
         lowering=args.lowering,
-        int8=args.int8,
+        int8=int8,
+        int8_io=args.int8_io,
+        calibration=args.calibration,
         opset=args.opset,
         dynamo=args.exporter == "dynamo",
     )
-    print(
-        f"wrote {out}: ESPCN x{args.scale}, {runtime}, lowering {args.lowering}"
-        f"{', int8' if args.int8 else ''}"
-    )
+    kind = f", int8 ({args.int8_io or 'float'} input and output)" if int8 else ""
+    print(f"wrote {out}: ESPCN x{args.scale}, {runtime}, lowering {args.lowering}{kind}")
+    if done.calibration is not None:
+        print(f"calibrated on {done.calibration.source}")
+    for name, q in zip(("input", "output"), done.quantization):
+        if q is not None:
+            print(
+                f"{name}: {q.dtype}, scale {q.scale!r}, zero point {q.zero_point} "
+                "(real = scale * (q - zero point))"
+            )
     print(f"ops: {', '.join(sorted(done.ops))}")
     print(f"max difference from the source framework on the sample: {done.max_diff:.3g}")
     print(
