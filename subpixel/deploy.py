@@ -17,6 +17,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ._core import deprecation as _deprecation
@@ -24,6 +25,7 @@ from ._core import files as _files
 
 __all__ = [
     "ONNX_INLINE_LIMIT",
+    "Quantization",
     "check_opset",
     "keras_to_tflite",
     "onnx_ops",
@@ -34,6 +36,7 @@ __all__ = [
     "runtime_of",
     "tensor_ranks",
     "tflite_ops",
+    "tflite_quantization",
     "torch_to_onnx",
     "torch_to_tflite",
 ]
@@ -361,16 +364,23 @@ def keras_to_tflite(
     *,
     mode: str = "float32",
     representative: Iterable[Any] | None = None,
+    io: str = "float32",
 ) -> Any:
     """Write a Keras model (TensorFlow backend) to ``path`` as a LiteRT flatbuffer with
     builtin ops only, atomically: ``mode="float32"``, ``"float16"`` (weights) or
-    ``"int8"`` (full integer, calibrated on ``representative`` inputs; float input and
-    output).  Without ``path`` (deprecated: the spelling of 0.3) the flatbuffer's bytes
-    are returned."""
+    ``"int8"`` (full integer, calibrated on ``representative`` inputs).  ``io``: the
+    type of the input and output of an int8 model: ``"float32"`` (the model quantizes
+    and dequantizes them itself), or ``"int8"``/``"uint8"`` for integer-only delegates
+    (their scale and zero point: :func:`tflite_quantization`).  Without ``path``
+    (deprecated: the spelling of 0.3) the flatbuffer's bytes are returned."""
     import tensorflow as tf
 
     if mode not in ("float32", "float16", "int8"):
         raise ValueError(f"`mode` must be 'float32', 'float16' or 'int8'. Received: mode={mode!r}")
+    if io not in ("float32", "int8", "uint8"):
+        raise ValueError(f"`io` must be 'float32', 'int8' or 'uint8'. Received: io={io!r}")
+    if io != "float32" and mode != "int8":
+        raise ValueError(f"`io={io!r}` needs mode='int8'. Received: mode={mode!r}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if mode == "float16":
@@ -383,6 +393,8 @@ def keras_to_tflite(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([s] for s in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io != "float32":
+            converter.inference_input_type = converter.inference_output_type = getattr(tf, io)
     with _quiet():
         blob = bytes(converter.convert())
     if path is None:
@@ -419,18 +431,76 @@ def torch_to_tflite(module: Any, example: Any, path: str | os.PathLike) -> None:
     _files.atomic_write(path, write)
 
 
-def tflite_interpreter(blob: bytes, delegates: bool = True) -> Any:
+@dataclass(frozen=True)
+class Quantization:
+    """How an integer tensor holds real numbers: ``real = scale * (q - zero_point)``,
+    ``q`` of ``dtype`` (``"int8"``, ``"uint8"``, ...).  What an integer-only LiteRT
+    model expects of its input and gives as output (:func:`tflite_quantization`).
+
+    >>> q = Quantization("uint8", 1 / 255, 0)
+    >>> q.quantize([0.0, 0.25, 1.0, 1.5]).tolist(), q.dequantize([0, 255]).tolist()
+    ([0, 64, 255, 255], [0.0, 1.0])
+    """
+
+    dtype: str
+    scale: float
+    zero_point: int
+
+    def quantize(self, x: Any) -> Any:
+        """``x`` (real numbers) as this tensor's integers: ``x * (1 / scale)`` in
+        float32 rounded half to even, plus ``zero_point``, clipped to the dtype's range
+        (what LiteRT's QUANTIZE computes on x86 CPUs)."""
+        import numpy as np
+
+        v = np.asarray(x, np.float32) * (np.float32(1) / np.float32(self.scale))
+        info = np.iinfo(self.dtype)
+        return np.clip(np.round(v) + self.zero_point, info.min, info.max).astype(self.dtype)
+
+    def dequantize(self, q: Any) -> Any:
+        """This tensor's integers ``q`` as the real numbers they stand for:
+        ``scale * (q - zero_point)`` rounded once to float32 (LiteRT's own DEQUANTIZE
+        may be one float32 ulp away)."""
+        import numpy as np
+
+        exact = (np.asarray(q).astype(np.float64) - self.zero_point) * self.scale
+        return exact.astype(np.float32)
+
+
+def _quantization(detail: dict[str, Any]) -> Quantization | None:
+    import numpy as np
+
+    if np.dtype(detail["dtype"]).kind not in "iu":
+        return None
+    scale, zero_point = detail["quantization"]
+    return Quantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+
+def tflite_quantization(
+    model: str | os.PathLike | bytes,
+) -> tuple[Quantization | None, Quantization | None]:
+    """``(input, output)``: how a LiteRT model's (a file or its bytes) first input and
+    first output hold real numbers, ``None`` for a float one.  Give an integer input
+    ``input.quantize(x)``; read an integer output with ``output.dequantize(y)``."""
+    it = tflite_interpreter(_blob(model), delegates=False)
+    return _quantization(it.get_input_details()[0]), _quantization(it.get_output_details()[0])
+
+
+def tflite_interpreter(blob: bytes, delegates: bool = True, num_threads: int | None = None) -> Any:
+    """A LiteRT interpreter of ``blob`` (ai-edge-litert, else TensorFlow's copy): with
+    the default delegates (XNNPACK) or, ``delegates=False``, the builtin kernels only;
+    ``num_threads`` threads (None: the interpreter's default)."""
     try:
         from ai_edge_litert import interpreter as litert
     except ImportError:  # TensorFlow's own (deprecated) copy of the interpreter
         import tensorflow as tf
 
         litert = tf.lite
+    kw: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
     if delegates:
-        return litert.Interpreter(model_content=blob)
+        return litert.Interpreter(model_content=blob, **kw)
     types = getattr(litert, "OpResolverType", None) or litert.experimental.OpResolverType
     resolver = types.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    return litert.Interpreter(model_content=blob, experimental_op_resolver_type=resolver)
+    return litert.Interpreter(model_content=blob, experimental_op_resolver_type=resolver, **kw)
 
 
 def tflite_ops(model: str | os.PathLike | bytes) -> set[str]:
@@ -464,7 +534,9 @@ def run_tflite(blob: bytes, x: Any) -> tuple[Any, list[int]]:
 
 
 def _run_tflite(blob: bytes, x: Any) -> tuple[Any, list[int]]:
-    """The first output of a LiteRT model run on ``x``, and the ranks of every tensor."""
+    """The first output of a LiteRT model run on ``x``, and the ranks of every tensor.
+    An integer input is given ``x`` quantized, an integer output is returned
+    dequantized (:class:`Quantization`)."""
     import numpy as np
 
     it = tflite_interpreter(blob, delegates=False)
@@ -473,25 +545,18 @@ def _run_tflite(blob: bytes, x: Any) -> tuple[Any, list[int]]:
     it.allocate_tensors()
     inp = it.get_input_details()[0]
     x = np.asarray(x, np.float32)
-    if inp["dtype"] != np.float32:  # an integer input: quantize with its own parameters
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale + zero), *_limits(inp["dtype"])).astype(inp["dtype"])
+    quantized = _quantization(inp)
+    if quantized is not None:  # an integer input: quantize with its own parameters
+        x = quantized.quantize(x)
     it.set_tensor(inp["index"], x)
     it.invoke()
     out = it.get_output_details()[0]
     y = it.get_tensor(out["index"])
-    if out["dtype"] != np.float32:
-        scale, zero = out["quantization"]
-        y = (y.astype(np.float32) - zero) * scale
+    quantized = _quantization(out)
+    if quantized is not None:
+        y = quantized.dequantize(y)
     ranks = [len(t["shape"]) for t in it.get_tensor_details()]
     return y, ranks
-
-
-def _limits(dtype: Any) -> tuple[int, int]:
-    import numpy as np
-
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
 
 
 # the spellings of subpixel 0.2, for one release

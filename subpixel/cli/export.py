@@ -53,6 +53,18 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="ONNX opset (.onnx; default 18 with dynamo, 17 with torchscript)",
     )
     p.add_argument(
+        "--int8-io",
+        choices=("int8", "uint8"),
+        help="full-integer int8 with TYPE input and output, for integer-only delegates "
+        "(implies --int8; the scale and zero point are printed)",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="calibrate --int8/--int8-io on the images in DIR (default: synthetic patches "
+        "spanning luminance 0..1)",
+    )
+    p.add_argument(
         "--exporter",
         choices=("dynamo", "torchscript"),
         default="dynamo",
@@ -98,9 +110,13 @@ def run(args: argparse.Namespace) -> int:
     source = None if args.model is None else input_file(args.model)
     out = output_file(args.output, inputs=[source], force=args.force)
     dynamo = args.exporter == "dynamo"
+    int8 = args.int8 or args.int8_io is not None
+    if args.calibration is not None and not int8:
+        raise UserError("--calibration is for --int8 and --int8-io exports")
     if runtime == "onnx":
-        if args.int8:
-            raise UserError("--int8 is for .tflite outputs (LiteRT's integer quantization)")
+        if int8:
+            flag = "--int8" if args.int8 else "--int8-io"
+            raise UserError(f"{flag} is for .tflite outputs (LiteRT's integer quantization)")
         if args.opset is not None:
             try:
                 deploy.check_opset(args.opset, dynamo=dynamo)
@@ -115,10 +131,10 @@ def run(args: argparse.Namespace) -> int:
         return _espcn(args, out, runtime, dynamo)
     if args.scale is not None:
         raise UserError(f"--scale is the bundled ESPCN's; {source} has its own scale")
-    if args.int8:
+    if int8:
         raise UserError(
-            "--int8 is for the bundled ESPCN (calibrated through Keras); a PyTorch model is "
-            "exported in float32"
+            "--int8 and --int8-io are for the bundled ESPCN (calibrated through Keras); a "
+            "PyTorch model is exported in float32"
         )
     if runtime == "tflite":
         _needs("torch", "litert_torch")
@@ -185,19 +201,31 @@ def _espcn(args: argparse.Namespace, out: os.PathLike, runtime: str, dynamo: boo
         _needs("tensorflow", "keras")
         with deploy.quiet():  # TensorFlow's C++ start-up lines
             import tensorflow  # noqa: F401
+    int8 = args.int8 or args.int8_io is not None
     with interrupts_reported():
         done = export_espcn(
             out,
             scale,
             lowering=args.lowering,
-            int8=args.int8,
+            int8=int8,
+            int8_io=args.int8_io,
+            calibration=args.calibration,
             opset=args.opset,
             dynamo=dynamo,
         )
+    kind = f", int8 ({args.int8_io or 'float'} input and output)" if int8 else ""
     print(
-        f"wrote {_files_text(done.files)}: ESPCN x{scale}, {runtime}, lowering {args.lowering}"
-        f"{', int8' if args.int8 else ''}"
+        f"wrote {_files_text(done.files)}: ESPCN x{scale}, {runtime}, lowering "
+        f"{args.lowering}{kind}"
     )
+    if done.calibration is not None:
+        print(f"calibrated on {done.calibration.source}")
+    for name, q in zip(("input", "output"), done.quantization):
+        if q is not None:
+            print(
+                f"{name}: {q.dtype}, scale {q.scale!r}, zero point {q.zero_point} "
+                "(real = scale * (q - zero point))"
+            )
     _report(done, out, runtime)
     print(f"max difference from the source framework on the sample: {done.max_diff:.3g}")
     assert done.psnr_exported is not None and done.psnr_source is not None

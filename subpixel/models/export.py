@@ -1,8 +1,9 @@
 """A model exported to a runtime and checked there: what ``subpixel export`` does.
 
-The bundled ESPCN: ``.onnx`` from PyTorch, ``.tflite`` from Keras (TensorFlow); the
-exported file runs on the demo's input (the bundled sample made low-resolution) and is
-compared with the source framework and with the original sample.
+The bundled ESPCN: ``.onnx`` from PyTorch, ``.tflite`` from Keras (TensorFlow; int8
+calibrated by :mod:`.calibration`); the exported file runs on the demo's input (the
+bundled sample made low-resolution) and is compared with the source framework and with
+the original sample.
 
 Any PyTorch model goes through :func:`subpixel.exporting.export_torch` (its shuffles
 rewritten first), with the checks here.
@@ -21,6 +22,7 @@ import numpy as np
 from .. import deploy, image
 from .._core import files as _files
 from .._core.lowering import Lowering
+from . import calibration as _calibration
 from .espcn import ESPCN, SAMPLE
 from .upscale import low_resolution
 
@@ -58,7 +60,9 @@ class Exported:
     the original sample; ``max_rank``: the highest rank of a tensor in the file;
     ``input_shape``: the check input's; ``files``: the files written (an ONNX graph
     with a weights data file is two); ``route``: the exporter or converter;
-    ``scale``: the output's size over the input's."""
+    ``scale``: the output's size over the input's.  An int8 export also says what it
+    was calibrated on (``calibration``) and how its input and output hold real
+    numbers (``quantization``: ``(input, output)``, each ``None`` where it is float)."""
 
     ops: set[str]
     max_diff: float
@@ -69,6 +73,8 @@ class Exported:
     files: tuple[str, ...] = ()
     route: str = ""
     scale: int | None = None
+    calibration: _calibration.Calibration | None = None
+    quantization: tuple[deploy.Quantization | None, deploy.Quantization | None] = (None, None)
 
 
 def export_espcn(
@@ -77,19 +83,36 @@ def export_espcn(
     *,
     lowering: Lowering = "auto",
     int8: bool = False,
+    int8_io: str | None = None,
+    calibration: str | os.PathLike | None = None,
     opset: int | None = None,
     dynamo: bool = True,
 ) -> Exported:
     """Export the bundled ESPCN of ``scale`` to ``path`` (``.onnx``: PyTorch's exporter,
-    ``dynamo`` or TorchScript, ``opset``; ``.tflite``: Keras with TensorFlow, ``int8``:
-    full-integer quantization calibrated on the sample), run it in its runtime and
-    measure it (:class:`Exported`).  The file appears only once it runs and (float)
-    agrees with the source; else ``ValueError`` and nothing is written."""
+    ``dynamo`` or TorchScript, ``opset``; ``.tflite``: Keras with TensorFlow), run it in
+    its runtime and measure it (:class:`Exported`).  ``int8``: full-integer
+    quantization (float input and output), calibrated on the images in the folder
+    ``calibration`` or, by default, on synthetic patches spanning luminance 0..1
+    (:mod:`subpixel.models.calibration`); ``int8_io="int8"`` or ``"uint8"``: the same
+    with integer input and output, for integer-only delegates.  The file appears only
+    once it runs and (float) agrees with the source; else ``ValueError`` and nothing
+    is written."""
+    if int8_io is not None and int8_io not in ("int8", "uint8"):
+        raise ValueError(f"`int8_io` must be 'int8' or 'uint8'. Received: int8_io={int8_io!r}")
+    int8 = int8 or int8_io is not None
+    if calibration is not None and not int8:
+        raise ValueError("`calibration` is for int8 exports")
+    runtime = deploy.runtime_of(path)
+    if int8 and runtime == "onnx":
+        raise ValueError("int8 quantization is for .tflite exports")
     model = ESPCN.pretrained(scale)
+    patches = None if calibration is None else _calibration.read_folder(calibration)
     hr_y, lr_y = sample_luma(scale)
     x = lr_y[None, None]
+    calibrated = None
+    quantization: tuple[deploy.Quantization | None, deploy.Quantization | None] = (None, None)
     with _files.staged(path) as tmp:
-        if deploy.runtime_of(path) == "onnx":
+        if runtime == "onnx":
             import torch
 
             module = model.to_torch(lowering)
@@ -106,28 +129,39 @@ def export_espcn(
             )
         else:
             keras_model = model.to_keras(lowering)
-            representative = None
-            if int8:  # calibrate on LR patches of the sample
-                rng = np.random.default_rng(0)
-                h, w = lr_y.shape
-                representative = [
-                    lr_y[a : a + 32, b : b + 32][None, :, :, None]
-                    for a, b in zip(rng.integers(0, h - 32, 32), rng.integers(0, w - 32, 32))
-                ]
-            deploy.keras_to_tflite(
-                keras_model,
-                tmp,
-                mode="int8" if int8 else "float32",
-                representative=representative,
-            )
+            if int8:  # measured before anything is written
+                source_of = None
+                if patches is not None and calibration is not None:
+                    source_of = f"{len(patches)} patches of the images in {os.fspath(calibration)}"
+                calibrated = _calibration.calibrate(model, patches, source=source_of)
+                from .keras import espcn_int8
+
+                quantizable = espcn_int8(
+                    model.params,
+                    scale,
+                    model.mean,
+                    calibrated.conv1,
+                    calibrated.conv2,
+                    lowering=lowering,
+                )
+                # every free range is fixed in the graph; the converter still wants inputs
+                samples = [p[None, :, :, None] for p in (patches or _calibration.synthetic(8))[:8]]
+                deploy.keras_to_tflite(
+                    quantizable,
+                    tmp,
+                    mode="int8",
+                    representative=samples,
+                    io=int8_io or "float32",
+                )
+                quantization = deploy.tflite_quantization(tmp)
+            else:
+                deploy.keras_to_tflite(keras_model, tmp)
             source = np.moveaxis(np.asarray(keras_model(np.moveaxis(x, 1, -1))), -1, 1)
             ops = deploy.tflite_ops(tmp)
             exported = np.moveaxis(run_file(path, tmp, np.moveaxis(x, 1, -1)), -1, 1)
             route = "Keras -> TensorFlow's LiteRT converter"
         max_diff = check_outputs(path, exported, source, exact=not int8)
-        ranks = deploy.tensor_ranks(
-            tmp, x if deploy.runtime_of(path) == "onnx" else np.moveaxis(x, 1, -1)
-        )
+        ranks = deploy.tensor_ranks(tmp, x if runtime == "onnx" else np.moveaxis(x, 1, -1))
         files = written_files(path, tmp)
 
     def psnr(a: np.ndarray) -> float:
@@ -143,6 +177,8 @@ def export_espcn(
         files=files,
         route=route,
         scale=scale,
+        calibration=calibrated,
+        quantization=quantization,
     )
 
 

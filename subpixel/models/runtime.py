@@ -145,20 +145,12 @@ class _LiteRT:
     preferred = "NHWC"
 
     def __init__(self, path: str) -> None:
+        from .. import deploy
+
         with open(path, "rb") as f:
             blob = f.read()
-        try:
-            from ai_edge_litert import interpreter as litert
-        except ImportError:  # TensorFlow's own (deprecated) copy of the interpreter
-            import tensorflow as tf
-
-            litert = tf.lite
-        types = getattr(litert, "OpResolverType", None) or litert.experimental.OpResolverType
-        self.interpreter = litert.Interpreter(
-            model_content=blob,
-            num_threads=_threads(),
-            experimental_op_resolver_type=types.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
+        self.interpreter = deploy.tflite_interpreter(blob, delegates=False, num_threads=_threads())
+        self.q_in, self.q_out = deploy.tflite_quantization(blob)
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:
             raise _Refused(f"takes {len(inputs)} inputs; an image model takes one")
@@ -169,7 +161,6 @@ class _LiteRT:
         self.dtype = np.dtype(spec["dtype"])
         if self.dtype not in (np.float32, np.int8, np.uint8):
             raise _Refused(f"takes {self.dtype} input; expected float32, int8 or uint8")
-        self.quantization = spec["quantization"]
         self._lock = threading.Lock()  # an interpreter runs one input at a time
         self._current: tuple[int, ...] | None = None
 
@@ -180,17 +171,13 @@ class _LiteRT:
                 it.resize_tensor_input(self.index, list(x.shape))
                 it.allocate_tensors()
                 self._current = x.shape
-            if self.dtype != np.float32:
-                scale, zero = self.quantization
-                info = np.iinfo(self.dtype)
-                x = np.clip(np.round(x / scale + zero), info.min, info.max)
+            if self.q_in is not None:  # quantized as LiteRT's own QUANTIZE does
+                x = self.q_in.quantize(x)
             it.set_tensor(self.index, x.astype(self.dtype))
             it.invoke()
-            out = it.get_output_details()[0]
-            y = it.get_tensor(out["index"])
-            if out["dtype"] != np.float32 and out["quantization"][0]:
-                scale, zero = out["quantization"]
-                y = (y.astype(np.float32) - zero) * scale
+            y = it.get_tensor(it.get_output_details()[0]["index"])
+            if self.q_out is not None:
+                y = self.q_out.dequantize(y)
             return np.array(y, np.float32)
 
 

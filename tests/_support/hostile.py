@@ -1,5 +1,6 @@
 """Hostile files for the tests of the readers and of the command line: malformed
-safetensors headers, and a pickle that would run a command when unpickled."""
+safetensors headers, a pickle that would run a command when unpickled, and a small
+PNG claiming a decompression bomb's size."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import pickle
 import struct
+import zlib
 from pathlib import Path
 
 W = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
@@ -59,4 +61,18 @@ class _Touch:
 def evil_pickle(path: Path, marker: Path) -> Path:
     """A ``.pt``-looking pickle that creates ``marker`` if anything unpickles it."""
     path.write_bytes(pickle.dumps({"weight": _Touch(marker)}))
+    return path
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG of a few bytes whose header claims ``width`` x ``height`` grey pixels
+    (a decompression bomb to any reader that believes it)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b""))
     return path
