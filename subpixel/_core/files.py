@@ -576,17 +576,19 @@ class _Pickle(TensorFile):
 
 class _Keras(TensorFile):
     def __init__(self, path: str) -> None:
-        try:
-            import h5py
-        except ImportError:
-            raise FileError(path, "reading Keras files needs h5py (pip install h5py)") from None
         self._zip = None
         try:
+            # the container is checked first: a broken file is named as such even where
+            # h5py is missing
             if path.lower().endswith(".keras"):
                 self._zip = zipfile.ZipFile(path)
                 source: Any = self._zip.open("model.weights.h5")  # seekable: read on demand
             else:
                 source = path
+            try:
+                import h5py
+            except ImportError:
+                raise FileError(path, "reading Keras files needs h5py (pip install h5py)") from None
             self._file = h5py.File(source, "r")
             names: list[str] = []
             self._file.visititems(
