@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -210,27 +211,59 @@ def shuffle_op(operation: Any) -> tuple[str, Order, tuple[int, ...], Layout] | N
         guess = _shuffle_guess(tuple(shape_in), tuple(shape_out), data_format)
         if guess is None:
             continue
-        op, factor, probe_shape = guess
-        n = math.prod(probe_shape)  # exact in float32, of both signs (so a relu shows)
-        values = np.arange(n) % 2**24 - min(n, 2**24) // 2
-        probe = values.astype(np.float32).reshape(probe_shape)
-        try:
-            got = keras.ops.convert_to_numpy(operation(probe))
-        except Exception:  # it cannot run on the probe: not a shuffle we know
-            continue
-        fn = ops.shuffle if op == "shuffle" else ops.unshuffle
-        order: Order
-        for order in ("CRD", "DCR"):
-            want = fn(probe, factor, layout=data_format, order=order)
-            if got.shape == want.shape and np.array_equal(got, want):
-                return op, order, factor, data_format
+        op, factor, probe_shapes = guess
+        order = _probed_order(operation, op, factor, data_format, probe_shapes)
+        if order is not None:
+            return op, order, factor, data_format
     return None
+
+
+def _probed_order(
+    operation: Any,
+    op: str,
+    factor: tuple[int, ...],
+    data_format: str,
+    probe_shapes: Sequence[tuple[int, ...]],
+) -> Order | None:
+    """The order in which ``operation`` does exactly ``op`` on every probe, or None.
+
+    Each probe shape is run twice: with element indices (of both signs, exact in
+    float32: which element goes where, and that a ``relu`` shows) and with random
+    values of every magnitude from 1e-3 to 1e6 (rounding, clipping, scaling show).
+    Where a spatial size is not fixed it is probed small and larger than 64, so a
+    crop to a fixed size shows too."""
+    fn = ops.shuffle if op == "shuffle" else ops.unshuffle
+    rng = np.random.default_rng(0)
+    found: Order | None = None
+    for shape in probe_shapes:
+        n = math.prod(shape)
+        indices = (np.arange(n) % 2**24 - min(n, 2**24) // 2).astype(np.float32)
+        scales = 10.0 ** rng.uniform(-3, 6, n)
+        noise = (rng.standard_normal(n) * scales).astype(np.float32)
+        for k, values in enumerate((indices, noise)):
+            probe = values.reshape(shape)
+            try:
+                got = keras.ops.convert_to_numpy(operation(probe))
+            except Exception:  # it cannot run on the probe: not a shuffle we know
+                return None
+            orders: tuple[Order, ...] = ("CRD", "DCR") if found is None else (found,)
+            matched = [
+                o
+                for o in orders
+                if got.shape == (want := fn(probe, factor, layout=data_format, order=o)).shape
+                and np.array_equal(got, want)
+            ]
+            if not matched:
+                return None
+            if found is None and k == 0:
+                found = matched[0]
+    return found
 
 
 def _shuffle_guess(
     shape_in: tuple, shape_out: tuple, data_format: str
-) -> tuple[str, tuple[int, ...], tuple[int, ...]] | None:
-    """``(op, factor, probe shape)`` that static shapes allow for a shuffle in
+) -> tuple[str, tuple[int, ...], list[tuple[int, ...]]] | None:
+    """``(op, factor, probe shapes)`` that static shapes allow for a shuffle in
     ``data_format``, or None."""
     d = len(shape_in) - 2
     if d < 1 or len(shape_out) != len(shape_in):
@@ -256,11 +289,15 @@ def _shuffle_guess(
             factor.append(r if r**d == q else 0)
     if 0 in factor or math.prod(factor) != q:
         return None
-    probe = [1, *shape_in[1:]]
-    for axis, r in zip(spatial, factor):
-        if not isinstance(probe[axis], int):
-            probe[axis] = 2 * r  # divisible for an unshuffle
-    return op, tuple(factor), tuple(probe)
+    probes = []
+    for multiple in (2, 67):  # small, and larger than a crop to 64
+        probe = [1, *shape_in[1:]]
+        for axis, r in zip(spatial, factor):
+            if not isinstance(probe[axis], int):
+                probe[axis] = multiple * r  # divisible for an unshuffle
+        if tuple(probe) not in probes:
+            probes.append(tuple(probe))
+    return op, tuple(factor), probes
 
 
 def replace_pixel_shuffle(model: Any, *, lowering: Lowering = "auto") -> Any:

@@ -132,6 +132,38 @@ def test_keras_shuffle_rewrite_keeps_what_follows_and_what_a_lambda_adds():
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+def _d2s(t):
+    return keras.ops.depth_to_space(t, 2)
+
+
+LAMBDAS_THAT_DO_MORE = {
+    "round": lambda t: keras.ops.round(_d2s(t)),  # (invisible on integer-valued probes)
+    "floor": lambda t: keras.ops.floor(_d2s(t)),
+    "clip": lambda t: keras.ops.clip(_d2s(t), -1e4, 1e4),
+    "crop": lambda t: _d2s(t)[:, :64, :64],  # (invisible on small probes)
+    "float16": lambda t: keras.ops.cast(keras.ops.cast(_d2s(t), "float16"), "float32"),
+    "scale": lambda t: _d2s(t) * 1.0001,
+}
+
+
+@pytest.mark.parametrize("name", LAMBDAS_THAT_DO_MORE)
+def test_keras_shuffle_rewrite_keeps_a_lambda_that_does_more_than_a_shuffle(name):
+    inputs = keras.Input((None, None, 12))
+    model = keras.Model(inputs, L.Lambda(LAMBDAS_THAT_DO_MORE[name])(inputs))
+    assert keras_rewrite.shuffle_op(model.operations[-1]) is None
+    rewritten = keras_rewrite.replace_pixel_shuffle(model)
+    assert [type(layer).__name__ for layer in rewritten.layers] == ["InputLayer", "Lambda"]
+    x = (np.random.default_rng(0).standard_normal((1, 70, 70, 12)) * 3e4).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(rewritten(x)), np.asarray(model(x)))
+    plain = keras.Model(inputs, L.Lambda(_d2s)(inputs))  # the same without the extra work
+    assert keras_rewrite.shuffle_op(plain.operations[-1]) == (
+        "shuffle",
+        "DCR",
+        (2, 2),
+        "channels_last",
+    )
+
+
 def test_keras_rewrite_keeps_a_frozen_layer_frozen():
     frozen = keras.Sequential(
         [
