@@ -479,6 +479,6 @@ def _judge(
     )
 
 
-def _short(perm: Sequence[int]) -> str:
+def _short(perm: Sequence[int] | np.ndarray) -> str:
     items = [int(p) for p in perm]
     return str(items) if len(items) <= 16 else f"[{', '.join(map(str, items[:16]))}, ...]"

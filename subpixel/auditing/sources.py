@@ -67,11 +67,11 @@ def open_model(model: Any, *, shapes: Any = None, example: Any = None) -> Opened
 
     reader = movement.reader_for(model)
     if reader is None:
-        kind = type(model)
+        cls = type(model)
         raise TypeError(
             "`model` must be a path to an .onnx or .tflite file, or a PyTorch module, Keras "
             "model or Flax NNX module. "
-            f"Received: model of type {kind.__module__}.{kind.__qualname__}"
+            f"Received: model of type {cls.__module__}.{cls.__qualname__}"
         )
     if example is None:
         raise ValueError("`example` is needed to trace a framework model: an input it runs on")
@@ -95,7 +95,7 @@ def _open_onnx(path: str, shapes: Any) -> Opened:
     def run(feeds: list[np.ndarray], wanted: Sequence[str]) -> dict[str, np.ndarray]:
         return reader.run(model, dict(zip(graph.inputs, feeds)), wanted, folder)
 
-    return Opened(path, graph, inputs, run)  # type: ignore[arg-type]
+    return Opened(path, graph, inputs, run)
 
 
 def _open_tflite(path: str, shapes: Any) -> Opened:
@@ -109,4 +109,4 @@ def _open_tflite(path: str, shapes: Any) -> Opened:
     def run(feeds: list[np.ndarray], wanted: Sequence[str]) -> dict[str, np.ndarray]:
         return reader.run(path, feeds, wanted, graph)
 
-    return Opened(path, graph, inputs, run)  # type: ignore[arg-type]
+    return Opened(path, graph, inputs, run)

@@ -11,7 +11,9 @@ two shuffles in a row) is split into the fewest consecutive parts that each are 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -207,7 +209,8 @@ def _region_chain(graph: Graph, nodes: list[Node], start: str, end: str) -> Chai
         for node in nodes:
             assert node.step is not None
             if node.many is not None:
-                outs = node.step([arrays[i] for i in node.data_inputs])  # type: ignore[arg-type]
+                joint = cast("Callable[[list[np.ndarray]], list[np.ndarray]]", node.step)
+                outs = joint([arrays[i] for i in node.data_inputs])  # (a step of lists)
             else:
                 x = arrays[node.data_input]
                 outs = [node.step(x if node.kind == "move" else x.astype(np.float64))]
@@ -256,7 +259,8 @@ def _split(graph: Graph, nodes: tuple[Node, ...], values: tuple[str, ...]) -> li
         m = c.movement
         unknown = m is None or m.kind in ("other", "selection") or not m.blocks
         site = m is not None and m.is_site
-        return (int(unknown), int(site and m.order == "other"), -int(site), 1)
+        other = m is not None and m.is_site and m.order == "other"
+        return (int(unknown), int(other), -int(site), 1)
 
     L = len(nodes)
     whole = part(0, L)

@@ -248,7 +248,11 @@ def _value_shapes(model: Any) -> dict[str, tuple[int, ...] | None]:
     g = model.graph
     for vi in (*g.input, *g.value_info, *g.output):
         d = _declared(vi.type)
-        out[vi.name] = None if d is None or any(s is None for s in d) else tuple(int(s) for s in d)
+        out[vi.name] = (
+            None
+            if d is None or any(s is None for s in d)
+            else tuple(int(s) for s in d if s is not None)
+        )
     for t in g.initializer:
         out[t.name] = tuple(int(s) for s in t.dims)
     return out
@@ -284,13 +288,19 @@ def _move_step(node: Any, a: dict[str, Any], known: dict[str, np.ndarray], sizes
         data = sizes.get(node.input[0])
         if data is None:
             return None
-        starts = known[node.input[1]]
-        ends = known[node.input[2]]
-        axes = known[node.input[3]] if len(node.input) > 3 and node.input[3] else range(len(starts))
-        stride = (
-            known[node.input[4]] if len(node.input) > 4 and node.input[4] else [1] * len(starts)
+        starts: list[int] = known[node.input[1]].tolist()
+        ends: list[int] = known[node.input[2]].tolist()
+        given: list[int] | range = (
+            known[node.input[3]].tolist()
+            if len(node.input) > 3 and node.input[3]
+            else range(len(starts))
         )
-        axes = [int(x) % len(data) for x in axes]
+        stride: list[int] = (
+            known[node.input[4]].tolist()
+            if len(node.input) > 4 and node.input[4]
+            else [1] * len(starts)
+        )
+        axes = [int(x) % len(data) for x in given]
         return steps.slicing(starts, ends, axes, stride)
     return None
 
@@ -306,7 +316,7 @@ def _many_step(node: Any, a: dict[str, Any], known: dict[str, np.ndarray], sizes
         return steps.split(axis, [s[axis] for s in shapes]), (0,)  # type: ignore[index]
     if any(i in known for i in node.input) or shapes[0] is None:
         return None
-    axis = int(a.get("axis", 0)) % len(shapes[0])  # type: ignore[arg-type]
+    axis = int(a.get("axis", 0)) % len(shapes[0])
     return steps.concatenate(axis), tuple(range(len(node.input)))
 
 

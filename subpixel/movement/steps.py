@@ -204,11 +204,16 @@ def conv_transpose(
         x = np.asarray(x, np.float64)
         N, C, *S = x.shape
         up = np.zeros((N, C, *((s - 1) * st + 1 for s, st in zip(S, stride))))
-        up[(slice(None), slice(None), *(slice(None, None, st) for st in stride))] = x
+        strided = (slice(None), slice(None), *(slice(None, None, st) for st in stride))
+        up[strided] = x
         full = [((k - 1) * dl, (k - 1) * dl + e) for k, dl, e in zip(w.shape[2:], dilation, extra)]
         y = conv(kern, bias, (1,) * d, full, dilation, groups)(up)
-        index = tuple(slice(lo, y.shape[2 + a] - hi) for a, (lo, hi) in enumerate(pads))
-        return y[(slice(None), slice(None), *index)]
+        cropped = (
+            slice(None),
+            slice(None),
+            *(slice(lo, y.shape[2 + a] - hi) for a, (lo, hi) in enumerate(pads)),
+        )
+        return y[cropped]
 
     return run
 

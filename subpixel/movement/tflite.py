@@ -250,7 +250,9 @@ def _step(
         return ("move", steps.reshape(out), 0) if out is not None else ("compute", None, 0)
     if code == "TRANSPOSE" and len(ins) > 1:
         perm = const(ins[1])
-        return ("move", steps.transpose(perm), 0) if perm is not None else ("compute", None, 0)
+        if perm is None:
+            return "compute", None, 0
+        return "move", steps.transpose(perm.tolist()), 0
     if code in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
         kind = "DepthToSpaceOptions" if code == "DEPTH_TO_SPACE" else "SpaceToDepthOptions"
         o = r.options(op, kind)
@@ -271,7 +273,7 @@ def _step(
         if begin is None or size is None or shape is None:
             return "compute", None, 0
         ends = [shape[a] if s < 0 else b + s for a, (b, s) in enumerate(zip(begin, size))]
-        return "move", steps.slicing(begin, ends, range(len(begin)), [1] * len(begin)), 0
+        return "move", steps.slicing(begin.tolist(), ends, range(len(begin)), [1] * len(begin)), 0
     if code == "STRIDED_SLICE" and len(ins) > 3:
         return _strided_slice(r, op, ins, sizes, out)
     if code in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"):
@@ -337,17 +339,16 @@ def _strided_slice(
         return "compute", None, 0
     if o.EllipsisMask() or o.NewAxisMask() or (hasattr(o, "Offset") and o.Offset()):
         return "compute", None, 0
-    starts, ends = [], []
+    starts: list[int] = []
+    ends: list[int] = []
     for a in range(len(begin)):
         forward = stride[a] > 0
-        starts.append(None if o.BeginMask() >> a & 1 else int(begin[a]))
-        ends.append(None if o.EndMask() >> a & 1 else int(end[a]))
+        lo = None if o.BeginMask() >> a & 1 else int(begin[a])
+        hi = None if o.EndMask() >> a & 1 else int(end[a])
         if o.ShrinkAxisMask() >> a & 1:
-            ends[a] = starts[a] + 1 if starts[a] not in (None, -1) else None
-        if starts[a] is None:
-            starts[a] = 0 if forward else shape[a] - 1
-        if ends[a] is None:
-            ends[a] = shape[a] if forward else -shape[a] - 1
+            hi = lo + 1 if lo is not None and lo != -1 else None
+        starts.append(lo if lo is not None else (0 if forward else shape[a] - 1))
+        ends.append(hi if hi is not None else (shape[a] if forward else -shape[a] - 1))
     cut = steps.slicing(starts, ends, range(len(begin)), [int(s) for s in stride])
     target = tuple(out)
     return "move", (lambda x: cut(x).reshape(target)), 0

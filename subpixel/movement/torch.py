@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .graph import ExampleError, Graph, Node, Value
+from .graph import ExampleError, Graph, Node, NodeKind, Value
 
 __all__ = ["Traced", "evaluating", "read_module", "run", "trace"]
 
@@ -120,7 +120,8 @@ class Recorder:
                 self.constants: dict[str, Any] = {}
                 self.names: dict[int, tuple[Any, str]] = {}
                 self.count: dict[str, int] = {}
-                self.wanted, self.seen = wanted, {}
+                self.wanted = wanted
+                self.seen: dict[str, np.ndarray] = {}
                 self.data: set[str] = set()  # names of the values computed from the inputs
                 for i, x in enumerate(inputs):
                     name = f"input_{i}"
@@ -199,7 +200,7 @@ class Recorder:
                             step,
                             data,
                         )
-                    )  # type: ignore[arg-type]
+                    )
                 return out
 
         return _Mode(*args, **kwargs)
@@ -256,7 +257,7 @@ def run(model: Any, feeds: Sequence[Any], names: Sequence[str]) -> dict[str, np.
 
 def _step(
     func: Any, args: Any, kwargs: Any, data: set[str], name_of: Callable[[Any], str]
-) -> tuple[str, Callable[[np.ndarray], np.ndarray] | None]:
+) -> tuple[NodeKind, Callable[[np.ndarray], np.ndarray] | None]:
     """(kind, semantics) of an ATen op: the op itself run on an index tensor with its
     other arguments as they were (constant tensors only)."""
     import torch

@@ -17,7 +17,7 @@ import importlib
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -99,14 +99,14 @@ def port_weights(
         source, target, src_mod, tgt_mod, src_records, tgt_records, src_placed, tgt_placed,
         src_pos, tgt_pos, src_run, tgt_run, x, x_t, layouts, made, atol,
     )  # fmt: skip
-    first: ValueError | None = None
+    refusal: ValueError | None = None
     for pairs in _pairings(ctx):
         try:
             return _port(ctx, pairs)
         except ValueError as e:  # the target is as it was: the next pairing, if any
-            first = first or e
-    assert first is not None
-    raise first
+            refusal = refusal or e
+    assert refusal is not None
+    raise refusal
 
 
 class _Context:
@@ -226,9 +226,9 @@ def _example(
             shape, dtype = declared
             if np.dtype(dtype).kind in "iu":  # token ids: within every embedding's table
                 tables = [
-                    r.params["weight"].shape[0]
+                    table.shape[0]
                     for r in src_records
-                    if r.kind == "embedding" and r.params.get("weight") is not None
+                    if r.kind == "embedding" and (table := r.params.get("weight")) is not None
                 ]
                 x = rng.integers(0, min(tables, default=2), size=shape).astype(dtype)
             else:
@@ -476,22 +476,22 @@ def _check_pads(
         return
     kernel = w.shape[2:]
     d = len(kernel)
-    stride = src.settings.get("stride", (1,) * d)
-    dilation = src.settings.get("dilation", (1,) * d)
+    stride = cast("Sequence[int]", src.settings.get("stride", (1,) * d))
+    dilation = cast("Sequence[int]", src.settings.get("dilation", (1,) * d))
     a = _effective(
         src.settings["pads"],
         _spatial(sg.values[sp.input].probe_shape, src.layout),
         kernel,
         stride,
         dilation,
-    )  # type: ignore[arg-type]
+    )
     b = _effective(
         tgt.settings["pads"],
         _spatial(tg.values[tp.input].probe_shape, tgt.layout),
         kernel,
         stride,
         dilation,
-    )  # type: ignore[arg-type]
+    )
     if a is not None and b is not None and a != b:
         raise ValueError(
             f"the architectures differ at {src.label} -> {tgt.label}: the padding is {a} "

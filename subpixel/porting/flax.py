@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax.numpy as jnp
 import numpy as np
@@ -134,7 +134,7 @@ def read(model: Any, *, target: bool = False) -> list[Record]:
                     r.paths[key] = path_of[id(var)]
             r.layout = "channels_last" if r.kind != "conv" or not r.layout else r.layout
             if r.kind == "conv" and not isinstance(m, flax_layers.SubPixelConv):
-                r.groups = int(r.settings.get("groups", 1))  # type: ignore[arg-type]
+                r.groups = int(cast(int, r.settings.get("groups", 1)))
                 r.settings.update(_conv_settings(m, r.spatial_dims))
             if r.kind in ("batch_norm", "prelu"):
                 r.param_axes = (-1,)
@@ -206,10 +206,12 @@ def write(model: Any, records: list[Record], converted: list[dict]) -> None:
         m = modules[record.name]
         w, b = params.get("weight"), params.get("bias")
         if record.kind == "conv":
+            assert w is not None  # (a convolution's kernel is always read)
             m.kernel[...] = jnp.asarray(
                 weights.convert_layout(w, src="torch", dst="flax"), m.kernel.dtype
             )
         elif record.kind == "conv_transpose":
+            assert w is not None
             kernel = weights.convert_layout(
                 w, src="torch", dst="flax", transposed=True, transpose_kernel=m.transpose_kernel
             )

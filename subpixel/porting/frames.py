@@ -307,7 +307,8 @@ def place(
         axis = 1 if layout == "channels_first" or rank < 3 else rank - 1
         if kinds[i] == "dense":
             axis = max(rank - 1, 1)
-        axes = param_axes[i] if param_axes is not None and param_axes[i] is not None else (axis,)
+        declared = param_axes[i] if param_axes is not None else None
+        axes = declared if declared is not None else (axis,)
         first = min(found[0][0], *(order[id(n)] for n in region))
         placed = Placed(i, kinds[i], region, ins[0] if ins else None, last, first, axis, axes)
         out_rank = len(graph.values[last].probe_shape or ())
@@ -413,10 +414,10 @@ def positions(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str
     data = data_values(graph)
     P: dict[str, np.ndarray] = {}
     images = reads_images(graph, placed, kinds)
-    for i, name in enumerate(graph.inputs):
-        shape = graph.values[name].probe_shape or ()
-        axis = _channel_axis(shape, graph.layout) if images else max(len(shape) - 1, 0)
-        P[name] = pos.origin("input", i, shape, axis)
+    for k, name in enumerate(graph.inputs):
+        in_shape = graph.values[name].probe_shape or ()
+        axis = _channel_axis(in_shape, graph.layout) if images else max(len(in_shape) - 1, 0)
+        P[name] = pos.origin("input", k, in_shape, axis)
     region_of: dict[int, Placed] = {}
     for p in placed:
         if p is not None:
@@ -473,7 +474,7 @@ def positions(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str
             release(node)
             continue
         out = node.outputs[0] if node.outputs else ""
-        shape = graph.values[out].probe_shape if out else None
+        out_shape = graph.values[out].probe_shape if out else None
         if node.kind == "move" and node.many is not None and node.step is not None:
             if all(i in P for i in node.data_inputs):  # a split, concatenation, stack
                 joint: Any = node.step  # (a step of lists)
@@ -485,7 +486,7 @@ def positions(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str
             node.kind in ("move", "maybe")
             and node.step is not None
             and node.data_input in P
-            and shape is not None
+            and out_shape is not None
         ):
             if node.kind == "maybe" and id(node) not in moving:
                 src = graph.values[node.data_input].probe_shape
@@ -496,11 +497,11 @@ def positions(graph: Graph, placed: Sequence[Placed | None], kinds: Sequence[str
                 P[out] = np.asarray(y).astype(np.int64)
                 release(node)
                 continue
-        if node.kind == "elementwise" and shape is not None and ins:
+        if node.kind == "elementwise" and out_shape is not None and ins:
             arrays = []
             for i in dict.fromkeys(ins):
                 try:
-                    arrays.append(np.broadcast_to(P[i], shape))
+                    arrays.append(np.broadcast_to(P[i], out_shape))
                 except ValueError:
                     arrays = []
                     break
@@ -781,12 +782,12 @@ def _observed_axis(ids: np.ndarray, pos: Positions) -> int | None:
         return None
     flat = ids.ravel()
     which = np.searchsorted(pos.bases, flat, side="right") - 1
-    c = np.zeros(flat.shape, np.int64)
+    flat_c = np.zeros(flat.shape, np.int64)
     for k in np.unique(which):
         o = pos.origins[int(k)]
         sel = which == k
-        c[sel] = _to_cr(flat[sel] - o.base, o.shape, o.channel_axis)[0]
-    c = c.reshape(ids.shape)
+        flat_c[sel] = _to_cr(flat[sel] - o.base, o.shape, o.channel_axis)[0]
+    c = flat_c.reshape(ids.shape)
     for a in range(ids.ndim):
         if ids.shape[a] < 2:
             continue

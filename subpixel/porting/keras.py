@@ -43,11 +43,6 @@ def _np(v: Any) -> Any:
     return None if v is None else np.asarray(keras.ops.convert_to_numpy(v))
 
 
-def _np(v: Any) -> Any:
-    """A variable's value as NumPy (None for an absent bias)."""
-    return None if v is None else np.asarray(keras.ops.convert_to_numpy(v))
-
-
 def _paths(**variables: Any) -> dict[str, str]:
     return {k: str(v.path) for k, v in variables.items() if v is not None}
 

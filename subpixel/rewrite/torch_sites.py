@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._core.lowering import Lowering
 from ..movement import Chain, Graph, Node, Value, find_chains
 from ..movement import torch as movement_torch
 
@@ -68,10 +69,10 @@ def export(model: nn.Module, example: Any) -> Any:
                 return torch.export.export(model, (x,), dynamic_shapes=dynamic, strict=False)
         except Exception as e:
             errors.append(e)
-    e = errors[-1]
-    line = (str(e).strip().splitlines() or [""])[0][:300]
+    last = errors[-1]
+    line = (str(last).strip().splitlines() or [""])[0][:300]
     raise ValueError(
-        f"cannot export {type(model).__name__} with torch.export ({type(e).__name__}: {line})"
+        f"cannot export {type(model).__name__} with torch.export ({type(last).__name__}: {line})"
     )
 
 
@@ -208,7 +209,7 @@ def _shape_nodes(gm: Any, path: str | None) -> set[str]:
     return out
 
 
-def _layer(site: Site, lowering: str) -> nn.Module:
+def _layer(site: Site, lowering: Lowering) -> nn.Module:
     from ..layers import torch as torch_layers
 
     m = site.movement
@@ -216,7 +217,7 @@ def _layer(site: Site, lowering: str) -> nn.Module:
     return make(tuple(m.factor), order=m.order, layout=m.layout, lowering=lowering)
 
 
-def rewrite(model: nn.Module, example: Any, lowering: str) -> nn.Module:
+def rewrite(model: nn.Module, example: Any, lowering: Lowering) -> nn.Module:
     """``model`` with every site written in ``lowering`` (see the module's docstring)."""
     gm, sites = find(model, example)
     modules = dict(model.named_modules())

@@ -43,9 +43,8 @@ def _head():
 
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
 def test_onnx_files_are_self_contained(tmp_path, dynamo):
-    import onnx
-
     module, x = _head()
+    onnx = pytest.importorskip("onnx")
     path = tmp_path / "m.onnx"
     for _ in range(2):  # an export over an earlier one leaves nothing else either
         deploy.torch_to_onnx(module, x, path, dynamo=dynamo)
@@ -65,9 +64,8 @@ def test_onnx_files_are_self_contained(tmp_path, dynamo):
 def test_big_weights_go_to_one_data_file_named_after_the_graph(tmp_path, monkeypatch, dynamo):
     """Past ONNX_INLINE_LIMIT (protobuf's 2 GiB; lowered here) the weights go to
     ``<name>.data`` beside the graph, which names it so: the pair moves together."""
-    import onnx
-
     module, x = _head()
+    onnx = pytest.importorskip("onnx")
     path = tmp_path / "big.onnx"
     monkeypatch.setattr(deploy, "ONNX_INLINE_LIMIT", 0)
     deploy.torch_to_onnx(module, x, path, dynamo=dynamo)

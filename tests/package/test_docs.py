@@ -82,7 +82,8 @@ def test_reference_headings_are_the_signatures():
     assert len(pairs) > 60
     needs = {"layers.torch": "torch", "rewrite.torch": "torch", "layers.flax": "jax",
              "rewrite.flax": "jax", "layers.keras": os.environ.get("KERAS_BACKEND", "tensorflow"),
-             "rewrite.keras": os.environ.get("KERAS_BACKEND", "tensorflow")}  # fmt: skip
+             "rewrite.keras": os.environ.get("KERAS_BACKEND", "tensorflow"),
+             "models.keras": os.environ.get("KERAS_BACKEND", "tensorflow")}  # fmt: skip
     checked = 0
     for line, path in pairs:
         if any(k in path and b not in requested_backends() for k, b in needs.items()):
