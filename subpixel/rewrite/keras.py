@@ -207,14 +207,15 @@ def shuffle_op(operation: Any) -> tuple[str, Order, tuple[int, ...], Layout] | N
     if len(nodes) != 1 or len(nodes[0].input_tensors) != 1 or len(nodes[0].outputs) != 1:
         return None
     shape_in, shape_out = nodes[0].input_tensors[0].shape, nodes[0].outputs[0].shape
-    for data_format in ("channels_last", "channels_first"):
-        guess = _shuffle_guess(tuple(shape_in), tuple(shape_out), data_format)
+    layout: Layout
+    for layout in ("channels_last", "channels_first"):
+        guess = _shuffle_guess(tuple(shape_in), tuple(shape_out), layout)
         if guess is None:
             continue
         op, factor, probe_shapes = guess
-        order = _probed_order(operation, op, factor, data_format, probe_shapes)
+        order = _probed_order(operation, op, factor, layout, probe_shapes)
         if order is not None:
-            return op, order, factor, data_format
+            return op, order, factor, layout
     return None
 
 
@@ -222,7 +223,7 @@ def _probed_order(
     operation: Any,
     op: str,
     factor: tuple[int, ...],
-    data_format: str,
+    data_format: Layout,
     probe_shapes: Sequence[tuple[int, ...]],
 ) -> Order | None:
     """The order in which ``operation`` does exactly ``op`` on every probe, or None.
