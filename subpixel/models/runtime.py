@@ -149,6 +149,8 @@ class _LiteRT:
 
         with open(path, "rb") as f:
             blob = f.read()
+        if blob[4:8] != b"TFL3":  # (told before a runtime is needed)
+            raise ValueError("no TFL3 identifier")
         self.interpreter = deploy.tflite_interpreter(blob, delegates=False, num_threads=_threads())
         self.q_in, self.q_out = deploy.tflite_quantization(blob)
         inputs = self.interpreter.get_input_details()

@@ -121,7 +121,7 @@ def test_upscale_runs_the_integer_io_file(x3, tmp_path, capsys):
     for kind, path in files.items():
         outs[kind] = tmp_path / f"{kind}.png"
         assert cli.main(["upscale", "sample", str(outs[kind]), "--model", str(path)]) == 0
-        assert "ESPCN x3" in capsys.readouterr().out
+        assert "luminance model x3 in LiteRT" in capsys.readouterr().out
     a, b = (image.read_image(outs[k]).astype(int) for k in ("float", "uint8"))
     assert a.shape == (300, 444, 3) and np.abs(a - b).max() <= 1  # one float32 ulp, rounded
 
