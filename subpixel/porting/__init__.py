@@ -51,7 +51,8 @@ def port_weights(
     source's output within ``atol`` (default: from the dtypes, relative to the
     output's scale); otherwise one ``ValueError`` names the first layer whose output
     differs and the target keeps its weights.  Without ``example``, one is made from
-    the models' input shapes where they declare them; else ``ValueError``.
+    the models' declared input shapes or their layers' input sizes (the first the
+    source runs on), and the same check runs; else ``ValueError``.
 
     Returns a :class:`PortReport`: the pairs, the reorders, each layer's and the
     output's max difference.

@@ -557,29 +557,39 @@ def _to_cr(
     and its index over the other axes in their order (batch, then rows, columns, ...
     or steps), so a channels-first tensor, its channels-last copy and a flattened
     (N*L, C) view of either hold the same elements at the same (channel, rest)."""
-    c_axis, rest = _split_axes(shape, axis)
-    coords = np.unravel_index(flat, shape) if shape else ()
-    c = coords[c_axis] if c_axis is not None else np.zeros_like(flat)
-    rest_shape = tuple(shape[a] for a in rest)
-    r = (
-        np.ravel_multi_index(tuple(coords[a] for a in rest), rest_shape)
-        if rest
-        else np.zeros_like(flat)
-    )
-    return c, r, (shape[c_axis] if c_axis is not None else 1), math.prod(rest_shape)
+    c_axis, _ = _split_axes(shape, axis)
+    if c_axis is None:
+        return np.zeros_like(flat), flat, 1, math.prod(shape)
+    # flat = (outer * C + c) * inner + i, and the other axes in order: r = outer * inner + i
+    n_c, inner = shape[c_axis], math.prod(shape[c_axis + 1 :])
+    outer, rem = np.divmod(flat, n_c * inner)
+    c, i = np.divmod(rem, inner)
+    return c, outer * inner + i, n_c, math.prod(shape) // max(n_c, 1)
 
 
 def _from_cr(c: np.ndarray, r: np.ndarray, shape: tuple[int, ...], axis: int | None) -> np.ndarray:
     """The inverse of :func:`_to_cr`: flat positions in ``shape``."""
-    c_axis, rest = _split_axes(shape, axis)
+    c_axis, _ = _split_axes(shape, axis)
     if not shape:
         return np.zeros_like(r)
-    native: list[np.ndarray] = [np.zeros_like(r)] * len(shape)
-    for a, v in zip(rest, np.unravel_index(r, tuple(shape[a] for a in rest))):
-        native[a] = v
-    if c_axis is not None:
-        native[c_axis] = c
-    return np.ravel_multi_index(tuple(native), shape)
+    if c_axis is None:
+        return r
+    n_c, inner = shape[c_axis], math.prod(shape[c_axis + 1 :])
+    outer, i = np.divmod(r, inner)
+    return (outer * n_c + c) * inner + i
+
+
+def _runs(bases: np.ndarray, flat: np.ndarray) -> list[tuple[int, np.ndarray | slice]]:
+    """The origins ``flat`` ids belong to, each with the selection of its ids (a whole
+    slice where all belong to one origin, the usual case, found without a search)."""
+    if flat.size == 0:
+        return []
+    lo, hi = int(flat.min()), int(flat.max())
+    k = int(np.searchsorted(bases, lo, side="right")) - 1
+    if k == int(np.searchsorted(bases, hi, side="right")) - 1:
+        return [(k, slice(None))]
+    which = np.searchsorted(bases, flat, side="right") - 1
+    return [(int(j), which == j) for j in np.unique(which)]
 
 
 class _Mapper:
@@ -607,12 +617,10 @@ class _Mapper:
     def map(self, ids: np.ndarray) -> np.ndarray:
         """``ids`` (source) as target ids; -1 where no counterpart exists."""
         flat = ids.ravel()
-        which = np.searchsorted(self.src.bases, flat, side="right") - 1
         out = np.full(flat.shape, -1, np.int64)
-        for k in np.unique(which):
-            sel = which == k
+        for k, sel in _runs(self.src.bases, flat):
             o = self.src.origins[k]
-            t_index = self.partner[int(k)]
+            t_index = self.partner[k]
             if t_index is None:
                 continue
             t = self.tgt.origins[t_index]
@@ -634,9 +642,19 @@ def _sizes(shape: tuple[int, ...], axis: int | None) -> tuple[int, int]:
 def _relation(mapped: np.ndarray, tgt: np.ndarray) -> np.ndarray | None:
     """For each source position (flat), the flat target position holding the element
     ``mapped`` says it is; None where one is missing."""
-    order = np.argsort(tgt.ravel(), kind="stable")
-    sorted_ids = tgt.ravel()[order]
-    flat = mapped.ravel()
+    t_flat, flat = tgt.ravel(), mapped.ravel()
+    if t_flat.size and flat.size:
+        lo, hi = int(t_flat.min()), int(t_flat.max())
+        if hi - lo < 4 * t_flat.size:  # ids in a compact range: an inverse table, O(n)
+            if int(flat.min()) < max(lo, 0) or int(flat.max()) > hi:
+                return None
+            where = np.full(hi - lo + 1, -1, np.int64)
+            where[t_flat - lo] = np.arange(t_flat.size)
+            if np.count_nonzero(where >= 0) == t_flat.size:  # (else an id held twice)
+                at = where[flat - lo]
+                return None if np.any(at < 0) else at
+    order = np.argsort(t_flat, kind="stable")
+    sorted_ids = t_flat[order]
     at = np.searchsorted(sorted_ids, flat)
     at = np.clip(at, 0, len(sorted_ids) - 1)
     if flat.size and (np.any(flat < 0) or not np.array_equal(sorted_ids[at], flat)):
@@ -718,16 +736,14 @@ def _derive_out_perm(mapper: _Mapper, point: Point, t_point: Point) -> dict[int,
         return None
     want = tgt_ids.ravel()[rel]  # the target id sitting where the source element is
     found: dict[int, np.ndarray] = {}
-    which = np.searchsorted(mapper.src.bases, src_ids.ravel(), side="right") - 1
-    for k in np.unique(which):
-        o = mapper.src.origins[int(k)]
+    for k, sel in _runs(mapper.src.bases, src_ids.ravel()):
+        o = mapper.src.origins[k]
         if o.kind != "layer" or o.key not in mapper.producers:
             continue
-        t_index = mapper.partner[int(k)]
+        t_index = mapper.partner[k]
         if t_index is None:
             return None
         t = mapper.tgt.origins[t_index]
-        sel = which == k
         s_local = src_ids.ravel()[sel] - o.base
         t_local = want[sel] - t.base
         if np.any(t_local < 0) or np.any(t_local >= math.prod(t.shape)):
@@ -781,11 +797,9 @@ def _observed_axis(ids: np.ndarray, pos: Positions) -> int | None:
     if ids.ndim < 2:
         return None
     flat = ids.ravel()
-    which = np.searchsorted(pos.bases, flat, side="right") - 1
     flat_c = np.zeros(flat.shape, np.int64)
-    for k in np.unique(which):
-        o = pos.origins[int(k)]
-        sel = which == k
+    for k, sel in _runs(pos.bases, flat):
+        o = pos.origins[k]
         flat_c[sel] = _to_cr(flat[sel] - o.base, o.shape, o.channel_axis)[0]
     c = flat_c.reshape(ids.shape)
     for a in range(ids.ndim):
