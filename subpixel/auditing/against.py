@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._core.compare import max_difference
 from ..movement import Chain, Graph, Movement, index_map, steps
 from .report import AuditReport, Comparison, Site
 from .sources import Opened
@@ -61,15 +62,6 @@ def probe_inputs(source: Opened, seed: int = 0) -> list[np.ndarray]:
             else rng.integers(0, 10, shape).astype(dt)
         )
     return out
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        return math.inf
-    with np.errstate(invalid="ignore"):
-        d = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b))
-    return float(d.max()) if d.size else 0.0
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -237,7 +229,7 @@ def compare(report: AuditReport, target: Opened, source: Opened, source_sites: l
     t_vals = target.run(t_feeds, t_names)
     out_s = s_vals[source.graph.outputs[0]]
     out_t = _to_source(t_vals[target.graph.outputs[0]], relation)
-    report.output_diff = _max_diff(out_s, out_t)
+    report.output_diff = max_difference(out_s, out_t)
     report.output_tolerance = tolerance(target.graph, out_s)
     by_chain = {id(s.chain): s for s in report.sites}
     results: list[tuple[int, Site | None, Chain | None, Comparison]] = []
@@ -330,11 +322,11 @@ def _match_channels(ref: np.ndarray, got: np.ndarray, axis: int, tol: float) -> 
     b = np.moveaxis(np.asarray(got, np.float64), axis, 0).reshape(got.shape[axis], -1)
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return None
-    if _max_diff(a, b) <= tol:
+    if max_difference(a, b) <= tol:
         return np.arange(a.shape[0])
     d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
     best = np.argmin(d2, axis=1)
-    if len(set(best.tolist())) != len(best) or _max_diff(a, b[best]) > tol:
+    if len(set(best.tolist())) != len(best) or max_difference(a, b[best]) > tol:
         return None
     return best
 
@@ -362,7 +354,11 @@ def _needs(m: Movement, x: np.ndarray, y: np.ndarray, tol: float) -> tuple[str, 
     for o in ("CRD", "DCR"):
         for lay in ("channels_first", "channels_last"):
             cand = _candidate(m, o, lay, x.shape)
-            if cand is not None and cand.shape == y.shape and _max_diff(_apply(cand, x), y) <= tol:
+            if (
+                cand is not None
+                and cand.shape == y.shape
+                and max_difference(_apply(cand, x), y) <= tol
+            ):
                 return o, lay
     return None
 
@@ -383,7 +379,7 @@ def _judge(
     input's channels may come in another order that the site undoes, as in a correct
     conversion that folded a CRD/DCR reorder into the convolution before it); else
     the cause, decided exactly on the target's own tensors."""
-    diff_in, diff_out = _max_diff(x_s, x_t), _max_diff(y_s, y_t)
+    diff_in, diff_out = max_difference(x_s, x_t), max_difference(y_s, y_t)
     tol_in, tol_out = tolerance(target.graph, x_s), tolerance(target.graph, y_s)
     if diff_out <= tol_out:
         note = (

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import math
 from collections.abc import Sequence
 from typing import Any, cast
 
 import numpy as np
 
+from .._core.compare import max_difference
 from ..movement.graph import ExampleError, error_line
 from . import frames as frames_module
 from .frames import FramesError, Placed
@@ -479,19 +479,15 @@ def _check_pads(
     d = len(kernel)
     stride = cast("Sequence[int]", src.settings.get("stride", (1,) * d))
     dilation = cast("Sequence[int]", src.settings.get("dilation", (1,) * d))
-    a = _effective(
-        src.settings["pads"],
-        _spatial(sg.values[sp.input].probe_shape, src.layout),
-        kernel,
-        stride,
-        dilation,
-    )
-    b = _effective(
-        tgt.settings["pads"],
-        _spatial(tg.values[tp.input].probe_shape, tgt.layout),
-        kernel,
-        stride,
-        dilation,
+    a, b = (
+        _effective(
+            r.settings["pads"],
+            _spatial(g.values[place.input].probe_shape, r.layout),
+            kernel,
+            stride,
+            dilation,
+        )
+        for r, g, place in ((src, sg, sp), (tgt, tg, tp))
     )
     if a is not None and b is not None and a != b:
         raise ValueError(
@@ -518,15 +514,6 @@ def tolerance(reference: np.ndarray, dtypes: Sequence[str]) -> float:
     finite = reference[np.isfinite(reference)] if reference.size else reference
     scale = float(np.max(np.abs(finite))) if finite.size else 0.0
     return rtol * max(scale, 1.0)
-
-
-def _diff(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        return math.inf
-    with np.errstate(invalid="ignore"):
-        d = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b))
-    return float(d.max()) if d.size else 0.0
 
 
 def _verify(
@@ -594,7 +581,7 @@ def _verify(
         tol = (
             atol if atol is not None else tolerance(y_s, [*dtypes, str(y_s.dtype), str(y_t.dtype)])
         )
-        out_diff = _diff(y_s, y_t)
+        out_diff = max_difference(y_s, y_t)
         layer = {}
         for s, t in pairs:
             sp, tp = src_placed[s], tgt_placed[t]

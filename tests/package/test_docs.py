@@ -26,6 +26,7 @@ MODULES = [
     "subpixel._core.layer_spec",
     "subpixel._core.phases",
     "subpixel._core.channels",
+    "subpixel._core.compare",
 ]
 PAGES = ["conventions.md", "weights.md"]
 
