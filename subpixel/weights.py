@@ -525,30 +525,37 @@ def _spatial_flip(w: np.ndarray, first: int, d: int) -> np.ndarray:
     return np.flip(w, axis=tuple(range(first, first + d)))
 
 
-def _to_torch_layout(w, src, transposed, transpose_kernel):
-    fam = _family(src)
-    d = w.ndim - 2
+def _kernel_form(name: str, transposed: bool, transpose_kernel: bool) -> str:
+    """How a framework's kernel stands against PyTorch's (:func:`convert_layout`'s
+    table): ``"torch"``, the same; ``"last"``, the two channel axes last and swapped
+    (TensorFlow, and Flax's regular conv and its ``ConvTranspose`` with
+    ``transpose_kernel=True``); ``"flipped"``, the channel axes last in PyTorch's
+    order and the taps reversed (Flax's ``ConvTranspose`` otherwise)."""
+    fam = _family(name)
     if fam == "torch":
-        return w
-    if fam == "tensorflow" or (fam == "flax" and transposed and transpose_kernel):
+        return "torch"
+    if fam == "flax" and transposed and not transpose_kernel:
+        return "flipped"
+    return "last"
+
+
+def _to_torch_layout(w, src, transposed, transpose_kernel):
+    form = _kernel_form(src, transposed, transpose_kernel)
+    if form == "last":
         # regular (*k, I, O) -> (O, I, *k); transposed (*k, O, I) -> (I, O, *k)
         return np.moveaxis(w, (-1, -2), (0, 1))
-    # flax: (*k, I, O)
-    if not transposed:
-        return np.moveaxis(w, (-1, -2), (0, 1))
-    return _spatial_flip(np.moveaxis(w, (-2, -1), (0, 1)), 2, d)
+    if form == "flipped":  # (*k, I, O), taps reversed -> (I, O, *k)
+        return _spatial_flip(np.moveaxis(w, (-2, -1), (0, 1)), 2, w.ndim - 2)
+    return w
 
 
 def _from_torch_layout(w, dst, transposed, transpose_kernel):
-    fam = _family(dst)
-    d = w.ndim - 2
-    if fam == "torch":
-        return w
-    if fam == "tensorflow" or (fam == "flax" and transposed and transpose_kernel):
+    form = _kernel_form(dst, transposed, transpose_kernel)
+    if form == "last":
         return np.moveaxis(w, (0, 1), (-1, -2))
-    if not transposed:
-        return np.moveaxis(w, (0, 1), (-1, -2))
-    return np.moveaxis(_spatial_flip(w, 2, d), (0, 1), (-2, -1))
+    if form == "flipped":
+        return np.moveaxis(_spatial_flip(w, 2, w.ndim - 2), (0, 1), (-2, -1))
+    return w
 
 
 # ---------------------------------------------------------------------------

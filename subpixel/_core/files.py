@@ -65,19 +65,21 @@ class FileError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
-def kind_of(path: str | os.PathLike) -> str:
-    """``"safetensors"``, ``"npz"``, ``"pickle"`` or ``"keras"`` by the name's suffix."""
+def kind_by_suffix(path: str | os.PathLike, kinds: dict[str, tuple[str, ...]], unknown: str) -> str:
+    """The first of ``kinds`` (kind -> its suffixes) whose suffix ends the name of
+    ``path``, in any case; ``FileError(path, unknown)`` where none does."""
     name = os.fspath(path).lower()
-    for kind, suffixes in (
-        ("safetensors", SAFETENSORS),
-        ("npz", NPZ),
-        ("pickle", PICKLE),
-        ("keras", KERAS),
-    ):
+    for kind, suffixes in kinds.items():
         if name.endswith(suffixes):
             return kind
-    raise FileError(
+    raise FileError(path, unknown)
+
+
+def kind_of(path: str | os.PathLike) -> str:
+    """``"safetensors"``, ``"npz"``, ``"pickle"`` or ``"keras"`` by the name's suffix."""
+    return kind_by_suffix(
         path,
+        {"safetensors": SAFETENSORS, "npz": NPZ, "pickle": PICKLE, "keras": KERAS},
         "unknown weights format (use .safetensors, .npz, .pt/.pth/.bin/.ckpt, .weights.h5, .h5 "
         "or .keras)",
     )
@@ -299,13 +301,25 @@ class TensorFile(abc.ABC):
     def keys(self) -> list[str]:
         """The arrays' names."""
 
-    @abc.abstractmethod
     def shape(self, key: str) -> tuple[int, ...]:
         """One array's shape, read from the header only."""
+        if key not in self:
+            raise self._missing(key)
+        return self._shape(key)
 
-    @abc.abstractmethod
     def __getitem__(self, key: str) -> Any:
         """One array, read now."""
+        if key not in self:
+            raise self._missing(key)
+        return self._read(key)
+
+    @abc.abstractmethod
+    def _shape(self, key: str) -> tuple[int, ...]:
+        """:meth:`shape` of one of :meth:`keys`."""
+
+    @abc.abstractmethod
+    def _read(self, key: str) -> Any:
+        """``file[key]`` of one of :meth:`keys`."""
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys()
@@ -390,16 +404,12 @@ class _Safetensors(TensorFile):
     def keys(self) -> list[str]:
         return list(self._handle.keys())
 
-    def shape(self, key: str) -> tuple[int, ...]:
-        if key not in self._header or key == "__metadata__":
-            raise self._missing(key)
+    def _shape(self, key: str) -> tuple[int, ...]:
         return tuple(self._header[key]["shape"])
 
-    def __getitem__(self, key: str) -> Any:
+    def _read(self, key: str) -> Any:
         import numpy as np
 
-        if key not in self.keys():
-            raise self._missing(key)
         info = self._header[key]
         if info["dtype"] == "BF16":  # NumPy has no bfloat16: read the bits, widen exactly
             start, end = info["data_offsets"]
@@ -503,15 +513,8 @@ class _Npz(TensorFile):
     def keys(self) -> list[str]:
         return [k for k in self._members if k not in self._hidden]
 
-    def shape(self, key: str) -> tuple[int, ...]:
-        if key not in self.keys():
-            raise self._missing(key)
+    def _shape(self, key: str) -> tuple[int, ...]:
         return tuple(self._headers[key][0])
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.keys():
-            raise self._missing(key)
-        return self._read(key)
 
     def close(self) -> None:
         self._zip.close()
@@ -552,16 +555,12 @@ class _Pickle(TensorFile):
     def keys(self) -> list[str]:
         return list(self._tensors)
 
-    def shape(self, key: str) -> tuple[int, ...]:
-        if key not in self._tensors:
-            raise self._missing(key)
+    def _shape(self, key: str) -> tuple[int, ...]:
         return tuple(self._tensors[key].shape)
 
-    def __getitem__(self, key: str) -> Any:
+    def _read(self, key: str) -> Any:
         import torch
 
-        if key not in self._tensors:
-            raise self._missing(key)
         t = self._tensors[key].detach()
         if t.dtype == torch.bfloat16:
             t = t.float()  # exact
@@ -655,16 +654,12 @@ class _Keras(TensorFile):
     def keys(self) -> list[str]:
         return list(self._names)
 
-    def shape(self, key: str) -> tuple[int, ...]:
-        if key not in self._names:
-            raise self._missing(key)
+    def _shape(self, key: str) -> tuple[int, ...]:
         return tuple(self._file[key].shape)
 
-    def __getitem__(self, key: str) -> Any:
+    def _read(self, key: str) -> Any:
         import numpy as np
 
-        if key not in self._names:
-            raise self._missing(key)
         ds = self._file[key]
         if ds.dtype.kind not in "biuf":
             raise FileError(self.path, f"dataset {key!r} has dtype {ds.dtype}, not numbers")
@@ -708,19 +703,19 @@ def open_tensors(path: str | os.PathLike, *, allow_pickle: bool = False) -> Tens
     kind = kind_of(path)
     if not os.path.isfile(path):
         raise FileError(path, "no such file")
-    if kind == "safetensors":
-        return _Safetensors(path)
-    if kind == "npz":
-        return _Npz(path)
-    if kind == "pickle":
-        if not allow_pickle:
-            raise FileError(
-                path,
-                "PyTorch checkpoints are pickle files, which can run code; pass --allow-pickle "
-                "(allow_pickle=True) to read it with torch.load(weights_only=True)",
-            )
-        return _Pickle(path)
-    return _Keras(path)
+    if kind == "pickle" and not allow_pickle:
+        raise FileError(
+            path,
+            "PyTorch checkpoints are pickle files, which can run code; pass --allow-pickle "
+            "(allow_pickle=True) to read it with torch.load(weights_only=True)",
+        )
+    readers: dict[str, Callable[[str], TensorFile]] = {
+        "safetensors": _Safetensors,
+        "npz": _Npz,
+        "pickle": _Pickle,
+        "keras": _Keras,
+    }
+    return readers[kind](path)
 
 
 def read_all(path: str | os.PathLike, **kwargs: Any) -> tuple[dict[str, Any], dict[str, str]]:

@@ -46,17 +46,9 @@ _LAYOUTS = ("NCHW", "NHWC")
 def model_kind(path: str | os.PathLike) -> str:
     """``"onnx"``, ``"tflite"``, ``"program"`` (``.pt2``) or ``"checkpoint"`` by the
     file's name; :class:`~subpixel._core.files.FileError` for anything else."""
-    name = os.fspath(path).lower()
-    for kind, suffixes in (
-        ("onnx", ONNX),
-        ("tflite", LITERT),
-        ("program", PROGRAMS),
-        ("checkpoint", CHECKPOINTS),
-    ):
-        if name.endswith(suffixes):
-            return kind
-    raise _files.FileError(
+    return _files.kind_by_suffix(
         path,
+        {"onnx": ONNX, "tflite": LITERT, "program": PROGRAMS, "checkpoint": CHECKPOINTS},
         "unknown model format (use .onnx, .tflite, a torch.export program .pt2, or a "
         ".pth/.safetensors checkpoint)",
     )
