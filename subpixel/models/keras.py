@@ -5,7 +5,7 @@ full-integer conversion (:func:`espcn_int8`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -15,10 +15,19 @@ from .._core.lowering import Lowering
 from .._core.spec import Order
 from ..layers.keras import PixelShuffle, SubPixelConv
 
-if TYPE_CHECKING:
-    from .calibration import Group
-
 __all__ = ["espcn", "espcn_int8"]
+
+
+class Group(Protocol):
+    """What :func:`espcn_int8` reads of a group of channels quantized together
+    (:class:`subpixel.models.calibration.Group` gives it)."""
+
+    @property
+    def channels(self) -> tuple[int, ...]: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def high(self) -> float: ...
 
 
 def espcn(
