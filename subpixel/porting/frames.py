@@ -704,20 +704,26 @@ def _along(
     over ``axes`` (each list of axes in the order the parameters are stored)."""
     axes = tuple(a % len(src_shape) for a in axes)
     t_axes = tuple(a % len(tgt_shape) for a in t_axes)
-    s_coords = np.unravel_index(np.arange(rel.size), src_shape)
-    t_coords = np.unravel_index(rel, tgt_shape)
     s_rest = [a for a in range(len(src_shape)) if a not in axes and src_shape[a] != 1]
     t_rest = [a for a in range(len(tgt_shape)) if a not in t_axes and tgt_shape[a] != 1]
     if [src_shape[a] for a in s_rest] != [tgt_shape[a] for a in t_rest]:
-        return None
-    if not all(np.array_equal(s_coords[sa], t_coords[ta]) for sa, ta in zip(s_rest, t_rest)):
         return None
     s_sizes = tuple(src_shape[a] for a in axes)
     t_sizes = tuple(tgt_shape[a] for a in t_axes)
     if math.prod(s_sizes) != math.prod(t_sizes):
         return None
-    s_key = np.ravel_multi_index(tuple(s_coords[a] for a in axes), s_sizes)
-    t_key = np.ravel_multi_index(tuple(t_coords[a] for a in t_axes), t_sizes)
+    if len(axes) == len(t_axes) == 1:  # one axis each (channels): by arithmetic
+        s_key, s_r, *_ = _to_cr(np.arange(rel.size), src_shape, axes[0])
+        t_key, t_r, *_ = _to_cr(rel, tgt_shape, t_axes[0])
+        if not np.array_equal(s_r, t_r):  # (the other axes, size-1 ones aside, in order)
+            return None
+    else:
+        s_coords = np.unravel_index(np.arange(rel.size), src_shape)
+        t_coords = np.unravel_index(rel, tgt_shape)
+        if not all(np.array_equal(s_coords[sa], t_coords[ta]) for sa, ta in zip(s_rest, t_rest)):
+            return None
+        s_key = np.ravel_multi_index(tuple(s_coords[a] for a in axes), s_sizes)
+        t_key = np.ravel_multi_index(tuple(t_coords[a] for a in t_axes), t_sizes)
     n = math.prod(s_sizes)
     table = np.full(n, -1, np.int64)
     table[s_key] = t_key
