@@ -26,6 +26,7 @@ import numpy as np
 from ._core import files as _files
 
 __all__ = [
+    "READ_FORMATS",
     "Canvas",
     "check_writable",
     "psnr",
@@ -41,6 +42,9 @@ __all__ = [
 _MODE_FAMILY = {"I;16": "I16", "I;16B": "I16", "I;16L": "I16", "I;16N": "I16", "I": "I16"}
 # Pillow modes read as they are, and those converted first (nothing is lost)
 _AS_IS = {"L", "LA", "RGB", "RGBA", "I;16", "F"}
+# the formats read: those Pillow decodes itself (it runs Ghostscript for EPS, which a
+# file from someone else must never start)
+READ_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "TGA", "QOI")
 _CONVERT = {"1": "L", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
 
 
@@ -66,7 +70,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not os.path.isfile(path):
         raise _files.FileError(path, "no such file")
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=READ_FORMATS) as im:
             im.load()
             mode = im.mode
             if mode.startswith("I;16"):  # any byte order: one native uint16 array below
@@ -88,6 +92,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except OSError as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise _files.FileError(path, exc.strerror or str(exc)) from None
+        if isinstance(exc, Image.UnidentifiedImageError):
+            raise _files.FileError(
+                path, f"not an image subpixel reads ({', '.join(READ_FORMATS)})"
+            ) from None
         raise _files.FileError(path, f"not an image Pillow can read ({exc})") from None
     except (ValueError, Image.DecompressionBombError, SyntaxError, EOFError) as exc:
         raise _files.FileError(path, f"not an image subpixel can read ({exc})") from None

@@ -51,9 +51,8 @@ __all__ = [
 PATCH = 64  # side of a calibration patch (LR pixels)
 PATCHES = 48  # synthetic patches; also how many are cut from a folder's images at least
 GROUPS = 4  # channel groups per hidden layer, each with its own int8 range
-# the image formats a calibration folder may hold: Pillow decodes these itself (it runs
-# Ghostscript for EPS, which a folder of someone's files must never start)
-FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "TGA")
+# the image formats a calibration folder may hold: those every image is read in
+FORMATS = image.READ_FORMATS
 _KEEP = 1 << 18  # pre-activation values kept per channel for the statistics
 _SCALINGS = np.linspace(0.1, 1.0, 19)  # candidate ranges: fractions of the group's extremes
 

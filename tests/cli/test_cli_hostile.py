@@ -314,6 +314,19 @@ def test_upscale_checks_everything_before_writing(rgb, tmp_path, capsys):
     assert not any(p.name.startswith("o") for p in tmp_path.iterdir())
 
 
+def test_an_image_pillow_would_hand_to_ghostscript_runs_nothing(tmp_path, capsys):
+    """EPS is an image to Pillow, decoded by running Ghostscript on the file: refused
+    by its content (whatever its name), and nothing runs."""
+    marker = tmp_path / "ran"
+    eps = "%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+    eps += f"({marker}) (w) file closefile\nshowpage\n"
+    for name in ("in.eps", "in.png"):
+        (tmp_path / name).write_text(eps)
+        line = one_line(capsys, "upscale", tmp_path / name, tmp_path / "out.png")
+        assert re.search(r": not an image subpixel reads \(PNG, JPEG, ", line), line
+    assert not marker.exists() and not (tmp_path / "out.png").exists()
+
+
 def test_upscale_16_bit_grey_and_float_are_scaled_not_clipped(tmp_path, capsys):
     g16 = tmp_path / "g16.png"
     Image.fromarray(np.full((8, 8), 20000, np.uint16)).save(g16)
