@@ -526,6 +526,17 @@ class _Npz(TensorFile):
 class _Pickle(TensorFile):
     def __init__(self, path: str) -> None:
         try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError as exc:
+            raise FileError(path, exc.strerror or str(exc)) from None
+        if not head.startswith((b"PK\x03\x04", b"\x80")):  # (told before torch is needed)
+            raise FileError(
+                path,
+                "not a PyTorch checkpoint torch.load can read safely (neither a zip "
+                "archive nor a pickle)",
+            )
+        try:
             import torch
         except ImportError:
             raise FileError(
