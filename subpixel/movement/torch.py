@@ -177,7 +177,10 @@ class Recorder:
                     self._value(name, t).constant = not from_data
                     names.append(name)
                     if self.wanted is not None and name in self.wanted:
-                        self.seen[name] = t.detach().cpu().numpy().copy()
+                        v = t.detach().cpu()
+                        if v.dtype == torch.bfloat16:  # (NumPy has none: float32 is exact)
+                            v = v.float()
+                        self.seen[name] = v.numpy().copy()
                 if self.wanted is None:
                     many = _many(func, args, kwargs)
                     if many is not None:  # (a step of lists: Node.many)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -191,6 +192,7 @@ def _port(c: _Context, pairs: list[tuple[int, int]]) -> PortReport:
             c.src_run,
             c.tgt_run,
         )
+        _check_off_the_example(c, report)
     except BaseException:
         c.tgt_mod.restore(c.target, saved)
         raise
@@ -462,8 +464,10 @@ def _effective(
 def _check_pads(
     src: Record, tgt: Record, sp: Placed | None, tp: Placed | None, sg: Any, tg: Any
 ) -> None:
-    """Convolutions pad alike for the example's sizes (TensorFlow's 'same' pads one
-    more at the end where PyTorch pads both sides, for even sizes and stride 2)."""
+    """Convolutions pad alike for the example's sizes and every other size modulo the
+    stride (TensorFlow's 'same' pads one more at the end where PyTorch pads both sides,
+    for even sizes and stride 2: a port checked on odd sizes only would be wrong on
+    even ones)."""
     if (
         src.kind != "conv"
         or "pads" not in src.settings
@@ -479,23 +483,21 @@ def _check_pads(
     d = len(kernel)
     stride = cast("Sequence[int]", src.settings.get("stride", (1,) * d))
     dilation = cast("Sequence[int]", src.settings.get("dilation", (1,) * d))
-    a, b = (
-        _effective(
-            r.settings["pads"],
-            _spatial(g.values[place.input].probe_shape, r.layout),
-            kernel,
-            stride,
-            dilation,
+    s_sizes = _spatial(sg.values[sp.input].probe_shape, src.layout)
+    t_sizes = _spatial(tg.values[tp.input].probe_shape, tgt.layout)
+    for j in range(max(stride, default=1)):  # every size modulo the stride, not only this one
+        a, b = (
+            _effective(r.settings["pads"], tuple(n + j for n in n_sizes), kernel, stride, dilation)
+            for r, n_sizes in ((src, s_sizes), (tgt, t_sizes))
         )
-        for r, g, place in ((src, sg, sp), (tgt, tg, tp))
-    )
-    if a is not None and b is not None and a != b:
-        raise ValueError(
-            f"the architectures differ at {src.label} -> {tgt.label}: the padding is {a} "
-            f"(low, high per axis) in the source and {b} in the target for this input "
-            "(TensorFlow's and Flax's 'same' pad one more at the end on even sizes with "
-            "stride 2, where PyTorch pads both sides alike)"
-        )
+        if a is not None and b is not None and a != b:
+            at = "for this input" if j == 0 else f"for inputs {j} larger than this one"
+            raise ValueError(
+                f"the architectures differ at {src.label} -> {tgt.label}: the padding is {a} "
+                f"(low, high per axis) in the source and {b} in the target {at} "
+                "(TensorFlow's and Flax's 'same' pad one more at the end on even sizes with "
+                "stride 2, where PyTorch pads both sides alike)"
+            )
 
 
 def tolerance(reference: np.ndarray, dtypes: Sequence[str]) -> float:
@@ -614,6 +616,64 @@ def _verify(
             raise ValueError(
                 f"the ported target's output differs from the source's by {out_diff:.3g} "
                 f"(tolerance {tol:.3g}) on {on}: {where}; the target was left as it was"
+            )
+
+
+def _check_off_the_example(c: _Context, report: PortReport) -> None:
+    """The outputs agree off the example too: on a random input ten times its scale
+    (an activation that clips, a ``ReLU6`` against a ``relu``, shows) and, for images,
+    on one a pixel larger on each spatial axis (a padding, pooling or arrangement that
+    agrees only at the example's size shows).  A probe either model does not run on is
+    left out (it cannot give wrong numbers there); outputs of other shapes, or that
+    differ beyond the tolerance, are a ``ValueError``."""
+    a = np.asarray(c.x)
+    axes = frames_module.output_axes(c.src_pos, c.tgt_pos)
+    if a.dtype.kind != "f" or a.size == 0 or axes is None:
+        return  # token ids: no other values to try
+    rng = np.random.default_rng(1)
+    rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
+    scale = 10 * (rms if math.isfinite(rms) and rms > 1 else 1.0)
+    probes = [
+        ("a random input ten times the example's scale", rng.standard_normal(a.shape) * scale)
+    ]
+    kinds = [r.kind for r in c.src_records]
+    if a.ndim >= 3 and frames_module.reads_images(c.src_pos.graph, c.src_placed, kinds):
+        spatial = range(2, a.ndim) if c.layouts[0] == "channels_first" else range(1, a.ndim - 1)
+        shape = tuple(n + 1 if k in spatial else n for k, n in enumerate(a.shape))
+        probes.append(("a random input one pixel larger on each axis", rng.standard_normal(shape)))
+    dtypes = [
+        str(np.asarray(v).dtype)
+        for r in (*c.src_records, *c.tgt_records)
+        for v in r.params.values()
+        if v is not None
+    ]
+    for what, probe in probes:
+        xp = probe.astype(a.dtype)
+        try:
+            y_s = c.src_mod.output(c.source, xp)
+        except Exception:
+            continue  # the source runs only on inputs like the example
+        try:
+            y_t = c.tgt_mod.output(c.target, _example_for(xp, c.layouts))
+        except Exception:
+            continue  # (a fixed input size, say: it cannot give wrong numbers there)
+        rel = frames_module.layout_relation(y_s.shape, y_t.shape, *axes)
+        if rel is None:
+            raise ValueError(
+                f"the ported target's output has shape {y_t.shape} and the source's "
+                f"{y_s.shape} on {what}: the models differ off the example; the target was "
+                "left as it was"
+            )
+        y_t = y_t.ravel()[rel].reshape(y_s.shape)
+        tol = c.atol if c.atol is not None else tolerance(y_s, [*dtypes, str(y_s.dtype)])
+        diff = max_difference(y_s, y_t)
+        if not diff <= tol:
+            raise ValueError(
+                f"the ported target's output differs from the source's by {diff:.3g} "
+                f"(tolerance {tol:.3g}) on {what}, while on the example it agrees to "
+                f"{report.max_diff:.3g}: the models compute differently off the example (a "
+                "padding, pooling, activation or arrangement that shows only at other sizes "
+                "or values); the target was left as it was"
             )
 
 

@@ -192,6 +192,15 @@ def trace(model: Any, example: Any) -> tuple[Graph, Any]:
     return graph, runner
 
 
+def output(model: Any, example: Any) -> np.ndarray:
+    """The model's first output on ``example``, in evaluation mode on a copy."""
+    from .._frameworks.flax import evaluate
+
+    y = evaluate(model, example)
+    y = y[0] if isinstance(y, (tuple, list)) else y
+    return np.asarray(y)
+
+
 def snapshot(model: Any) -> Any:
     return nnx.clone(nnx.state(model))
 

@@ -641,7 +641,8 @@ def _sizes(shape: tuple[int, ...], axis: int | None) -> tuple[int, int]:
 
 def _relation(mapped: np.ndarray, tgt: np.ndarray) -> np.ndarray | None:
     """For each source position (flat), the flat target position holding the element
-    ``mapped`` says it is; None where one is missing."""
+    ``mapped`` says it is; None where one is missing.  An element held several times
+    (copies) pairs its copies in the order they lie in each."""
     t_flat, flat = tgt.ravel(), mapped.ravel()
     if t_flat.size and flat.size:
         lo, hi = int(t_flat.min()), int(t_flat.max())
@@ -655,6 +656,13 @@ def _relation(mapped: np.ndarray, tgt: np.ndarray) -> np.ndarray | None:
                 return None if np.any(at < 0) else at
     order = np.argsort(t_flat, kind="stable")
     sorted_ids = t_flat[order]
+    if flat.size == t_flat.size:  # copies (nearest upsampling, a tile): the k-th to the k-th
+        s_order = np.argsort(flat, kind="stable")
+        if flat.size and (flat[s_order[0]] < 0 or not np.array_equal(flat[s_order], sorted_ids)):
+            return None
+        rel = np.empty_like(order)
+        rel[s_order] = order
+        return rel
     at = np.searchsorted(sorted_ids, flat)
     at = np.clip(at, 0, len(sorted_ids) - 1)
     if flat.size and (np.any(flat < 0) or not np.array_equal(sorted_ids[at], flat)):
@@ -784,16 +792,49 @@ def _relation_by_layout(
     t_axis: int | None
     if point.kind in ("layer", "per_channel") and point.axes and t_point.axes:
         s_axis, t_axis = point.axes[0], t_point.axes[0]
-    else:  # where the channels of what reaches it lie, else the graphs' layouts
-        s_axis = _observed_axis(point.positions, mapper.src)
-        t_axis = _observed_axis(t_point.positions, mapper.tgt)
-        if s_axis is None or t_axis is None:
-            s_axis = _channel_axis(s_shape, mapper.src.graph.layout)
-            t_axis = _channel_axis(t_shape, mapper.tgt.graph.layout)
+    else:
+        s_axis, t_axis = _value_axes(s_shape, t_shape, mapper.src, mapper.tgt, point, t_point)
+    return layout_relation(s_shape, t_shape, s_axis, t_axis)
+
+
+def _value_axes(
+    s_shape: tuple[int, ...],
+    t_shape: tuple[int, ...],
+    src: Positions,
+    tgt: Positions,
+    point: Point,
+    t_point: Point,
+) -> tuple[int | None, int | None]:
+    """The channel axes of a value in each model: where the channels of what reaches
+    it lie, else the graphs' layouts."""
+    s_axis = _observed_axis(point.positions, src)
+    t_axis = _observed_axis(t_point.positions, tgt)
+    if s_axis is None or t_axis is None:
+        return _channel_axis(s_shape, src.graph.layout), _channel_axis(t_shape, tgt.graph.layout)
+    return s_axis, t_axis
+
+
+def layout_relation(
+    s_shape: tuple[int, ...], t_shape: tuple[int, ...], s_axis: int | None, t_axis: int | None
+) -> np.ndarray | None:
+    """Source flat position -> target flat position of the same element, the channel
+    axis ``s_axis`` of the source's being ``t_axis`` of the target's (the other axes
+    in their order, size-1 ones aside); None where the shapes do not pair so."""
     c, r, n_c, n_r = _to_cr(np.arange(math.prod(s_shape)), s_shape, s_axis)
     if (n_c, n_r) != _sizes(t_shape, t_axis):
         return None
     return _from_cr(c, r, t_shape, t_axis)
+
+
+def output_axes(src: Positions, tgt: Positions) -> tuple[int | None, int | None] | None:
+    """The channel axes of the two models' first outputs (for outputs of other sizes:
+    an axis is an axis whatever the sizes); None without outputs."""
+    s_point = next((p for p in src.points if p.kind == "output" and p.key == 0), None)
+    t_point = next((p for p in tgt.points if p.kind == "output" and p.key == 0), None)
+    if s_point is None or t_point is None:
+        return None
+    shapes = tuple(s_point.positions.shape), tuple(t_point.positions.shape)
+    return _value_axes(*shapes, src, tgt, s_point, t_point)
 
 
 def _observed_axis(ids: np.ndarray, pos: Positions) -> int | None:
@@ -938,7 +979,7 @@ def _where(point: Point, names: Sequence[str]) -> str:
         return names[point.key]
     if point.kind == "output":
         return f"the model's output {point.key}"
-    return f"an op between the layers (the {point.key + 1}th the analysis does not look into)"
+    return f"an op between the layers (number {point.key + 1} of those the analysis does not look into)"
 
 
 def mapper(

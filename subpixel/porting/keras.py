@@ -284,6 +284,13 @@ def trace(model: Any, example: Any) -> tuple[Graph, Any]:
     return graph, runner
 
 
+def output(model: Any, example: Any) -> np.ndarray:
+    """The model's first output on ``example``, in inference mode."""
+    y = model(_input(example, model), training=False)
+    y = y[0] if isinstance(y, (tuple, list)) else y
+    return np.asarray(keras.ops.convert_to_numpy(y))
+
+
 def snapshot(model: Any) -> list[tuple[Any, np.ndarray]]:
     return [(v, np.array(keras.ops.convert_to_numpy(v), copy=True)) for v in model.variables]
 

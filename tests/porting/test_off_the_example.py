@@ -1,0 +1,144 @@
+"""Models that agree on the example and not elsewhere: a padding whose rule differs
+only at another size parity, a pooling or arrangement that agrees only at the example's
+size, an activation that clips beyond the example's values.  Each port is refused and
+leaves the target as it was; what really is the same ports (copies of elements through
+nearest upsampling, bfloat16 models)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import subpixel
+
+L = keras.layers
+
+
+def _x(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _keras(*layers):
+    inputs = keras.Input((None, None, 3))
+    h = inputs
+    for layer in layers:
+        h = layer(h)
+    return keras.Model(inputs, h)
+
+
+class HWTransposed(nn.Module):
+    """A convolution applied to the image with its rows and columns swapped."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x.transpose(2, 3)).transpose(2, 3)))
+
+
+CASES = {
+    # PyTorch pads 1 on both sides; 'same' with stride 2 pads (0, 1) on even sizes:
+    # alike on the odd example only
+    "padding rule, odd example": (
+        lambda: nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1)),
+        lambda: _keras(L.Conv2D(4, 3, strides=2, padding="same")),
+        _x(1, 3, 5, 5),
+        r"padding .* for inputs 1 larger than this one",
+    ),
+    "padding rule, after a pooling": (  # the strided layer sees 3 x 3 of a 6 x 6 example
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        ),
+        lambda: _keras(
+            L.Conv2D(4, 3, padding="same"),
+            L.MaxPooling2D(2),
+            L.Conv2D(4, 3, strides=2, padding="same"),
+        ),
+        _x(1, 3, 6, 6),
+        r"padding .* for inputs 1 larger than this one",
+    ),
+    "a pooling's padding": (
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, 1), nn.Conv2d(4, 2, 1)
+        ),
+        lambda: _keras(
+            L.Conv2D(4, 3, padding="same"), L.MaxPooling2D(3, 2, "same"), L.Conv2D(2, 1)
+        ),
+        _x(1, 3, 5, 5),
+        r"on a random input one pixel larger on each axis, while on the example it agrees",
+    ),
+    "adaptive against fixed pooling": (
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(2), nn.Conv2d(4, 2, 1)
+        ),
+        lambda: _keras(L.Conv2D(4, 3, padding="same"), L.AveragePooling2D(2), L.Conv2D(2, 1)),
+        _x(1, 3, 4, 4),
+        r"one pixel larger on each axis",
+    ),
+    "rows and columns swapped, 1 x 1 example": (
+        HWTransposed,
+        lambda: _keras(L.Conv2D(4, 3, padding="same", activation="relu"), L.Conv2D(2, 1)),
+        _x(1, 3, 1, 1),
+        r"one pixel larger on each axis",
+    ),
+    "ReLU6 against relu": (
+        lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 2, 1)),
+        lambda: _keras(L.Conv2D(8, 3, padding="same", activation="relu"), L.Conv2D(2, 1)),
+        _x(1, 3, 5, 6),
+        r"on a random input ten times the example's scale",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_models_that_agree_only_on_the_example_are_refused(name):
+    make_source, make_target, x, match = CASES[name]
+    source, target = make_source().eval(), make_target()
+    before = [np.array(v) for v in target.get_weights()]
+    with pytest.raises(ValueError, match=match):
+        subpixel.port_weights(source, target, example=x)
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, target.get_weights()))
+
+
+def _nearest():
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2), nn.Conv2d(4, 2, 3, padding=1)
+    ).eval()
+
+
+@pytest.mark.parametrize("target", ["torch", "keras"])
+def test_nearest_upsampling_ports(target):
+    """Each element is copied four times: the copies pair in the order they lie."""
+    source = _nearest()
+    other = (
+        _nearest()
+        if target == "torch"
+        else _keras(
+            L.Conv2D(4, 3, padding="same"), L.UpSampling2D(2), L.Conv2D(2, 3, padding="same")
+        )
+    )
+    report = subpixel.port_weights(source, other, example=_x(1, 3, 4, 5))
+    assert report.max_diff <= report.tolerance
+    x = _x(2, 3, 7, 6, seed=1)
+    with torch.no_grad():
+        want = source(torch.from_numpy(x)).numpy()
+    got = (
+        other(torch.from_numpy(x)).detach().numpy()
+        if target == "torch"
+        else np.moveaxis(np.asarray(other(np.moveaxis(x, 1, -1))), -1, 1)
+    )
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_bfloat16_models_port():
+    source = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)).to(torch.bfloat16)
+    target = _keras(L.Conv2D(4, 3, padding="same", dtype="bfloat16"))
+    report = subpixel.port_weights(source, target, example=_x(1, 3, 5, 6))
+    assert report.max_diff <= report.tolerance
+    back = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)).to(torch.bfloat16)
+    subpixel.port_weights(target, back, example=np.moveaxis(_x(1, 3, 5, 6), 1, -1))
+    assert torch.equal(back[0].weight, source[0].weight)
