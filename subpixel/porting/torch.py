@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._frameworks.torch import as_input
 from ..layers import torch as torch_layers
 from ..movement import Graph
 from ..movement import torch as movement_torch
@@ -184,16 +185,7 @@ def read(model: nn.Module, *, target: bool = False) -> list[Record]:
     return records
 
 
-def model_input(model: nn.Module, example: Any) -> torch.Tensor:
-    """``example`` as an input of ``model``: on its device, a float in its parameters'
-    dtype (integers, token ids say, as they are)."""
-    x = torch.as_tensor(np.asarray(example) if not isinstance(example, torch.Tensor) else example)
-    param = next(model.parameters(), None)
-    if param is not None:
-        x = x.to(device=param.device)
-        if x.is_floating_point() and param.is_floating_point():
-            x = x.to(dtype=param.dtype)
-    return x
+model_input = as_input  # (the porting modules' common name)
 
 
 def trace(model: nn.Module, example: Any) -> tuple[Graph, Any]:
