@@ -621,11 +621,13 @@ def _verify(
 
 def _check_off_the_example(c: _Context, report: PortReport) -> None:
     """The outputs agree off the example too: on a random input ten times its scale
-    (an activation that clips, a ``ReLU6`` against a ``relu``, shows) and, for images,
-    on one a pixel larger on each spatial axis (a padding, pooling or arrangement that
-    agrees only at the example's size shows).  A probe either model does not run on is
-    left out (it cannot give wrong numbers there); outputs of other shapes, or that
-    differ beyond the tolerance, are a ``ValueError``."""
+    and one of every magnitude up to 1e4 times it (an activation that clips, a
+    ``ReLU6`` against a ``relu``, shows) and, for images, on one about twice as large
+    and of the other parity on each spatial axis (a padding, pooling, fixed-size
+    upsampling or arrangement that agrees only at the example's size shows).  A probe
+    either model does not run on is left out (it cannot give wrong numbers there);
+    outputs of other shapes, or that differ beyond the tolerance, are a
+    ``ValueError``."""
     a = np.asarray(c.x)
     axes = frames_module.output_axes(c.src_pos, c.tgt_pos)
     if a.dtype.kind != "f" or a.size == 0 or axes is None:
@@ -633,20 +635,30 @@ def _check_off_the_example(c: _Context, report: PortReport) -> None:
     rng = np.random.default_rng(1)
     rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
     scale = 10 * (rms if math.isfinite(rms) and rms > 1 else 1.0)
-    probes = [
-        ("a random input ten times the example's scale", rng.standard_normal(a.shape) * scale)
-    ]
-    kinds = [r.kind for r in c.src_records]
-    if a.ndim >= 3 and frames_module.reads_images(c.src_pos.graph, c.src_placed, kinds):
-        spatial = range(2, a.ndim) if c.layouts[0] == "channels_first" else range(1, a.ndim - 1)
-        shape = tuple(n + 1 if k in spatial else n for k, n in enumerate(a.shape))
-        probes.append(("a random input one pixel larger on each axis", rng.standard_normal(shape)))
     dtypes = [
         str(np.asarray(v).dtype)
         for r in (*c.src_records, *c.tgt_records)
         for v in r.params.values()
         if v is not None
     ]
+    probes = [
+        ("a random input ten times the example's scale", rng.standard_normal(a.shape) * scale)
+    ]
+    if set(dtypes) <= {"float32", "float64"} and a.dtype in (np.float32, np.float64):
+        # every magnitude up to 1e4 times the scale: a clip or threshold far out shows
+        # (not in 16-bit floats, which overflow there)
+        spread = rng.standard_normal(a.shape) * scale * 10.0 ** rng.uniform(-1, 3, a.shape)
+        probes.append(("a random input of every magnitude up to 1e4 times the example's", spread))
+    kinds = [r.kind for r in c.src_records]
+    if a.ndim >= 3 and frames_module.reads_images(c.src_pos.graph, c.src_placed, kinds):
+        spatial = range(2, a.ndim) if c.layouts[0] == "channels_first" else range(1, a.ndim - 1)
+        pixels = math.prod(a.shape[k] for k in spatial)
+        # about twice the size and of the other parity (every size after a pooling or a
+        # stride differs too), or one pixel more where the example is already large
+        grown = [n + 1 if pixels > 256 * 256 else 2 * n + 1 - n % 2 for n in a.shape]
+        shape = tuple(grown[k] if k in spatial else n for k, n in enumerate(a.shape))
+        what = "one pixel larger" if pixels > 256 * 256 else "about twice as large"
+        probes.append((f"a random input {what} on each axis", rng.standard_normal(shape)))
     for what, probe in probes:
         xp = probe.astype(a.dtype)
         try:

@@ -69,7 +69,7 @@ CASES = {
             L.Conv2D(4, 3, padding="same"), L.MaxPooling2D(3, 2, "same"), L.Conv2D(2, 1)
         ),
         _x(1, 3, 5, 5),
-        r"on a random input one pixel larger on each axis, while on the example it agrees",
+        r"on a random input about twice as large on each axis, while on the example it agrees",
     ),
     "adaptive against fixed pooling": (
         lambda: nn.Sequential(
@@ -77,13 +77,34 @@ CASES = {
         ),
         lambda: _keras(L.Conv2D(4, 3, padding="same"), L.AveragePooling2D(2), L.Conv2D(2, 1)),
         _x(1, 3, 4, 4),
-        r"one pixel larger on each axis",
+        r"about twice as large on each axis",
     ),
     "rows and columns swapped, 1 x 1 example": (
         HWTransposed,
         lambda: _keras(L.Conv2D(4, 3, padding="same", activation="relu"), L.Conv2D(2, 1)),
         _x(1, 3, 1, 1),
-        r"one pixel larger on each axis",
+        r"about twice as large on each axis",
+    ),
+    "a fixed-size upsampling after a pooling": (  # n and n + 1 pool to the same size
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 2, 3, padding=1),
+            nn.MaxPool2d(2),
+            nn.Upsample(size=(4, 4)),
+            nn.Conv2d(2, 2, 1),
+        ),
+        lambda: _keras(
+            L.Conv2D(2, 3, padding="same"), L.MaxPooling2D(2), L.UpSampling2D(2), L.Conv2D(2, 1)
+        ),
+        _x(1, 3, 4, 4),
+        r"output has shape .* on a random input about twice as large",
+    ),
+    "a clip far beyond the example's values": (
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.Hardtanh(-300, 300), nn.Conv2d(8, 2, 1)
+        ),
+        lambda: _keras(L.Conv2D(8, 3, padding="same"), L.Conv2D(2, 1)),
+        _x(1, 3, 5, 6),
+        r"on a random input of every magnitude up to 1e4 times the example's",
     ),
     "ReLU6 against relu": (
         lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 2, 1)),
