@@ -70,6 +70,44 @@ def port_weights(
         )
     _check_kinds(src_records, tgt_records)
     xs, made = _example(example, source, target, src_mod, tgt_mod, src_records)
+    args = (source, target, src_mod, tgt_mod, src_records, tgt_records, atol)
+    small = None if made else _reduced(xs[0], src_mod.layout(source))
+    if small is not None:  # the analysis on a crop of the example, the outputs on all of it
+        try:
+            return _ported(*args, [small], made, full=xs[0])
+        except ValueError:
+            pass  # the target is as it was: the whole example decides, and names why
+    return _ported(*args, xs, made, full=None)
+
+
+def _reduced(x: np.ndarray, layout: str) -> np.ndarray | None:
+    """A crop of an image example for the analysis (which is the same at every size of
+    the same parity and divisibility): one image, each spatial size above 32 cut to 16
+    plus its remainder modulo 16; None where nothing would be cut."""
+    if x.ndim < 3 or x.dtype.kind != "f":
+        return None
+    spatial = range(2, x.ndim) if layout == "channels_first" else range(1, x.ndim - 1)
+    sizes = [n if k not in spatial or n <= 32 else 16 + n % 16 for k, n in enumerate(x.shape)]
+    sizes[0] = 1
+    if sizes == list(x.shape):
+        return None
+    return np.ascontiguousarray(x[tuple(slice(0, n) for n in sizes)])
+
+
+def _ported(
+    source: Any,
+    target: Any,
+    src_mod: Any,
+    tgt_mod: Any,
+    src_records: list[Record],
+    tgt_records: list[Record],
+    atol: float | None,
+    xs: list[np.ndarray],
+    made: bool,
+    full: np.ndarray | None,
+) -> PortReport:
+    """Port with the models traced on the first of ``xs`` the source runs on (and,
+    with ``full``, the outputs compared on it too)."""
     mismatch = _definition_mismatch(src_records, tgt_records)
     layouts = (src_mod.layout(source), tgt_mod.layout(target))
     for k, x in enumerate(xs):  # (made ones: the first the source runs on)
@@ -99,7 +137,7 @@ def port_weights(
     tgt_pos = frames_module.positions(tgt_graph, tgt_placed, [r.kind for r in tgt_records])
     ctx = _Context(
         source, target, src_mod, tgt_mod, src_records, tgt_records, src_placed, tgt_placed,
-        src_pos, tgt_pos, src_run, tgt_run, x, x_t, layouts, made, atol,
+        src_pos, tgt_pos, src_run, tgt_run, x, x_t, layouts, made, atol, full,
     )  # fmt: skip
     refusal: ValueError | None = None
     for pairs in _pairings(ctx):
@@ -119,6 +157,7 @@ class _Context:
             self.source, self.target, self.src_mod, self.tgt_mod, self.src_records,
             self.tgt_records, self.src_placed, self.tgt_placed, self.src_pos, self.tgt_pos,
             self.src_run, self.tgt_run, self.x, self.x_t, self.layouts, self.made, self.atol,
+            self.full,
         ) = values  # fmt: skip
 
 
@@ -630,6 +669,8 @@ def _check_off_the_example(c: _Context, report: PortReport) -> None:
     ``ValueError``."""
     a = np.asarray(c.x)
     axes = frames_module.output_axes(c.src_pos, c.tgt_pos)
+    if c.full is not None and axes is None:
+        raise ValueError("the outputs cannot be compared on `example`")  # (the whole decides)
     if a.dtype.kind != "f" or a.size == 0 or axes is None:
         return  # token ids: no other values to try
     rng = np.random.default_rng(1)
@@ -659,34 +700,55 @@ def _check_off_the_example(c: _Context, report: PortReport) -> None:
         shape = tuple(grown[k] if k in spatial else n for k, n in enumerate(a.shape))
         what = "one pixel larger" if pixels > 256 * 256 else "about twice as large"
         probes.append((f"a random input {what} on each axis", rng.standard_normal(shape)))
+    if c.full is not None:  # the analysis ran on a crop: the whole example decides
+        done = _outputs_agree(c, c.full, "`example`", axes, dtypes, report)
+        assert done is not None
+        report.max_diff, report.tolerance = done
+        report.example = f"`example` (the layers compared on a {_shape_text(a.shape)} crop of it)"
     for what, probe in probes:
-        xp = probe.astype(a.dtype)
-        try:
-            y_s = c.src_mod.output(c.source, xp)
-        except Exception:
-            continue  # the source runs only on inputs like the example
-        try:
-            y_t = c.tgt_mod.output(c.target, _example_for(xp, c.layouts))
-        except Exception:
-            continue  # (a fixed input size, say: it cannot give wrong numbers there)
-        rel = frames_module.layout_relation(y_s.shape, y_t.shape, *axes)
-        if rel is None:
-            raise ValueError(
-                f"the ported target's output has shape {y_t.shape} and the source's "
-                f"{y_s.shape} on {what}: the models differ off the example; the target was "
-                "left as it was"
-            )
-        y_t = y_t.ravel()[rel].reshape(y_s.shape)
-        tol = c.atol if c.atol is not None else tolerance(y_s, [*dtypes, str(y_s.dtype)])
-        diff = max_difference(y_s, y_t)
-        if not diff <= tol:
-            raise ValueError(
-                f"the ported target's output differs from the source's by {diff:.3g} "
-                f"(tolerance {tol:.3g}) on {what}, while on the example it agrees to "
-                f"{report.max_diff:.3g}: the models compute differently off the example (a "
-                "padding, pooling, activation or arrangement that shows only at other sizes "
-                "or values); the target was left as it was"
-            )
+        _outputs_agree(c, probe.astype(a.dtype), what, axes, dtypes, report)
+
+
+def _outputs_agree(
+    c: _Context,
+    xp: np.ndarray,
+    what: str,
+    axes: tuple[int | None, int | None],
+    dtypes: list[str],
+    report: PortReport,
+) -> tuple[float, float] | None:
+    """(difference, tolerance) of the two models' outputs on ``xp`` (the source's
+    layout), ``ValueError`` beyond the tolerance; None where either does not run."""
+    try:
+        y_s = c.src_mod.output(c.source, xp)
+        y_t = c.tgt_mod.output(c.target, _example_for(xp, c.layouts))
+    except Exception:
+        if what == "`example`":
+            raise
+        return None  # (a fixed input size, say: it cannot give wrong numbers there)
+    rel = frames_module.layout_relation(y_s.shape, y_t.shape, *axes)
+    if rel is None:
+        raise ValueError(
+            f"the ported target's output has shape {y_t.shape} and the source's "
+            f"{y_s.shape} on {what}: the models differ off the example; the target was "
+            "left as it was"
+        )
+    y_t = y_t.ravel()[rel].reshape(y_s.shape)
+    tol = c.atol if c.atol is not None else tolerance(y_s, [*dtypes, str(y_s.dtype)])
+    diff = max_difference(y_s, y_t)
+    if not diff <= tol:
+        raise ValueError(
+            f"the ported target's output differs from the source's by {diff:.3g} "
+            f"(tolerance {tol:.3g}) on {what}, while on the example it agrees to "
+            f"{report.max_diff:.3g}: the models compute differently off the example (a "
+            "padding, pooling, activation or arrangement that shows only at other sizes "
+            "or values); the target was left as it was"
+        )
+    return diff, tol
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(n) for n in shape)
 
 
 def _output_shape(pos: Any) -> tuple[int, ...] | None:

@@ -163,3 +163,38 @@ def test_bfloat16_models_port():
     back = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)).to(torch.bfloat16)
     subpixel.port_weights(target, back, example=np.moveaxis(_x(1, 3, 5, 6), 1, -1))
     assert torch.equal(back[0].weight, source[0].weight)
+
+
+def _espcn_like():
+    return nn.Sequential(
+        nn.Conv2d(3, 12, 3, padding=1),
+        nn.PReLU(12),
+        nn.PixelShuffle(2),
+        nn.Conv2d(3, 3, 3, padding=1),
+    ).eval()
+
+
+def _keras_espcn_like(size=None):
+    inputs = keras.Input((size, size, 3))
+    h = L.PReLU(shared_axes=[1, 2])(L.Conv2D(12, 3, padding="same")(inputs))
+    h = keras.ops.depth_to_space(h, 2)
+    return keras.Model(inputs, L.Conv2D(3, 3, padding="same")(h))
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["any size", "fixed input size"])
+def test_a_large_example_is_analysed_on_a_crop_and_checked_whole(fixed):
+    """The reorders are the same at every size of the same parity: they are found on a
+    crop of a large example, and the outputs compared on all of it; a target that takes
+    only the example's size is ported from the whole example."""
+    source = _espcn_like()
+    with torch.no_grad():
+        source[1].weight.uniform_(-0.5, 0.5)
+    target = _keras_espcn_like(45 if fixed else None)
+    x = _x(2, 3, 45, 45)
+    report = subpixel.port_weights(source, target, example=x)
+    assert report.max_diff <= report.tolerance
+    assert ("crop" in report.example) is (not fixed), report.example
+    with torch.no_grad():
+        want = source(torch.from_numpy(x * 3)).numpy()
+    got = np.moveaxis(np.asarray(target(np.moveaxis(x * 3, 1, -1))), -1, 1)
+    np.testing.assert_allclose(got, want, atol=1e-4)
