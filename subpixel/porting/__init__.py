@@ -661,20 +661,22 @@ def _verify(
 def _check_off_the_example(c: _Context, report: PortReport) -> None:
     """The outputs agree off the example too: on a random input ten times its scale
     and one of every magnitude up to 1e4 times it (an activation that clips, a
-    ``ReLU6`` against a ``relu``, shows) and, for images, on one about twice as large
-    and of the other parity on each spatial axis (a padding, pooling, fixed-size
-    upsampling or arrangement that agrees only at the example's size shows).  A probe
-    either model does not run on is left out (it cannot give wrong numbers there);
-    outputs of other shapes, or that differ beyond the tolerance, are a
-    ``ValueError``."""
-    a = np.asarray(c.x)
+    ``ReLU6`` against a ``relu``, shows; the latter of the whole example's shape where
+    the analysis ran on a crop, so what a model does only at that size or batch shows)
+    and, for images, on one about twice as large, of the other parity on each spatial
+    axis and one image more (a padding, pooling, fixed-size upsampling, arrangement or
+    batch dependence that agrees only at the example's size shows).  A probe either
+    model does not run on is left out (it cannot give wrong numbers there); outputs of
+    other shapes, or that differ beyond the tolerance, are a ``ValueError``."""
+    a = np.asarray(c.x)  # (a crop of the example where c.full is the whole)
+    whole = a if c.full is None else np.asarray(c.full)
     axes = frames_module.output_axes(c.src_pos, c.tgt_pos)
     if c.full is not None and axes is None:
         raise ValueError("the outputs cannot be compared on `example`")  # (the whole decides)
     if a.dtype.kind != "f" or a.size == 0 or axes is None:
         return  # token ids: no other values to try
     rng = np.random.default_rng(1)
-    rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
+    rms = float(np.sqrt(np.mean(np.square(whole, dtype=np.float64))))
     scale = 10 * (rms if math.isfinite(rms) and rms > 1 else 1.0)
     dtypes = [
         str(np.asarray(v).dtype)
@@ -688,7 +690,8 @@ def _check_off_the_example(c: _Context, report: PortReport) -> None:
     if set(dtypes) <= {"float32", "float64"} and a.dtype in (np.float32, np.float64):
         # every magnitude up to 1e4 times the scale: a clip or threshold far out shows
         # (not in 16-bit floats, which overflow there)
-        spread = rng.standard_normal(a.shape) * scale * 10.0 ** rng.uniform(-1, 3, a.shape)
+        spread = rng.standard_normal(whole.shape) * scale
+        spread *= 10.0 ** rng.uniform(-1, 3, whole.shape)
         probes.append(("a random input of every magnitude up to 1e4 times the example's", spread))
     kinds = [r.kind for r in c.src_records]
     if a.ndim >= 3 and frames_module.reads_images(c.src_pos.graph, c.src_placed, kinds):
@@ -698,8 +701,10 @@ def _check_off_the_example(c: _Context, report: PortReport) -> None:
         # stride differs too), or one pixel more where the example is already large
         grown = [n + 1 if pixels > 256 * 256 else 2 * n + 1 - n % 2 for n in a.shape]
         shape = tuple(grown[k] if k in spatial else n for k, n in enumerate(a.shape))
+        shape = (shape[0] + 1, *shape[1:])  # and one image more
         what = "one pixel larger" if pixels > 256 * 256 else "about twice as large"
-        probes.append((f"a random input {what} on each axis", rng.standard_normal(shape)))
+        probe = rng.standard_normal(shape) * scale
+        probes.append((f"a random input {what} on each axis", probe))
     if c.full is not None:  # the analysis ran on a crop: the whole example decides
         done = _outputs_agree(c, c.full, "`example`", axes, dtypes, report)
         assert done is not None

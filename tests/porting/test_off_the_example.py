@@ -198,3 +198,34 @@ def test_a_large_example_is_analysed_on_a_crop_and_checked_whole(fixed):
         want = source(torch.from_numpy(x * 3)).numpy()
     got = np.moveaxis(np.asarray(target(np.moveaxis(x * 3, 1, -1))), -1, 1)
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+class Gated(nn.Module):
+    """A ReLU6 where the input is at least ``size`` wide or holds ``batch`` images or
+    more, a relu elsewhere."""
+
+    def __init__(self, size=10**9, batch=10**9, six=True):
+        super().__init__()
+        self.conv, self.size, self.batch, self.six = nn.Conv2d(3, 4, 3, padding=1), size, batch, six
+
+    def forward(self, x):
+        y = self.conv(x)
+        gated = x.shape[-1] >= self.size or x.shape[0] >= self.batch
+        return nn.functional.relu6(y) if self.six and gated else torch.relu(y)
+
+
+@pytest.mark.parametrize(
+    "gate, x",
+    [
+        ({"size": 40}, _x(1, 3, 48, 48)),  # only at the whole example's size, not its crop's
+        ({"batch": 2}, _x(2, 3, 40, 40)),  # only at the whole example's batch
+        ({"batch": 2}, _x(1, 3, 8, 8)),  # only with more images than the example has
+    ],
+    ids=["size of the whole example", "batch of the whole example", "a larger batch"],
+)
+def test_what_a_model_does_only_at_some_size_or_batch_is_seen(gate, x):
+    source, target = Gated(**gate).eval(), Gated(six=False).eval()
+    before = [t.clone() for t in target.state_dict().values()]
+    with pytest.raises(ValueError, match=r"differs from the source's by .* on a random input"):
+        subpixel.port_weights(source, target, example=x)
+    assert all(torch.equal(a, b) for a, b in zip(before, target.state_dict().values()))
