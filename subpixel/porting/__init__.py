@@ -591,12 +591,7 @@ def _verify(
         or (a.dtype.kind in "iu" and np.ptp(a) == 0)
     ):
         inputs.append(_random_like(a))
-    dtypes = [
-        str(np.asarray(v).dtype)
-        for r in (*src_records, *tgt_records)
-        for v in r.params.values()
-        if v is not None
-    ]
+    dtypes = _param_dtypes(src_records, tgt_records)
     s_names = [p.output for p in src_placed if p is not None]
     t_names = [p.output for p in tgt_placed if p is not None]
     by_layout = frames_module.output_relation(mapper, src_pos, tgt_pos)
@@ -678,12 +673,7 @@ def _check_off_the_example(c: _Context, report: PortReport) -> None:
     rng = np.random.default_rng(1)
     rms = float(np.sqrt(np.mean(np.square(whole, dtype=np.float64))))
     scale = 10 * (rms if math.isfinite(rms) and rms > 1 else 1.0)
-    dtypes = [
-        str(np.asarray(v).dtype)
-        for r in (*c.src_records, *c.tgt_records)
-        for v in r.params.values()
-        if v is not None
-    ]
+    dtypes = _param_dtypes(c.src_records, c.tgt_records)
     probes = [
         ("a random input ten times the example's scale", rng.standard_normal(a.shape) * scale)
     ]
@@ -754,6 +744,17 @@ def _outputs_agree(
 
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(n) for n in shape)
+
+
+def _param_dtypes(*records: list[Record]) -> list[str]:
+    """The dtypes of the models' parameters (what the tolerance allows for)."""
+    return [
+        str(np.asarray(v).dtype)
+        for rs in records
+        for r in rs
+        for v in r.params.values()
+        if v is not None
+    ]
 
 
 def _output_shape(pos: Any) -> tuple[int, ...] | None:

@@ -99,19 +99,15 @@ def _record(name: str, m: nn.Module, canonical: dict[int, str]) -> Record | None
             settings=settings,
             groups=m.groups,
         )
-    if isinstance(m, torch_layers.PhasedConvTranspose):  # the original's parameters
+    if isinstance(m, (torch_layers.PhasedConvTranspose, *_CONV_T)):
         values, paths = p(weight=m.weight, bias=m.bias)
-        return Record(
-            "conv_transpose",
-            name,
-            values,
-            m.weight.dim() - 2,
-            paths=paths,
-            settings={"stride": tuple(m.stride)},
+        phased = isinstance(m, torch_layers.PhasedConvTranspose)  # the original's parameters
+        groups = 1 if phased else m.groups
+        settings = (
+            {"stride": tuple(m.stride)}
+            if phased
+            else {"groups": groups, "stride": tuple(m.stride), "dilation": tuple(m.dilation)}
         )
-    if isinstance(m, _CONV_T):
-        values, paths = p(weight=m.weight, bias=m.bias)
-        settings = {"groups": m.groups, "stride": tuple(m.stride), "dilation": tuple(m.dilation)}
         return Record(
             "conv_transpose",
             name,
@@ -119,7 +115,7 @@ def _record(name: str, m: nn.Module, canonical: dict[int, str]) -> Record | None
             m.weight.dim() - 2,
             paths=paths,
             settings=settings,
-            groups=m.groups,
+            groups=groups,
         )
     if isinstance(m, nn.Linear):
         values, paths = p(weight=m.weight, bias=m.bias)
