@@ -410,11 +410,25 @@ def _trace_tf(model: Any, args: list[np.ndarray]) -> Traced:
         for n in dict.fromkeys(needed)
         if n in tensors and tensors[n].dtype not in (tf.resource, tf.variant)
     ]
-    if needed:
+    # where every value computed from the input is small, one pruned function gives
+    # them all, here and in the runs that follow (the layers' outputs a port compares):
+    # one function built, not one per set of names
+    every = [
+        *needed,
+        *_small_values(
+            graph,
+            tensors,
+            data,
+            [_tname(g.get_tensor_by_name(n)) for n in outputs],
+            _FETCH_ALL_BYTES,
+        ),
+    ]
+    if every:
         try:
-            got = fetch(needed, args)
+            got = fetch(every, args)
         except Exception as e:
             raise ExampleError(what, e) from None
+        got = {n: got[n] for n in needed}
         for n, a in got.items():
             graph.values[n].probe_shape = tuple(a.shape)
             if graph.values[n].constant:
@@ -433,9 +447,39 @@ def _trace_tf(model: Any, args: list[np.ndarray]) -> Traced:
         missing = [n for n in names if n not in tensors]
         if missing:
             raise ValueError(f"no value named {', '.join(map(repr, missing[:3]))} in the graph")
-        return fetch(list(names), [np.asarray(f) for f in feeds])
+        arrays = [np.asarray(f) for f in feeds]
+        if len(every) > len(needed) and set(names) <= {*every, *graph.inputs}:
+            got = fetch([*every, *(n for n in names if n in graph.inputs)], arrays)
+            return {n: got[n] for n in names}
+        return fetch(list(names), arrays)
 
     return Traced(graph, known, run)
+
+
+_FETCH_ALL_BYTES = 64 << 20
+
+
+def _small_values(
+    graph: Graph, tensors: dict[str, Any], data: set[str], outputs: list[str], budget: int
+) -> list[str]:
+    """The values computed from the input (and the outputs), where all of them have
+    static shapes and together fit in ``budget`` bytes; else none."""
+    import tensorflow as tf
+
+    names = []
+    total = 0
+    for n in dict.fromkeys([*data, *outputs]):
+        t = tensors.get(n)
+        if n in graph.inputs or t is None or t.dtype in (tf.resource, tf.variant, tf.string):
+            continue
+        shape = graph.values[n].probe_shape
+        if shape is None:
+            return []
+        total += int(np.prod(shape, dtype=np.int64)) * t.dtype.size
+        if total > budget:
+            return []
+        names.append(n)
+    return names
 
 
 def _has_tensor(g: Any, name: str) -> bool:
