@@ -654,10 +654,11 @@ def _verify(
 
 
 def _check_off_the_example(c: _Context, report: PortReport) -> None:
-    """The outputs agree off the example too: on a random input ten times its scale
-    and one of every magnitude up to 1e4 times it (an activation that clips, a
-    ``ReLU6`` against a ``relu``, shows; the latter of the whole example's shape where
-    the analysis ran on a crop, so what a model does only at that size or batch shows)
+    """The outputs agree off the example too: on a random input of the example's shape
+    and of every magnitude from its scale to 1e4 times it (an activation
+    that clips, a ``ReLU6`` against a ``relu``, shows; of the whole example's shape
+    where the analysis ran on a crop, so what a model does only at that size or batch
+    shows; in float16, which overflows far out, ten times its scale on the crop)
     and, for images, on one about twice as large, of the other parity on each spatial
     axis and one image more (a padding, pooling, fixed-size upsampling, arrangement or
     batch dependence that agrees only at the example's size shows).  A probe either
@@ -674,15 +675,15 @@ def _check_off_the_example(c: _Context, report: PortReport) -> None:
     rms = float(np.sqrt(np.mean(np.square(whole, dtype=np.float64))))
     scale = 10 * (rms if math.isfinite(rms) and rms > 1 else 1.0)
     dtypes = _param_dtypes(c.src_records, c.tgt_records)
-    probes = [
-        ("a random input ten times the example's scale", rng.standard_normal(a.shape) * scale)
-    ]
-    if set(dtypes) <= {"float32", "float64"} and a.dtype in (np.float32, np.float64):
-        # every magnitude up to 1e4 times the scale: a clip or threshold far out shows
-        # (not in 16-bit floats, which overflow there)
+    tenfold = rng.standard_normal(a.shape) * scale
+    if set(dtypes) <= {"float32", "float64", "bfloat16"} and a.dtype in (np.float32, np.float64):
+        # every magnitude up to 1e4 times the scale, ten times among them: a clip or
+        # threshold near or far shows (not in float16, which overflows there)
         spread = rng.standard_normal(whole.shape) * scale
         spread *= 10.0 ** rng.uniform(-1, 3, whole.shape)
-        probes.append(("a random input of every magnitude up to 1e4 times the example's", spread))
+        probes = [("a random input of every magnitude up to 1e4 times the example's", spread)]
+    else:
+        probes = [("a random input ten times the example's scale", tenfold)]
     kinds = [r.kind for r in c.src_records]
     if a.ndim >= 3 and frames_module.reads_images(c.src_pos.graph, c.src_placed, kinds):
         spatial = range(2, a.ndim) if c.layouts[0] == "channels_first" else range(1, a.ndim - 1)
@@ -749,7 +750,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def _param_dtypes(*records: list[Record]) -> list[str]:
     """The dtypes of the models' parameters (what the tolerance allows for)."""
     return [
-        str(np.asarray(v).dtype)
+        r.dtype or str(np.asarray(v).dtype)
         for rs in records
         for r in rs
         for v in r.params.values()

@@ -78,6 +78,9 @@ class Record:
     # the axis of the output channels in the kernel variable as the trace reads it
     # (Keras and Flax kernels: last; PyTorch's: 0); None: not a kernel of channels
     kernel_out_axis: int | None = None
+    # the parameters' dtype in the model where ``params`` holds them wider (PyTorch's
+    # float16 and bfloat16 as float32): what the port's tolerance allows for
+    dtype: str | None = None
 
     @property
     def label(self) -> str:

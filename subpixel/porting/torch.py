@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._frameworks.torch import as_input
+from .._frameworks.torch import as_input, to_numpy
 from ..layers import torch as torch_layers
 from ..movement import Graph
 from ..movement import torch as movement_torch
@@ -33,13 +33,11 @@ def layout(model: Any) -> str:
 
 
 def _numpy(t: Any) -> np.ndarray | None:
-    """A tensor's values as a NumPy array of its own (never a view of the model)."""
+    """A tensor's values as a NumPy array of its own (never a view of the model), 16-bit
+    floats as float32 (exactly)."""
     if t is None:
         return None
-    t = t.detach()
-    if t.dtype in (torch.bfloat16, torch.float16):
-        t = t.float()
-    return np.array(t.cpu().numpy(), copy=True)
+    return np.array(to_numpy(t), dtype=np.float32 if t.dtype == torch.float16 else None)
 
 
 def _pads(m: Any) -> tuple:
@@ -172,6 +170,10 @@ def read(model: nn.Module, *, target: bool = False) -> list[Record]:
                 )
             r = _record(name, m, canonical)
             if r is not None:
+                tensors = (*m.parameters(recurse=False), *m.buffers(recurse=False))
+                held = next((t for t in tensors if t.is_floating_point()), None)
+                if held is not None and held.dtype in (torch.float16, torch.bfloat16):
+                    r.dtype = str(held.dtype).removeprefix("torch.")
                 records.append(r)
             else:
                 own = [k for k, v in m._parameters.items() if v is not None]

@@ -110,7 +110,7 @@ CASES = {
         lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 2, 1)),
         lambda: _keras(L.Conv2D(8, 3, padding="same", activation="relu"), L.Conv2D(2, 1)),
         _x(1, 3, 5, 6),
-        r"on a random input ten times the example's scale",
+        r"on a random input of every magnitude up to 1e4 times the example's",
     ),
 }
 
@@ -163,6 +163,24 @@ def test_bfloat16_models_port():
     back = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)).to(torch.bfloat16)
     subpixel.port_weights(target, back, example=np.moveaxis(_x(1, 3, 5, 6), 1, -1))
     assert torch.equal(back[0].weight, source[0].weight)
+
+
+@pytest.mark.parametrize(
+    "dtype, match",
+    [
+        (torch.bfloat16, "of every magnitude up to 1e4 times the example's"),
+        (torch.float16, "ten times the example's scale"),  # (it overflows far out)
+    ],
+)
+def test_relu6_against_relu_in_16_bit_floats_is_refused(dtype, match):
+    def model(act):
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), act, nn.Conv2d(8, 2, 1)).to(dtype)
+
+    source, target = model(nn.ReLU6()), model(nn.ReLU())
+    before = [p.clone() for p in target.parameters()]
+    with pytest.raises(ValueError, match=match):
+        subpixel.port_weights(source, target, example=_x(1, 3, 5, 6))
+    assert all(torch.equal(a, b) for a, b in zip(before, target.parameters()))
 
 
 def _espcn_like():
