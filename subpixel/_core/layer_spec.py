@@ -186,6 +186,10 @@ class LayerSpec:
             "crop": self.crop if self.has_crop else None,
         }
 
+    def layer_kwargs(self) -> dict[str, Any]:
+        """The keywords every framework's layer takes alike, to rebuild this spec."""
+        return {"padding": self.padding, "order": self.order, "blur": self.blur, "crop": self.crop}
+
     # -- the one ICNR rule -----------------------------------------------------
 
     def icnr_index(self) -> Any:

@@ -177,15 +177,12 @@ def from_agnostic(
         spec.out_channels,
         spec.kernel_size,
         spec.factor,
-        padding=spec.padding,
-        order=spec.order,
         layout=layout or spec.layout,
         use_bias=spec.bias,
-        blur=spec.blur,
-        crop=spec.crop,
         rngs=rngs or nnx.Rngs(0),
         param_dtype=param_dtype or layer.dtype,
         dtype=dtype,
+        **spec.layer_kwargs(),
     )
     kernel = weights.convert_layout(layer.weight, src="torch", dst="flax")
     module.kernel[...] = jnp.asarray(kernel, module.kernel.dtype)

@@ -292,14 +292,11 @@ def from_agnostic(
         spec.out_channels,
         spec.kernel_size,
         spec.factor,
-        padding=spec.padding,
-        order=spec.order,
         data_format=data_format,
         use_bias=spec.bias,
-        blur=spec.blur,
-        crop=spec.crop,
         kernel_initializer="zeros",
         dtype=dtype or layer.dtype.name,
+        **spec.layer_kwargs(),
     )
     spatial = (None,) * spec.spatial_dims
     k.build(

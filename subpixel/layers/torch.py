@@ -234,12 +234,9 @@ def from_agnostic(layer: SubPixelConv, dtype: torch.dtype | None = None) -> SubP
         spec.out_channels,
         spec.kernel_size,
         spec.factor,
-        padding=spec.padding,
         bias=spec.bias,
-        order=spec.order,
-        blur=spec.blur,
-        crop=spec.crop,
         init="default",
+        **spec.layer_kwargs(),
     ).to(dtype=dtype or torch.float32)
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(np.array(layer.weight)))

@@ -15,7 +15,7 @@ from .. import weights
 from .._frameworks.flax import model_input, walk
 from ..layers import flax as flax_layers
 from ..movement import Graph
-from .records import Record, check_known, spec_settings, strides
+from .records import Kind, Record, check_known, spec_settings, strides
 
 __all__ = ["input_shape", "layout", "read", "restore", "snapshot", "trace", "write"]
 
@@ -37,17 +37,19 @@ def _v(p: Any) -> Any:
     return None if p is None else np.asarray(p[...])
 
 
+def _kernel_record(
+    kind: Kind, name: str, m: Any, w: np.ndarray, layout: str, settings: dict[str, Any]
+) -> Record:
+    """A (transposed) convolution's record: kernel ``w`` in PyTorch's layout, ``m``'s bias."""
+    return Record(
+        kind, name, {"weight": w, "bias": _v(m.bias)}, w.ndim - 2, layout=layout, settings=settings
+    )
+
+
 def _record(name: str, m: Any) -> Record | None:
     if isinstance(m, flax_layers.SubPixelConv):
         w = weights.convert_layout(_v(m.kernel), src="flax", dst="torch")
-        return Record(
-            "conv",
-            name,
-            {"weight": w, "bias": _v(m.bias)},
-            m.spec.spatial_dims,
-            layout=m.spec.layout,
-            settings=spec_settings(m.spec),
-        )
+        return _kernel_record("conv", name, m, w, m.spec.layout, spec_settings(m.spec))
     if isinstance(m, nnx.ConvTranspose):
         w = weights.convert_layout(
             _v(m.kernel),
@@ -56,24 +58,12 @@ def _record(name: str, m: Any) -> Record | None:
             transposed=True,
             transpose_kernel=m.transpose_kernel,
         )
-        return Record(
-            "conv_transpose",
-            name,
-            {"weight": w, "bias": _v(m.bias)},
-            w.ndim - 2,
-            layout="channels_last",
-            settings={"stride": strides(m.strides, w.ndim - 2)},
-        )
+        settings = {"stride": strides(m.strides, w.ndim - 2)}
+        return _kernel_record("conv_transpose", name, m, w, "channels_last", settings)
     if isinstance(m, nnx.Conv):
         w = weights.convert_layout(_v(m.kernel), src="flax", dst="torch")
-        return Record(
-            "conv",
-            name,
-            {"weight": w, "bias": _v(m.bias)},
-            w.ndim - 2,
-            layout="channels_last",
-            settings={"groups": m.feature_group_count, "stride": strides(m.strides, w.ndim - 2)},
-        )
+        settings = {"groups": m.feature_group_count, "stride": strides(m.strides, w.ndim - 2)}
+        return _kernel_record("conv", name, m, w, "channels_last", settings)
     if isinstance(m, nnx.Linear):
         return Record(
             "dense", name, {"weight": _v(m.kernel).T, "bias": _v(m.bias)}, layout="channels_last"

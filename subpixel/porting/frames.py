@@ -745,7 +745,7 @@ def _derive_out_perm(mapper: _Mapper, point: Point, t_point: Point) -> dict[int,
     that make it agree with the value's positions corresponding by layout: each
     source element's counterpart must sit where the target has it."""
     src_ids, tgt_ids = point.positions, t_point.positions
-    rel = _relation_by_layout(src_ids.shape, tgt_ids.shape, mapper, point, t_point)
+    rel = _relation_by_layout(mapper, point, t_point)
     if rel is None:
         return None
     want = tgt_ids.ravel()[rel]  # the target id sitting where the source element is
@@ -778,13 +778,7 @@ def _derive_out_perm(mapper: _Mapper, point: Point, t_point: Point) -> dict[int,
     return found
 
 
-def _relation_by_layout(
-    s_shape: tuple[int, ...],
-    t_shape: tuple[int, ...],
-    mapper: _Mapper,
-    point: Point,
-    t_point: Point,
-) -> np.ndarray | None:
+def _relation_by_layout(mapper: _Mapper, point: Point, t_point: Point) -> np.ndarray | None:
     """Source flat position -> target flat position of the same value, by the
     layouts: the channel axis (the graphs' own layout) moved where they differ, size-1
     axes dropped."""
@@ -793,24 +787,22 @@ def _relation_by_layout(
     if point.kind in ("layer", "per_channel") and point.axes and t_point.axes:
         s_axis, t_axis = point.axes[0], t_point.axes[0]
     else:
-        s_axis, t_axis = _value_axes(s_shape, t_shape, mapper.src, mapper.tgt, point, t_point)
-    return layout_relation(s_shape, t_shape, s_axis, t_axis)
+        s_axis, t_axis = _value_axes(mapper.src, mapper.tgt, point, t_point)
+    return layout_relation(point.positions.shape, t_point.positions.shape, s_axis, t_axis)
 
 
 def _value_axes(
-    s_shape: tuple[int, ...],
-    t_shape: tuple[int, ...],
-    src: Positions,
-    tgt: Positions,
-    point: Point,
-    t_point: Point,
+    src: Positions, tgt: Positions, point: Point, t_point: Point
 ) -> tuple[int | None, int | None]:
     """The channel axes of a value in each model: where the channels of what reaches
     it lie, else the graphs' layouts."""
     s_axis = _observed_axis(point.positions, src)
     t_axis = _observed_axis(t_point.positions, tgt)
     if s_axis is None or t_axis is None:
-        return _channel_axis(s_shape, src.graph.layout), _channel_axis(t_shape, tgt.graph.layout)
+        return (
+            _channel_axis(point.positions.shape, src.graph.layout),
+            _channel_axis(t_point.positions.shape, tgt.graph.layout),
+        )
     return s_axis, t_axis
 
 
@@ -829,12 +821,15 @@ def layout_relation(
 def output_axes(src: Positions, tgt: Positions) -> tuple[int | None, int | None] | None:
     """The channel axes of the two models' first outputs (for outputs of other sizes:
     an axis is an axis whatever the sizes); None without outputs."""
+    outputs = _first_outputs(src, tgt)
+    return None if outputs is None else _value_axes(src, tgt, *outputs)
+
+
+def _first_outputs(src: Positions, tgt: Positions) -> tuple[Point, Point] | None:
+    """The points of the two models' first outputs; None without them."""
     s_point = next((p for p in src.points if p.kind == "output" and p.key == 0), None)
     t_point = next((p for p in tgt.points if p.kind == "output" and p.key == 0), None)
-    if s_point is None or t_point is None:
-        return None
-    shapes = tuple(s_point.positions.shape), tuple(t_point.positions.shape)
-    return _value_axes(*shapes, src, tgt, s_point, t_point)
+    return None if s_point is None or t_point is None else (s_point, t_point)
 
 
 def _observed_axis(ids: np.ndarray, pos: Positions) -> int | None:
@@ -939,9 +934,7 @@ def solve(
 def _same_by_layout(mapped: np.ndarray, point: Point, t_point: Point, mapper: _Mapper) -> bool:
     """Whether the target holds, at the position the layouts pair with each of the
     source's, the counterpart of the source's element there."""
-    std = _relation_by_layout(
-        point.positions.shape, t_point.positions.shape, mapper, point, t_point
-    )
+    std = _relation_by_layout(mapper, point, t_point)
     return std is not None and bool(np.array_equal(mapped.ravel(), t_point.positions.ravel()[std]))
 
 
@@ -959,7 +952,7 @@ def _fits(
     if point.kind == "ids":  # the same ids in the same order, whatever size-1 axes
         return rel.size == t_point.positions.size and bool(np.array_equal(rel, np.arange(rel.size)))
     if point.kind == "output":
-        std = _relation_by_layout(s_shape, t_shape, mapper, point, t_point)
+        std = _relation_by_layout(mapper, point, t_point)
         return std is not None and np.array_equal(std, rel)
     if point.kind == "rigid":
         return _axis_perm(s_shape, t_shape, rel) is not None
@@ -1000,13 +993,8 @@ def output_relation(m: _Mapper, src: Positions, tgt: Positions) -> np.ndarray | 
     target's output that holds it by the layouts (the channel axis where what reaches
     the output puts its channels, else where each framework's layout says); None
     where the shapes do not pair."""
-    s_point = next((p for p in src.points if p.kind == "output" and p.key == 0), None)
-    t_point = next((p for p in tgt.points if p.kind == "output" and p.key == 0), None)
-    if s_point is None or t_point is None:
-        return None
-    return _relation_by_layout(
-        s_point.positions.shape, t_point.positions.shape, m, s_point, t_point
-    )
+    outputs = _first_outputs(src, tgt)
+    return None if outputs is None else _relation_by_layout(m, *outputs)
 
 
 def compare(

@@ -16,7 +16,7 @@ from .. import weights
 from .._frameworks.keras import walk
 from ..layers import keras as keras_layers
 from ..movement import Graph
-from .records import ReadError, Record, check_known, spec_settings
+from .records import Kind, ReadError, Record, check_known, spec_settings
 
 __all__ = ["input_shape", "layout", "read", "restore", "snapshot", "trace", "write"]
 
@@ -62,58 +62,40 @@ def _conv_settings(layer: Any, d: int) -> dict[str, Any]:
     }
 
 
+def _kernel_record(
+    kind: Kind, layer: Any, w: np.ndarray, settings: dict[str, Any], groups: int = 1
+) -> Record:
+    """A (transposed) convolution's record: kernel ``w`` in PyTorch's layout, the layer's bias."""
+    return Record(
+        kind,
+        _name(layer),
+        {"weight": w, "bias": _np(layer.bias)},
+        w.ndim - 2,
+        layout=layer.data_format,
+        settings=settings,
+        paths=_paths(weight=layer.kernel, bias=layer.bias),
+        groups=groups,
+    )
+
+
 def _record(layer: Any) -> Record | None:
     name = _name(layer)
     if isinstance(layer, keras_layers.SubPixelConv):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch")
-        return Record(
-            "conv",
-            name,
-            {"weight": w, "bias": _np(layer.bias)},
-            layer.spatial_dims,
-            layout=layer.data_format,
-            settings=spec_settings(layer.spec),
-            paths=_paths(weight=layer.kernel, bias=layer.bias),
-        )
+        return _kernel_record("conv", layer, w, spec_settings(layer.spec))
     if isinstance(layer, _DEPTHWISE):
         k = _np(layer.kernel)  # (*k, C, multiplier): output channel c * multiplier + m
         w = np.moveaxis(k.reshape(*k.shape[:-2], -1), -1, 0)[:, None]
         settings = _conv_settings(layer, w.ndim - 2)
         settings["groups"] = k.shape[-2]
-        return Record(
-            "conv",
-            name,
-            {"weight": w, "bias": _np(layer.bias)},
-            w.ndim - 2,
-            layout=layer.data_format,
-            settings=settings,
-            paths=_paths(weight=layer.kernel, bias=layer.bias),
-            groups=k.shape[-2],
-        )
+        return _kernel_record("conv", layer, w, settings, groups=k.shape[-2])
     if isinstance(layer, _CONV):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch")
-        return Record(
-            "conv",
-            name,
-            {"weight": w, "bias": _np(layer.bias)},
-            w.ndim - 2,
-            layout=layer.data_format,
-            settings=_conv_settings(layer, w.ndim - 2),
-            paths=_paths(weight=layer.kernel, bias=layer.bias),
-            groups=layer.groups,
-        )
+        return _kernel_record("conv", layer, w, _conv_settings(layer, w.ndim - 2), layer.groups)
     if isinstance(layer, _CONV_T):
         w = weights.convert_layout(_np(layer.kernel), src="keras", dst="torch", transposed=True)
-        d = w.ndim - 2
-        return Record(
-            "conv_transpose",
-            name,
-            {"weight": w, "bias": _np(layer.bias)},
-            d,
-            layout=layer.data_format,
-            settings={"stride": tuple(layer.strides), "dilation": tuple(layer.dilation_rate)},
-            paths=_paths(weight=layer.kernel, bias=layer.bias),
-        )
+        settings = {"stride": tuple(layer.strides), "dilation": tuple(layer.dilation_rate)}
+        return _kernel_record("conv_transpose", layer, w, settings)
     if isinstance(layer, keras.layers.Dense):
         return Record(
             "dense",

@@ -15,7 +15,7 @@ from .._frameworks.torch import as_input, to_numpy
 from ..layers import torch as torch_layers
 from ..movement import Graph
 from ..movement import torch as movement_torch
-from .records import ReadError, Record, check_known, spec_settings
+from .records import Kind, ReadError, Record, check_known, spec_settings
 
 __all__ = ["layout", "model_input", "output", "read", "restore", "snapshot", "trace", "write"]
 
@@ -74,13 +74,15 @@ def _record(name: str, m: nn.Module, canonical: dict[int, str]) -> Record | None
             paths.setdefault(f"+{key}", canonical.get(id(t), f"{name}.{key}"))
         return values, paths
 
+    def kernel(kind: Kind, settings: dict[str, Any], groups: int = 1) -> Record:
+        """A (transposed) convolution's record: its weight and bias."""
+        values, paths = p(weight=m.weight, bias=m.bias)
+        dims = m.weight.dim() - 2
+        return Record(kind, name, values, dims, paths=paths, settings=settings, groups=groups)
+
     if isinstance(m, _SUBPIXEL):
-        values, paths = p(weight=m.weight, bias=m.bias)
-        return Record(
-            "conv", name, values, m.spec.spatial_dims, paths=paths, settings=spec_settings(m.spec)
-        )
+        return kernel("conv", spec_settings(m.spec))
     if isinstance(m, _CONV):
-        values, paths = p(weight=m.weight, bias=m.bias)
         settings = {
             "groups": m.groups,
             "stride": tuple(m.stride),
@@ -88,17 +90,8 @@ def _record(name: str, m: nn.Module, canonical: dict[int, str]) -> Record | None
             "padding_mode": m.padding_mode,
             "pads": _pads(m),
         }
-        return Record(
-            "conv",
-            name,
-            values,
-            m.weight.dim() - 2,
-            paths=paths,
-            settings=settings,
-            groups=m.groups,
-        )
+        return kernel("conv", settings, m.groups)
     if isinstance(m, (torch_layers.PhasedConvTranspose, *_CONV_T)):
-        values, paths = p(weight=m.weight, bias=m.bias)
         phased = isinstance(m, torch_layers.PhasedConvTranspose)  # the original's parameters
         groups = 1 if phased else m.groups
         settings = (
@@ -106,15 +99,7 @@ def _record(name: str, m: nn.Module, canonical: dict[int, str]) -> Record | None
             if phased
             else {"groups": groups, "stride": tuple(m.stride), "dilation": tuple(m.dilation)}
         )
-        return Record(
-            "conv_transpose",
-            name,
-            values,
-            m.weight.dim() - 2,
-            paths=paths,
-            settings=settings,
-            groups=groups,
-        )
+        return kernel("conv_transpose", settings, groups)
     if isinstance(m, nn.Linear):
         values, paths = p(weight=m.weight, bias=m.bias)
         return Record("dense", name, values, paths=paths)
