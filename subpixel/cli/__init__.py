@@ -1,12 +1,14 @@
 """The ``subpixel`` command (also ``python -m subpixel``), one module per command.
 
-subpixel info     installed backends, their versions and devices
-subpixel check    every installed backend against the NumPy reference (default)
+subpixel info     installed backends, versions and devices
+subpixel check    compare every installed backend with the NumPy reference (default)
 subpixel upscale  super-resolve an image with the bundled ESPCN or a model file
 subpixel bench    shuffle throughput against a plain copy and the native ops
 subpixel convert  port sub-pixel conv weights between files, frameworks and orders
-subpixel export   the bundled ESPCN as ONNX or LiteRT/TFLite, checked in its runtime
-subpixel audit    each depth-to-space of an ONNX/LiteRT file: the order it implements
+subpixel export   export the bundled ESPCN or a PyTorch model to ONNX or LiteRT/TFLite
+                  and check it runs right
+subpixel audit    list each depth-to-space of an .onnx/.tflite file with the order it
+                  implements
 
 Every problem with what the user passed is one line ``subpixel: error: ...`` and
 exit status 2; a failed check exits with 1.
@@ -29,9 +31,19 @@ from ._common import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
 
-# one module of this package per command, in the order of `subpixel --help`: each has
-# add(subparsers), which registers its arguments and its run(args) -> exit status
-COMMANDS = ("info", "check", "upscale", "bench", "convert", "export", "audit")
+# one module of this package per command, in the order of `subpixel --help`, with its
+# line there: each module has arguments(parser), which declares the command's
+# arguments, and run(args) -> exit status
+COMMANDS = {
+    "info": "installed backends, versions and devices",
+    "check": "compare every installed backend with the NumPy reference (default)",
+    "upscale": "super-resolve an image with the bundled ESPCN or a model file",
+    "bench": "shuffle throughput against a plain copy and the native ops",
+    "convert": "port sub-pixel conv weights between files, frameworks and orders",
+    "export": "export the bundled ESPCN or a PyTorch model to ONNX or LiteRT/TFLite and check "
+    "it runs right",
+    "audit": "list each depth-to-space of an .onnx/.tflite file with the order it implements",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"subpixel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add(sub)
+    for name, line in COMMANDS.items():
+        command = importlib.import_module(f"{__name__}.{name}")
+        p = sub.add_parser(name, help=line)
+        command.arguments(p)
+        p.set_defaults(run=command.run)
     return parser
 
 

@@ -90,6 +90,11 @@ def add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
 
+def add_backends(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--backend NAME``, repeatable: the library backends a command works on."""
+    parser.add_argument("--backend", action="append", choices=LIBRARY_BACKENDS, help=help)
+
+
 @contextlib.contextmanager
 def interrupts_reported() -> Iterator[None]:
     """Ctrl-C (SIGINT) inside the block is an interruption, whatever a library made of

@@ -19,14 +19,12 @@ def _shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "audit",
-        help="list each depth-to-space of an .onnx/.tflite file with the order it implements",
-        description="List every depth-to-space/space-to-depth site of MODEL (found by running "
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "List every depth-to-space/space-to-depth site of MODEL (found by running "
         "index arrays through its data-movement ops) with its factor, channel order (CRD/DCR) "
         "and layout, and hazards. Exit status: 0 every site classified (and agreeing with "
-        "--against), 1 a site not classified or a difference found, 2 an error.",
+        "--against), 1 a site not classified or a difference found, 2 an error."
     )
     p.add_argument("model", metavar="MODEL", help="an .onnx or .tflite/.litert file")
     p.add_argument(
@@ -42,7 +40,6 @@ def add(sub: argparse._SubParsersAction) -> None:
         "then 48, 72, ... for the open dimensions)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

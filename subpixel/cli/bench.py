@@ -8,9 +8,16 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from .._core.timing import best_time
-from ..backends import LIBRARY_BACKENDS, available_backends
+from ..backends import available_backends
 from ..backends._base import Backend
-from ._common import UserError, add_force, output_file, positive_int, usable_backend
+from ._common import (
+    UserError,
+    add_backends,
+    add_force,
+    output_file,
+    positive_int,
+    usable_backend,
+)
 
 
 @runtime_checkable
@@ -51,13 +58,9 @@ def measure(backends: list[tuple[str, Backend[Any]]], a: Any, repeat: int) -> li
     return rows
 
 
-def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="shuffle throughput against a plain copy and the native ops")
-    p.add_argument(
-        "--backend",
-        action="append",
-        choices=LIBRARY_BACKENDS,
-        help="repeatable; default: all installed (those that cannot run here are skipped)",
+def arguments(p: argparse.ArgumentParser) -> None:
+    add_backends(
+        p, help="repeatable; default: all installed (those that cannot run here are skipped)"
     )
     p.add_argument(
         "--shape",
@@ -75,7 +78,6 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="bar chart of the ratios, a .png file (needs matplotlib)",
     )
     add_force(p)
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

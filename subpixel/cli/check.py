@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..backends import LIBRARY_BACKENDS, available_backends
-from ._common import UserError, usable_backend
+from ..backends import available_backends
+from ._common import UserError, add_backends, usable_backend
 
 # (op, numpy shape, factor, spatial_dims, layout)
 CASES = [
@@ -17,17 +17,10 @@ CASES = [
 ]
 
 
-def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "check", help="compare every installed backend with the NumPy reference (default)"
+def arguments(p: argparse.ArgumentParser) -> None:
+    add_backends(
+        p, help="check only this backend (repeatable); one that cannot run here fails the check"
     )
-    p.add_argument(
-        "--backend",
-        action="append",
-        choices=LIBRARY_BACKENDS,
-        help="check only this backend (repeatable); one that cannot run here fails the check",
-    )
-    p.set_defaults(run=run)
 
 
 def known_answer() -> list[str]:

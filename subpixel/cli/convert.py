@@ -18,10 +18,7 @@ if TYPE_CHECKING:
 OUTPUTS = (".safetensors", ".npz", ".pt", ".pth", ".weights.h5")
 
 
-def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert", help="port sub-pixel conv weights between files, frameworks and orders"
-    )
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "src",
         metavar="SRC",
@@ -93,7 +90,6 @@ def add(sub: argparse._SubParsersAction) -> None:
         "(other outputs hold subpixel's one-layer format, whose keys are fixed: refused there)",
     )
     add_force(p)
-    p.set_defaults(run=run)
 
 
 def _one_or_tuple(values: list | None) -> Any:

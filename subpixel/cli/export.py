@@ -14,12 +14,7 @@ from .._core.lowering import LOWERINGS
 from ._common import UserError, add_force, input_file, interrupts_reported, output_file
 
 
-def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export the bundled ESPCN or a PyTorch model to ONNX or LiteRT/TFLite and check "
-        "it runs right",
-    )
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "model",
         metavar="MODEL",
@@ -82,7 +77,6 @@ def add(sub: argparse._SubParsersAction) -> None:
         "files you trust)",
     )
     add_force(p)
-    p.set_defaults(run=run)
 
 
 def _needs(*modules: str) -> None:

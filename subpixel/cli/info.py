@@ -9,9 +9,8 @@ from .. import __version__
 from ..backends import LIBRARY_BACKENDS, available_backends, backend_by_name, framework_version
 
 
-def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="installed backends, versions and devices")
-    p.set_defaults(run=run)
+def arguments(p: argparse.ArgumentParser) -> None:
+    """``subpixel info`` takes no arguments."""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,10 +11,7 @@ from ..backends import LIBRARY_BACKENDS
 from ._common import UserError, add_force, input_file, output_file, positive_int, usable_backend
 
 
-def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "upscale", help="super-resolve an image with the bundled ESPCN or a model file"
-    )
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "input",
         metavar="IN",
@@ -64,7 +61,6 @@ def add(sub: argparse._SubParsersAction) -> None:
         "can run code from the file: only for files you trust",
     )
     add_force(p)
-    p.set_defaults(run=run)
 
 
 def _model(args: argparse.Namespace):
