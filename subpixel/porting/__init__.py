@@ -75,6 +75,8 @@ def port_weights(
     # a forward that moves the model's state (statistics of every batch, a counter)
     # would be moved by the runs here: the source is put back as it was
     before = None if source is target else src_mod.snapshot(source)
+    if before is not None and _shared(before, tgt_mod.snapshot(target)):
+        before = None  # (a tensor both hold is the target's: the port writes it)
     try:
         if small is not None:  # the analysis on a crop of the example, the outputs on all
             try:
@@ -85,6 +87,16 @@ def port_weights(
     finally:
         if before is not None:
             src_mod.restore(source, before)
+
+
+def _shared(a: Any, b: Any) -> bool:
+    """Whether two snapshots (pairs of a tensor or variable and its values) hold one
+    tensor in common."""
+
+    def held(snapshot: Any) -> set[int]:
+        return {id(pair[0]) for pair in snapshot} if isinstance(snapshot, list) else set()
+
+    return bool(held(a) & held(b))
 
 
 def _reduced(x: np.ndarray, layout: str) -> np.ndarray | None:
