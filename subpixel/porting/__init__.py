@@ -74,9 +74,7 @@ def port_weights(
     small = None if made else _reduced(xs[0], src_mod.layout(source))
     # a forward that moves the model's state (statistics of every batch, a counter)
     # would be moved by the runs here: the source is put back as it was
-    before = None if source is target else src_mod.snapshot(source)
-    if before is not None and _shared(before, tgt_mod.snapshot(target)):
-        before = None  # (a tensor both hold is the target's: the port writes it)
+    before = None if source is target else _unshared(src_mod.snapshot(source), target, tgt_mod)
     try:
         if small is not None:  # the analysis on a crop of the example, the outputs on all
             try:
@@ -89,14 +87,14 @@ def port_weights(
             src_mod.restore(source, before)
 
 
-def _shared(a: Any, b: Any) -> bool:
-    """Whether two snapshots (pairs of a tensor or variable and its values) hold one
-    tensor in common."""
-
-    def held(snapshot: Any) -> set[int]:
-        return {id(pair[0]) for pair in snapshot} if isinstance(snapshot, list) else set()
-
-    return bool(held(a) & held(b))
+def _unshared(snapshot: Any, target: Any, tgt_mod: Any) -> Any:
+    """The source's snapshot without the tensors the target holds too (those are the
+    target's: the port writes them)."""
+    if not isinstance(snapshot, list):  # (Flax: a state, and its runs are on a copy)
+        return snapshot
+    held = tgt_mod.snapshot(target)
+    ids = {id(pair[0]) for pair in held} if isinstance(held, list) else set()
+    return [pair for pair in snapshot if id(pair[0]) not in ids]
 
 
 def _reduced(x: np.ndarray, layout: str) -> np.ndarray | None:
@@ -565,17 +563,34 @@ def tolerance(reference: np.ndarray, dtypes: Sequence[str]) -> float:
     relative to the output's scale, 1e-9 in float64, 1e-4 in float32, 2e-2 in float16
     or bfloat16 (the layers' sums run in another order and, for float32, through
     other kernels: far below what a wrong reorder gives, about the signal itself)."""
-    names = {str(d) for d in dtypes}
-    rtol = (
-        2e-2
-        if names & {"float16", "bfloat16"}
-        else 1e-9
-        if names <= {"float64", "int64", "int32"}
-        else 1e-4
-    )
     finite = reference[np.isfinite(reference)] if reference.size else reference
     scale = float(np.max(np.abs(finite))) if finite.size else 0.0
-    return rtol * scale
+    return _rtol(dtypes) * scale
+
+
+def _rtol(dtypes: Sequence[str]) -> float:
+    names = {str(d) for d in dtypes}
+    if names & {"float16", "bfloat16"}:
+        return 2e-2
+    return 1e-9 if names <= {"float64", "int64", "int32"} else 1e-4
+
+
+def _channel_excess(
+    y_s: np.ndarray, y_t: np.ndarray, dtypes: Sequence[str], axis: int | None
+) -> tuple[int, float, float] | None:
+    """The first output channel (along ``axis``) whose difference exceeds the tolerance
+    of its own scale, ``(channel, difference, tolerance)``: outputs whose channels
+    have different scales (box coordinates beside probabilities) are held to each
+    channel's; None where every channel agrees or there are no channels."""
+    if axis is None or y_s.ndim < 2 or y_s.shape != y_t.shape or y_s.size == 0:
+        return None
+    a = np.moveaxis(np.asarray(y_s, np.float64), axis, 0).reshape(y_s.shape[axis], -1)
+    b = np.moveaxis(np.asarray(y_t, np.float64), axis, 0).reshape(a.shape)
+    with np.errstate(invalid="ignore"):
+        d = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b)).max(axis=1)
+    tol = _rtol(dtypes) * np.where(np.isfinite(a), np.abs(a), 0.0).max(axis=1)
+    over = np.flatnonzero(~(d <= tol))
+    return None if over.size == 0 else (int(over[0]), float(d[over[0]]), float(tol[over[0]]))
 
 
 def _verify(
@@ -612,10 +627,11 @@ def _verify(
         or (a.dtype.kind in "iu" and np.ptp(a) == 0)
     ):
         inputs.append(_random_like(a))
-    dtypes = _param_dtypes(src_records, tgt_records)
+    dtypes = _dtypes([src_records, tgt_records], [src_pos.graph, tgt_pos.graph])
     s_names = [p.output for p in src_placed if p is not None]
     t_names = [p.output for p in tgt_placed if p is not None]
     by_layout = frames_module.output_relation(mapper, src_pos, tgt_pos)
+    out_axes = frames_module.output_axes(src_pos, tgt_pos)
     for k, xi in enumerate(inputs):
         xt = x_t if k == 0 else _example_for(xi, layouts)
         s_vals = src_run([xi], [*s_names, *src_pos.graph.outputs[:1]])
@@ -672,6 +688,21 @@ def _verify(
                 f"the ported target's output differs from the source's by {out_diff:.3g} "
                 f"(tolerance {tol:.3g}) on {on}: {where}; the target was left as it was"
             )
+        if atol is None:
+            axis = out_axes[0] if out_axes is not None and y_s.shape == y_t.shape else None
+            excess = _channel_excess(y_s, y_t, [*dtypes, str(y_s.dtype), str(y_t.dtype)], axis)
+            if excess is not None:
+                on = "`example`" if k == 0 else "a random input of the example's shape"
+                raise ValueError(_channel_message(excess, on))
+
+
+def _channel_message(excess: tuple[int, float, float], on: str) -> str:
+    channel, diff, tol = excess
+    return (
+        f"the ported target's output channel {channel} differs from the source's by "
+        f"{diff:.3g} (tolerance {tol:.3g}, from that channel's own scale) on {on}; the "
+        "target was left as it was"
+    )
 
 
 def _check_off_the_example(c: _Context, report: PortReport) -> None:
@@ -696,7 +727,7 @@ def _check_off_the_example(c: _Context, report: PortReport) -> None:
     rng = np.random.default_rng(1)
     rms = float(np.sqrt(np.mean(np.square(whole, dtype=np.float64))))
     scale = 10 * (rms if math.isfinite(rms) and rms > 1 else 1.0)
-    dtypes = _param_dtypes(c.src_records, c.tgt_records)
+    dtypes = _dtypes([c.src_records, c.tgt_records], [c.src_pos.graph, c.tgt_pos.graph])
     probes = [
         ("a random input ten times the example's scale", rng.standard_normal(a.shape) * scale)
     ]
@@ -768,6 +799,9 @@ def _outputs_agree(
         return None
     tol = c.atol if c.atol is not None else tolerance(y_s, [*dtypes, *outputs])
     diff = max_difference(y_s, y_t)
+    excess = None if c.atol is not None else _channel_excess(y_s, y_t, [*dtypes, *outputs], axes[0])
+    if excess is not None and diff <= tol:
+        raise ValueError(_channel_message(excess, what))
     if not diff <= tol:
         raise ValueError(
             f"the ported target's output differs from the source's by {diff:.3g} "
@@ -783,15 +817,20 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(n) for n in shape)
 
 
-def _param_dtypes(*records: list[Record]) -> list[str]:
-    """The dtypes of the models' parameters (what the tolerance allows for)."""
-    return [
+def _dtypes(records: Sequence[list[Record]], graphs: Sequence[Any]) -> list[str]:
+    """What the tolerance allows for: the dtypes of the models' parameters and the
+    float dtypes their traces compute in (mixed precision: float32 weights, 16-bit
+    arithmetic)."""
+    held = [
         r.dtype or str(np.asarray(v).dtype)
         for rs in records
         for r in rs
         for v in r.params.values()
         if v is not None
     ]
+    floats = {"float16", "bfloat16", "float32", "float64"}
+    computed = {v.dtype for g in graphs for v in g.values.values() if v.dtype in floats}
+    return [*held, *sorted(computed)]
 
 
 def _output_shape(pos: Any) -> tuple[int, ...] | None:

@@ -352,3 +352,71 @@ def test_what_a_model_does_only_at_some_size_or_batch_is_seen(gate, x):
     with pytest.raises(ValueError, match=r"differs from the source's by .* on a random input"):
         subpixel.port_weights(source, target, example=x)
     assert all(torch.equal(a, b) for a, b in zip(before, target.state_dict().values()))
+
+
+def test_each_output_channel_is_held_to_its_own_scale():
+    """Box coordinates (x 1280) beside class probabilities whose sigmoid became a hard
+    sigmoid: 0.04 off in a channel of scale 1, far below a tolerance from 1280."""
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.h = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 8, 1)
+
+        def forward(self, x):
+            z = self.h(torch.relu(self.a(x)))
+            return torch.cat([1280 * torch.sigmoid(z[:, :4]), torch.sigmoid(z[:, 4:])], 1)
+
+    inputs = keras.Input((None, None, 3))
+    z = L.Conv2D(8, 1)(L.Conv2D(16, 3, padding="same", activation="relu")(inputs))
+    box = L.Lambda(lambda z: 1280 * keras.ops.sigmoid(z[..., :4]))(z)
+    cls = L.Lambda(lambda z: keras.ops.hard_sigmoid(z[..., 4:]))(z)
+    target = keras.Model(inputs, L.Concatenate()([box, cls]))
+    torch.manual_seed(0)
+    before = [np.array(v) for v in target.get_weights()]
+    with pytest.raises(ValueError, match="output channel 4 differs"):
+        subpixel.port_weights(Head(), target, example=_x(2, 3, 16, 16))
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, target.get_weights()))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_with_a_float32_head_ports(policy):
+    """Keras's recipe: 16-bit arithmetic, float32 weights and a float32 last layer: the
+    tolerance is that of the arithmetic the trace shows."""
+    source = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        hidden = L.Conv2D(8, 3, padding="same", activation="relu")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    target = _keras(hidden, L.Conv2D(3, 3, padding="same", dtype="float32"))
+    report = subpixel.port_weights(source.eval(), target, example=_x(1, 3, 12, 12))
+    assert report.max_diff <= report.tolerance
+
+
+def test_a_source_sharing_a_layer_with_the_target_keeps_its_own_statistics():
+    """The shared layer is the target's (written); the rest of the source is put back."""
+
+    class BatchStats(nn.BatchNorm2d):
+        def forward(self, x):
+            return nn.functional.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, True, 0.1, self.eps
+            )
+
+    class Model(nn.Module):
+        def __init__(self, stem=None):
+            super().__init__()
+            self.stem = stem or nn.Conv2d(3, 8, 3, padding=1)
+            self.bn, self.o = BatchStats(8), nn.Conv2d(8, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.o(torch.relu(self.bn(self.stem(x))))
+
+    torch.manual_seed(0)
+    source = Model()
+    target = Model(stem=source.stem)
+    stats = source.bn.running_var.clone()
+    subpixel.port_weights(source, target, example=_x(2, 3, 16, 16))
+    assert torch.equal(source.bn.running_var, stats)
+    assert torch.equal(target.bn.running_var, stats)  # as written
