@@ -91,9 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a command reports in its own words: the libraries' warnings would add lines
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return args.run(args)
+            status = args.run(args)
+        sys.stdout.flush()  # (a reader gone away is seen here, not at exit)
+        return status
     except (UserError, ValueError) as exc:  # ValueError: the library's contract messages
         return _error(str(exc))
+    except BrokenPipeError:  # the reader of the output went away (`| head`): as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no flush error)
+        return 128 + signal.SIGPIPE
     except OSError as exc:  # unreadable input, unwritable output, a full disk
         return _error(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc))
     except MemoryError:

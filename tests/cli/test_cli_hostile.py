@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import zipfile
@@ -502,3 +503,23 @@ sys.exit(main(sys.argv[1:]))
             proc.kill()
     assert code == 128 + signal.SIGTERM, proc.communicate()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ready", "w.npz"]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`subpixel check | head -1`: no error line, the status of a closed pipe."""
+    code = (
+        "import sys; from subpixel import cli; sys.stdin.read()\n"
+        "sys.exit(cli.main(['check', '--backend', 'numpy']))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the command writes
+    proc.stdin.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "error" not in err.lower() and "Traceback" not in err, err
+    assert proc.returncode == 128 + signal.SIGPIPE
