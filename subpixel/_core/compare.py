@@ -7,7 +7,15 @@ import math
 
 import numpy as np
 
-__all__ = ["max_difference"]
+__all__ = ["differences", "max_difference"]
+
+
+def differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``|a - b|`` element by element (in float64, arrays of one shape), a NaN or an
+    infinity where both hold the same counting as no difference."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b))
 
 
 def max_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -18,9 +26,7 @@ def max_difference(a: np.ndarray, b: np.ndarray) -> float:
     >>> max_difference(np.array([1.0, np.nan]), np.array([1.5, np.nan]))
     0.5
     """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
+    if np.shape(a) != np.shape(b):
         return math.inf
-    with np.errstate(invalid="ignore"):
-        d = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b))
+    d = differences(a, b)
     return float(d.max()) if d.size else 0.0

@@ -107,6 +107,8 @@ class Recorder:
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         from torch.utils._python_dispatch import TorchDispatchMode
 
+        from .._frameworks.torch import to_numpy
+
         class _Mode(TorchDispatchMode):
             def __init__(
                 self, params: dict[int, str], inputs: list[Any], wanted: set[str] | None
@@ -177,10 +179,7 @@ class Recorder:
                     self._value(name, t).constant = not from_data
                     names.append(name)
                     if self.wanted is not None and name in self.wanted:
-                        v = t.detach().cpu()
-                        if v.dtype == torch.bfloat16:  # (NumPy has none: float32 is exact)
-                            v = v.float()
-                        self.seen[name] = v.numpy().copy()
+                        self.seen[name] = np.array(to_numpy(t))  # (a copy; bf16 widened)
                 if self.wanted is None:
                     many = _many(func, args, kwargs)
                     if many is not None:  # (a step of lists: Node.many)

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .._core.compare import max_difference
+from .._core.compare import differences, max_difference
 from ..movement.graph import ExampleError, error_line
 from . import frames as frames_module
 from .frames import FramesError, Placed
@@ -563,9 +563,14 @@ def tolerance(reference: np.ndarray, dtypes: Sequence[str]) -> float:
     relative to the output's scale, 1e-9 in float64, 1e-4 in float32, 2e-2 in float16
     or bfloat16 (the layers' sums run in another order and, for float32, through
     other kernels: far below what a wrong reorder gives, about the signal itself)."""
-    finite = reference[np.isfinite(reference)] if reference.size else reference
-    scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+    scale = float(_finite_magnitudes(reference).max()) if np.size(reference) else 0.0
     return _rtol(dtypes) * scale
+
+
+def _finite_magnitudes(a: np.ndarray) -> np.ndarray:
+    """``|a|``, 0 where ``a`` is not finite (what a scale is read from)."""
+    a = np.asarray(a, np.float64)
+    return np.where(np.isfinite(a), np.abs(a), 0.0)
 
 
 def _rtol(dtypes: Sequence[str]) -> float:
@@ -576,19 +581,24 @@ def _rtol(dtypes: Sequence[str]) -> float:
 
 
 def _channel_excess(
-    y_s: np.ndarray, y_t: np.ndarray, dtypes: Sequence[str], axis: int | None
+    y_s: np.ndarray,
+    y_t: np.ndarray,
+    dtypes: Sequence[str],
+    axis: int | None,
+    atol: float | None,
 ) -> tuple[int, float, float] | None:
     """The first output channel (along ``axis``) whose difference exceeds the tolerance
     of its own scale, ``(channel, difference, tolerance)``: outputs whose channels
     have different scales (box coordinates beside probabilities) are held to each
-    channel's; None where every channel agrees or there are no channels."""
-    if axis is None or y_s.ndim < 2 or y_s.shape != y_t.shape or y_s.size == 0:
+    channel's; None where every channel agrees, there are no channels or the user set
+    ``atol``."""
+    if atol is not None or axis is None or y_s.ndim < 2 or y_s.shape != y_t.shape:
         return None
-    a = np.moveaxis(np.asarray(y_s, np.float64), axis, 0).reshape(y_s.shape[axis], -1)
-    b = np.moveaxis(np.asarray(y_t, np.float64), axis, 0).reshape(a.shape)
-    with np.errstate(invalid="ignore"):
-        d = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b)).max(axis=1)
-    tol = _rtol(dtypes) * np.where(np.isfinite(a), np.abs(a), 0.0).max(axis=1)
+    if y_s.size == 0:
+        return None
+    a = np.moveaxis(np.asarray(y_s), axis, 0).reshape(y_s.shape[axis], -1)
+    d = differences(a, np.moveaxis(np.asarray(y_t), axis, 0).reshape(a.shape)).max(axis=1)
+    tol = _rtol(dtypes) * _finite_magnitudes(a).max(axis=1)
     over = np.flatnonzero(~(d <= tol))
     return None if over.size == 0 else (int(over[0]), float(d[over[0]]), float(tol[over[0]]))
 
@@ -651,9 +661,9 @@ def _verify(
                 if layouts[0] == "channels_first"
                 else np.moveaxis(y_t, 1, -1)
             )
-        tol = (
-            atol if atol is not None else tolerance(y_s, [*dtypes, str(y_s.dtype), str(y_t.dtype)])
-        )
+        out_dtypes = [*dtypes, str(y_s.dtype), str(y_t.dtype)]
+        tol = atol if atol is not None else tolerance(y_s, out_dtypes)
+        on = "`example`" if k == 0 else "a random input of the example's shape"
         out_diff = max_difference(y_s, y_t)
         layer = {}
         for s, t in pairs:
@@ -683,17 +693,14 @@ def _verify(
                 if first is not None
                 else "every paired layer agrees, so the difference is in what lies between them"
             )
-            on = "`example`" if k == 0 else "a random input of the example's shape"
             raise ValueError(
                 f"the ported target's output differs from the source's by {out_diff:.3g} "
                 f"(tolerance {tol:.3g}) on {on}: {where}; the target was left as it was"
             )
-        if atol is None:
-            axis = out_axes[0] if out_axes is not None and y_s.shape == y_t.shape else None
-            excess = _channel_excess(y_s, y_t, [*dtypes, str(y_s.dtype), str(y_t.dtype)], axis)
-            if excess is not None:
-                on = "`example`" if k == 0 else "a random input of the example's shape"
-                raise ValueError(_channel_message(excess, on))
+        axis = None if out_axes is None else out_axes[0]
+        excess = _channel_excess(y_s, y_t, out_dtypes, axis, atol)
+        if excess is not None:
+            raise ValueError(_channel_message(excess, on))
 
 
 def _channel_message(excess: tuple[int, float, float], on: str) -> str:
@@ -799,7 +806,7 @@ def _outputs_agree(
         return None
     tol = c.atol if c.atol is not None else tolerance(y_s, [*dtypes, *outputs])
     diff = max_difference(y_s, y_t)
-    excess = None if c.atol is not None else _channel_excess(y_s, y_t, [*dtypes, *outputs], axes[0])
+    excess = _channel_excess(y_s, y_t, [*dtypes, *outputs], axes[0], c.atol)
     if excess is not None and diff <= tol:
         raise ValueError(_channel_message(excess, what))
     if not diff <= tol:
